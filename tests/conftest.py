@@ -1,0 +1,29 @@
+"""Shared pytest fixtures: paths to the repository and to the real LVIS samples in ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ltbench import paths
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return paths.REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def lvis_samples() -> Path:
+    """``../shared/data/lvis``: real LVIS v0.5 val sample, v1 categories, COCO synset map."""
+    if not paths.LVIS_SAMPLES_DIR.is_dir():
+        pytest.skip(f"real LVIS samples not found at {paths.LVIS_SAMPLES_DIR} (set LTBENCH_SHARED)")
+    return paths.LVIS_SAMPLES_DIR
+
+
+@pytest.fixture(scope="session")
+def papers_dir() -> Path:
+    if not paths.PAPERS_DIR.is_dir():
+        pytest.skip(f"paper texts not found at {paths.PAPERS_DIR} (set LTBENCH_SHARED)")
+    return paths.PAPERS_DIR
