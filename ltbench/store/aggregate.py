@@ -1,0 +1,121 @@
+"""Aggregate records into one pandas table (``results/metrics.parquet``) and query it.
+
+The table is long: one row per (run_id, view_id, seed, metric) with ``value`` unrounded, plus the
+columns that a query filters on (scale, framework, dataset, config_hash, git commit/dirty, host, gpu,
+wall time). Long form keeps every metric key without a schema change when a paper adds one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ltbench import io, paths
+from ltbench.store.records import LoadedRecords, load_records
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+COLUMNS = [
+    "run_id",
+    "view_id",
+    "seed",
+    "scale",
+    "framework",
+    "dataset",
+    "metric",
+    "value",
+    "config_hash",
+    "git_commit",
+    "git_dirty",
+    "host",
+    "gpu",
+    "wall_time_s",
+    "recorded",
+]
+
+
+def _rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    prov = record.get("provenance") or {}
+    git = prov.get("git") or {}
+    base = {
+        "run_id": record["run_id"],
+        "view_id": record["view_id"],
+        "seed": record.get("seed"),
+        "scale": record.get("scale"),
+        "framework": record.get("framework"),
+        "dataset": record.get("dataset"),
+        "config_hash": record.get("config_hash"),
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
+        "host": prov.get("host"),
+        "gpu": ", ".join(prov.get("gpu") or []) or None,
+        "wall_time_s": prov.get("wall_time_s"),
+        "recorded": prov.get("recorded"),
+    }
+    return [{**base, "metric": key, "value": float(value)} for key, value in sorted(record["metrics"].items())]
+
+
+def to_frame(loaded: LoadedRecords) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = [row for record in loaded.records for row in _rows(record)]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["value"] = frame["value"].astype("float64")
+    frame["seed"] = frame["seed"].astype("Int64")
+    frame["wall_time_s"] = frame["wall_time_s"].astype("float64")
+    frame["git_dirty"] = frame["git_dirty"].astype("boolean")
+    return frame.sort_values(["run_id", "view_id", "seed", "metric"], kind="stable").reset_index(drop=True)
+
+
+def parquet_path(results_dir: str | Path | None = None) -> Path:
+    return (Path(results_dir) if results_dir is not None else paths.RESULTS_DIR) / "metrics.parquet"
+
+
+def write_parquet(results_dir: str | Path | None = None, out: str | Path | None = None) -> tuple[Path, LoadedRecords]:
+    """Aggregate every valid record under ``results_dir`` into ``out`` (atomic). Returns (path, loaded)."""
+    loaded = load_records(results_dir)
+    frame = to_frame(loaded)
+    target = Path(out) if out is not None else parquet_path(results_dir)
+    with io.atomic_open(target, "wb") as handle:
+        frame.to_parquet(handle, index=False)
+    return target, loaded
+
+
+def load_frame(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, LoadedRecords | None]:
+    """The metrics table: from ``metrics.parquet`` when it is newer than every record, else re-aggregated.
+
+    Returns the frame and, when it was re-aggregated, the loaded records (with any corrupt ones).
+    """
+    import pandas as pd
+
+    target = parquet_path(results_dir)
+    records_dir = target.parent / "records"
+    if target.is_file():
+        newest = max((p.stat().st_mtime for p in records_dir.glob("*/*.json")), default=0.0)
+        if records_dir.is_dir():
+            newest = max(newest, max((d.stat().st_mtime for d in records_dir.iterdir()), default=0.0))
+        if target.stat().st_mtime >= newest:
+            return pd.read_parquet(target), None
+    loaded = load_records(results_dir)
+    return to_frame(loaded), loaded
+
+
+def query(
+    frame: pd.DataFrame, *, run_id: str | None = None, pairs: set[tuple[str, str]] | None = None
+) -> pd.DataFrame:
+    """Filter by run id (prefix match, so a readable slug without its hash works) and/or (run, view) pairs."""
+    out = frame
+    if run_id is not None:
+        out = out[(out["run_id"] == run_id) | out["run_id"].str.startswith(run_id)]
+    if pairs is not None:
+        keys = list(zip(out["run_id"], out["view_id"]))
+        out = out[[k in pairs for k in keys]]
+    return out
+
+
+def wide(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, view, seed), one column per metric."""
+    if frame.empty:
+        return frame
+    return frame.pivot_table(index=["run_id", "view_id", "seed"], columns="metric", values="value", aggfunc="first")
