@@ -130,3 +130,32 @@ def test_inference_rule(background):
     s = torch.sigmoid(z_last)[0]
     expected = [s[0] * (1 - s[2]), s[1] * (1 - s[2]), s[2]]
     assert convert_columns(probs, background, "last")[0].tolist() == pytest.approx([v.item() for v in expected])
+
+
+def _distributed_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        for all_reduce in (True, False):
+            stats = EQLv2Weights(2, "last", distributed=all_reduce)
+            probs = torch.full((1, 3), 0.5, dtype=torch.float64)
+            # rank 0 sees a class-0 RoI, rank 1 a class-1 RoI
+            targets = F.one_hot(torch.tensor([rank]), 3).double()
+            stats.update(probs, targets, torch.ones(1, 3, dtype=torch.float64))
+            torch.save(stats.state_dict(), f"{out_dir}/rank{rank}-{all_reduce}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_statistics_are_all_reduced_across_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    reduced = [torch.load(tmp_path / f"rank{r}-True.pt") for r in range(2)]
+    for state in reduced:  # both ranks hold the sum: pos 0.5 per class, neg 0.5 per class
+        assert state["pos_grad"].tolist() == pytest.approx([0.5, 0.5])
+        assert state["neg_grad"].tolist() == pytest.approx([0.5, 0.5])
+    local = [torch.load(tmp_path / f"rank{r}-False.pt") for r in range(2)]
+    assert local[0]["pos_grad"].tolist() == pytest.approx([0.5, 0.0])
+    assert local[1]["pos_grad"].tolist() == pytest.approx([0.0, 0.5])
