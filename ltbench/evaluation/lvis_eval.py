@@ -1,0 +1,568 @@
+"""LVIS metrics of record (bbox, segm), the fast path that reproduces them, and instance-count bins.
+
+Evaluator of record: the LVIS API (``lvis==0.5.3``) with LVIS' federated rules — a detection counts only
+when its category is in the image's ground truth or in its ``neg_category_ids``; unmatched detections of
+a category in ``not_exhaustive_category_ids`` are not false positives — and 300 detections per image
+across all categories (the top-scoring ones, chosen before evaluation).
+
+Fast path (``evaluator="fast"``): faster-coco-eval's C++ matcher in LVIS mode, fed the *same* top-300
+detections per image (faster-coco-eval caps per image-category pair, so without this truncation it
+drifts by 0.1–0.5 AP), with bbox and segm (and optionally category shards) evaluated in parallel
+processes that share the already-parsed ground truth and detections. Its summary numbers come from its
+precision/recall arrays through :func:`summarize`, which is LVIS' own summary rule; tests check every
+metric against the LVIS API.
+
+Metric keys: ``<iou_type>.<name>`` with name in :data:`METRIC_NAMES` and ``AP1..AP4`` when training
+instance counts are given; values in AP points (percent), unrounded; ``-1`` where LVIS leaves a metric
+undefined (no ground truth in that group).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any
+
+from ltbench.errors import LtbenchError
+
+IOU_TYPES = ("bbox", "segm")
+EVALUATORS = ("lvis-api", "fast")
+MAX_DETS = 300
+# LVIS' summary names, in the order LVISEval.summarize produces them.
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf",
+                "AR@300", "ARs@300", "ARm@300", "ARl@300")
+AREA_LABELS = ("all", "small", "medium", "large")
+FREQUENCIES = ("r", "c", "f")
+# Compressed RLE strings (pycocotools' LEB128-like code) use the characters chr(48)..chr(111).
+_BAD_RLE_CHAR = re.compile(r"[^0-o]")
+
+
+# --------------------------------------------------------------------------------------------------
+# The numpy compatibility shim for lvis==0.5.3 (the one place it lives).
+#
+# lvis 0.5.3 (the registry's latest release, 2020) calls ``np.float`` in LVISEval.accumulate, which numpy
+# removed in 1.24 (AttributeError). The upstream fix was never released. Instead of patching numpy for
+# every module, lvis.eval gets a view of numpy that also has ``float`` (the builtin, which is exactly
+# what the removed alias was). Nothing else changes. Remove this when lvis > 0.5.3 is released.
+# --------------------------------------------------------------------------------------------------
+def _lvis_api() -> tuple[type, type, type]:
+    """Import the LVIS API with the numpy shim applied; returns (LVIS, LVISResults, LVISEval)."""
+    import types
+
+    import lvis.eval
+    import numpy
+    from lvis import LVIS, LVISEval, LVISResults
+
+    if not hasattr(numpy, "float") and not getattr(lvis.eval.np, "_ltbench_shim", False):
+        shim = types.ModuleType("numpy_ltbench_shim", "numpy plus the removed alias np.float = float")
+        shim.__dict__.update(numpy.__dict__)
+        shim.float = float
+        shim._ltbench_shim = True
+        lvis.eval.np = shim
+    # LVISResults warns "Assuming user provided the results in correct format" for in-memory results:
+    # ltbench has validated them already.
+    logging.getLogger("lvis.results").setLevel(logging.ERROR)
+    return LVIS, LVISResults, LVISEval
+
+
+def _lvis_from_dict(gt: dict) -> Any:
+    """An ``lvis.LVIS`` over an already-parsed annotation dict (the ground truth is parsed once)."""
+    LVIS, _, _ = _lvis_api()
+
+    class _LVISFromDict(LVIS):
+        def _load_json(self, path: Any) -> Any:
+            return path if isinstance(path, dict) else super()._load_json(path)
+
+    return _LVISFromDict(gt)
+
+
+# --------------------------------------------------------------------------------------------------
+# Input: ground truth and detections, validated.
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class GroundTruth:
+    """A parsed, validated LVIS annotation file."""
+
+    path: str
+    data: dict
+    image_sizes: dict[int, list[int]]  # image id -> [height, width]
+    category_ids: list[int]  # ascending
+    frequency: dict[int, str]  # category id -> "r" | "c" | "f"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def load_ground_truth(path: str | PathLike[str], data: dict | None = None) -> GroundTruth:
+    """Read and validate an LVIS-format annotation file (images with federated lists, categories with
+    a frequency, annotations with bbox/area/segmentation)."""
+    from ltbench.evaluation.jsonload import load_json
+
+    path = str(path)
+    gt = load_json(path) if data is None else data
+    if not isinstance(gt, dict):
+        raise LtbenchError("not an LVIS annotation file", path=path, expected="a JSON object with "
+                           "'images', 'annotations' and 'categories'")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(gt.get(key), list):
+            raise LtbenchError(f"missing or not a list: {key!r}", path=path, key=key,
+                               expected="a list (LVIS annotation format)")
+    sizes: dict[int, list[int]] = {}
+    for i, img in enumerate(gt["images"]):
+        if not isinstance(img, dict):
+            raise LtbenchError("image is not an object", path=path, key=["images", i], expected="an object")
+        for key in ("id", "height", "width"):
+            if not isinstance(img.get(key), int) or isinstance(img.get(key), bool):
+                raise LtbenchError(f"image {key!r} missing or not an integer", path=path,
+                                   key=["images", i, key], expected="an integer")
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            if not isinstance(img.get(key), list):
+                raise LtbenchError(
+                    f"image {img['id']} has no {key!r} list", path=path, key=["images", i, key],
+                    expected="a list of category ids (LVIS' federated annotation; [] when none)")
+        if img["id"] in sizes:
+            raise LtbenchError(f"duplicate image id {img['id']}", path=path, key=["images", i, "id"],
+                               expected="unique image ids")
+        sizes[img["id"]] = [img["height"], img["width"]]
+    frequency: dict[int, str] = {}
+    for i, cat in enumerate(gt["categories"]):
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+            raise LtbenchError("category without an integer id", path=path, key=["categories", i],
+                               expected="an object with an integer 'id'")
+        if cat.get("frequency") not in FREQUENCIES:
+            raise LtbenchError(f"category {cat['id']} has frequency {cat.get('frequency')!r}", path=path,
+                               key=["categories", i, "frequency"], expected="'r', 'c' or 'f'")
+        frequency[cat["id"]] = cat["frequency"]
+    for i, ann in enumerate(gt["annotations"]):
+        if not isinstance(ann, dict):
+            raise LtbenchError("annotation is not an object", path=path, key=["annotations", i],
+                               expected="an object")
+        if not isinstance(ann.get("id"), int) or ann["id"] <= 0:
+            raise LtbenchError("annotation id missing or not a positive integer", path=path,
+                               key=["annotations", i, "id"], expected="an integer >= 1 (LVIS uses 0 as 'unmatched')")
+        if ann.get("image_id") not in sizes:
+            raise LtbenchError(f"unknown image_id {ann.get('image_id')!r}", path=path,
+                               key=["annotations", i, "image_id"], expected="an id listed in 'images'")
+        if ann.get("category_id") not in frequency:
+            raise LtbenchError(f"unknown category_id {ann.get('category_id')!r}", path=path,
+                               key=["annotations", i, "category_id"], expected="an id listed in 'categories'")
+        bbox = ann.get("bbox")
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            raise LtbenchError(f"malformed bbox {bbox!r}", path=path, key=["annotations", i, "bbox"],
+                               expected="[x, y, width, height] of 4 finite numbers")
+        if not _is_number(ann.get("area")):
+            raise LtbenchError("area missing or not a number", path=path, key=["annotations", i, "area"],
+                               expected="a finite number")
+    return GroundTruth(path=path, data=gt, image_sizes=sizes, category_ids=sorted(frequency),
+                       frequency=frequency)
+
+
+def _explain_bad_detection(i: int, det: Any, path: str, gt: GroundTruth, need_segm: bool) -> LtbenchError:
+    """The precise error for detection ``i`` (called once the fast check found something wrong)."""
+    key: list[str | int] = [i]
+    if not isinstance(det, dict):
+        return LtbenchError(f"detection is a {type(det).__name__}", path=path, key=key,
+                            expected="an object {image_id, category_id, bbox, score, segmentation}")
+    image_id = det.get("image_id")
+    try:
+        known_image = image_id in gt.image_sizes
+    except TypeError:
+        known_image = False
+    if not known_image:
+        return LtbenchError(f"unknown image_id {image_id!r}", path=path, key=key + ["image_id"],
+                            expected=f"an image id of the ground truth {gt.path}")
+    try:
+        known_cat = det.get("category_id") in gt.frequency
+    except TypeError:
+        known_cat = False
+    if not known_cat:
+        return LtbenchError(f"unknown category_id {det.get('category_id')!r}", path=path,
+                            key=key + ["category_id"], expected=f"a category id of the ground truth {gt.path}")
+    if not _is_number(det.get("score")):
+        return LtbenchError(f"score {det.get('score')!r} is not a finite number", path=path,
+                            key=key + ["score"], expected="a finite number")
+    bbox = det.get("bbox")
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        return LtbenchError(f"malformed bbox {bbox!r}", path=path, key=key + ["bbox"],
+                            expected="[x, y, width, height] of 4 finite numbers")
+    if bbox[2] < 0 or bbox[3] < 0:
+        return LtbenchError(f"bbox {bbox!r} has a negative width or height", path=path, key=key + ["bbox"],
+                            expected="[x, y, width, height] with width, height >= 0")
+    if need_segm:
+        segm = det.get("segmentation")
+        if not isinstance(segm, dict):
+            return LtbenchError(f"segmentation is {type(segm).__name__}", path=path, key=key + ["segmentation"],
+                                expected="a compressed RLE {'size': [height, width], 'counts': str}")
+        size = gt.image_sizes[image_id]
+        if segm.get("size") != size:
+            return LtbenchError(f"RLE size {segm.get('size')!r} differs from the image's [height, width] {size}",
+                                path=path, key=key + ["segmentation", "size"], expected=str(size))
+        counts = segm.get("counts")
+        if not isinstance(counts, str):
+            return LtbenchError(f"RLE counts is {type(counts).__name__}", path=path,
+                                key=key + ["segmentation", "counts"],
+                                expected="a compressed RLE string (decode pycocotools' bytes with .decode('ascii'))")
+        bad = _BAD_RLE_CHAR.search(counts)
+        if not counts or bad:
+            what = "empty" if not counts else f"has the character {bad.group()!r} at position {bad.start()}"
+            return LtbenchError(f"RLE counts {what}", path=path, key=key + ["segmentation", "counts"],
+                                expected="a compressed RLE string of characters '0'..'o'")
+        if size[0] * size[1] > 0 and not _rle_covers(counts, size[0] * size[1]):
+            return LtbenchError("RLE counts do not add up to height*width (truncated or corrupt)", path=path,
+                                key=key + ["segmentation", "counts"],
+                                expected=f"runs summing to {size[0]}*{size[1]}={size[0] * size[1]}")
+    return LtbenchError("malformed detection", path=path, key=key, expected="LVIS results format")
+
+
+def decode_rle_counts(counts: str) -> list[int]:
+    """Run lengths of a compressed RLE string (pycocotools' ``rleFrString``, in Python).
+
+    Each run is a little-endian sequence of 5-bit groups (chars offset by 48, bit 0x20 = more groups
+    follow, bit 0x10 of the last group = sign); from the third run on, values are deltas to the run two
+    places before. Raises ValueError on a string that ends inside a run.
+    """
+    runs: list[int] = []
+    pos, n = 0, len(counts)
+    while pos < n:
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= n:
+                raise ValueError("RLE string ends inside a run")
+            c = ord(counts[pos]) - 48
+            value |= (c & 0x1F) << (5 * shift)
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 1
+            if not more and (c & 0x10):
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _rle_covers(counts: str, total: int) -> bool:
+    try:
+        runs = decode_rle_counts(counts)
+    except ValueError:
+        return False
+    return all(r >= 0 for r in runs) and sum(runs) == total
+
+
+def load_detections(path: str | PathLike[str], gt: GroundTruth, iou_types: Sequence[str],
+                    data: list | None = None, check_rle_runs: bool = False) -> list[dict]:
+    """Read and validate an LVIS results file: a non-empty list of
+    ``{image_id, category_id, bbox: [x, y, w, h], score, segmentation: {size, counts}}``
+    (``segmentation`` needed only for ``segm``). The first bad record raises ``LtbenchError`` naming
+    its index, key and what was expected.
+
+    ``check_rle_runs`` also decodes every RLE string in Python to check that its runs add up to
+    height*width (slow: about a second per 100k masks); by default only the structure, the size and
+    the alphabet of RLE strings are checked.
+    """
+    from ltbench.evaluation.jsonload import load_json
+
+    path = str(path)
+    dets = load_json(path) if data is None else data
+    if not isinstance(dets, list):
+        raise LtbenchError(f"detections file holds a {type(dets).__name__}", path=path,
+                           expected="a JSON list of detections (LVIS results format)")
+    if not dets:
+        raise LtbenchError("no detections in the file", path=path,
+                           expected="at least one detection (the LVIS API cannot evaluate an empty list)")
+    need_segm = "segm" in iou_types
+    sizes, cats = gt.image_sizes, gt.frequency
+    isfinite = math.isfinite
+    counts_strings: list[str] = []
+    add_counts = counts_strings.append
+    i = -1
+    try:
+        for i, d in enumerate(dets):
+            if type(d) is not dict or d.get("category_id") not in cats:
+                raise ValueError
+            size = sizes[d["image_id"]]
+            s = d["score"]
+            x, y, w, h = d["bbox"]
+            if not isfinite(s + x + y + w + h) or w < 0 or h < 0 or type(s) is bool:
+                raise ValueError
+            if need_segm:
+                segm = d["segmentation"]
+                counts = segm["counts"]
+                if segm["size"] != size or type(counts) is not str or not counts:
+                    raise ValueError
+                add_counts(counts)
+    except (ValueError, TypeError, KeyError):
+        raise _explain_bad_detection(i, dets[i], path, gt, need_segm) from None
+    if need_segm:
+        joined = "".join(counts_strings)
+        if _BAD_RLE_CHAR.search(joined) or check_rle_runs:
+            for i, d in enumerate(dets):
+                counts = d["segmentation"]["counts"]
+                size = sizes[d["image_id"]]
+                if _BAD_RLE_CHAR.search(counts) or (check_rle_runs and not _rle_covers(counts, size[0] * size[1])):
+                    raise _explain_bad_detection(i, d, path, gt, need_segm)
+    return dets
+
+
+def limit_dets_per_image(dets: Sequence[dict], max_dets: int = MAX_DETS) -> list[dict]:
+    """The top ``max_dets`` detections of each image, exactly as ``LVISResults`` chooses them.
+
+    Same order and tie-breaking as lvis 0.5.3: images in order of first appearance; an image with at
+    most ``max_dets`` detections keeps its file order, a larger one is stably sorted by descending score
+    and cut. (The annotation ids LVIS assigns follow this order, and break score ties later.)
+    """
+    per_image: dict[int, list[dict]] = {}
+    for det in dets:
+        per_image.setdefault(det["image_id"], []).append(det)
+    out: list[dict] = []
+    for anns in per_image.values():
+        if len(anns) > max_dets:
+            anns = sorted(anns, key=lambda a: a["score"], reverse=True)[:max_dets]
+        out.extend(anns)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Summaries, per category and per bin.
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class IouTypeResult:
+    """Evaluation of one iou type.
+
+    precision: (T=10, R=101, K, A=4) float64, -1 where a category has no ground truth;
+    recall: (T, K, A) float64, same convention; category_ids: (K,) ascending.
+    """
+
+    iou_type: str
+    summary: dict[str, float]  # METRIC_NAMES -> value in [0, 1] or -1
+    precision: Any
+    recall: Any
+    category_ids: list[int]
+
+
+def _iou_thresholds() -> Any:
+    import numpy as np
+
+    # LVIS' Params: linspace, not arange (arange's points are slightly off).
+    return np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+
+
+def _mean_valid(s: Any) -> float:
+    valid = s[s > -1]
+    return -1.0 if valid.size == 0 else float(valid.mean())
+
+
+def summarize(precision: Any, recall: Any, freq_groups: Sequence[Sequence[int]]) -> dict[str, float]:
+    """LVIS' summary rule (``LVISEval._summarize``) over precision (T,R,K,A) and recall (T,K,A):
+    the mean over all entries > -1 of the selected slice; -1 when there is none.
+    ``freq_groups``: category indices (into K) of r, c, f."""
+    import numpy as np
+
+    thrs = _iou_thresholds()
+    out: dict[str, float] = {}
+    out["AP"] = _mean_valid(precision[:, :, :, [0]])
+    out["AP50"] = _mean_valid(precision[np.where(thrs == 0.50)[0]][:, :, :, [0]])
+    out["AP75"] = _mean_valid(precision[np.where(thrs == 0.75)[0]][:, :, :, [0]])
+    for label, a in (("APs", 1), ("APm", 2), ("APl", 3)):
+        out[label] = _mean_valid(precision[:, :, :, [a]])
+    for label, group in zip(("APr", "APc", "APf"), freq_groups):
+        out[label] = _mean_valid(precision[:, :, list(group), [0]])
+    out[f"AR@{MAX_DETS}"] = _mean_valid(recall[:, :, [0]])
+    for label, a in (("ARs", 1), ("ARm", 2), ("ARl", 3)):
+        out[f"{label}@{MAX_DETS}"] = _mean_valid(recall[:, :, [a]])
+    return out
+
+
+def freq_groups_of(gt: GroundTruth, category_ids: Sequence[int]) -> list[list[int]]:
+    groups: list[list[int]] = [[] for _ in FREQUENCIES]
+    for idx, cid in enumerate(category_ids):
+        groups[FREQUENCIES.index(gt.frequency[cid])].append(idx)
+    return groups
+
+
+def per_category_ap(result: IouTypeResult) -> dict[int, float]:
+    """AP (in [0, 1]) of each category over IoU 0.5:0.95, area "all"; -1 where it has no ground truth."""
+    return {cid: _mean_valid(result.precision[:, :, k, 0]) for k, cid in enumerate(result.category_ids)}
+
+
+def bin_summary(result: IouTypeResult, train_counts: Mapping[int, int], scheme: str = "lvis") -> dict[str, float]:
+    """AP1..AP4 (in [0, 1], -1 for an empty bin): LVIS' rule applied to the categories of each bin."""
+    from ltbench.evaluation.bins import BIN_SCHEMES, bins_of
+
+    bins = bins_of(result.category_ids, train_counts, scheme)
+    out = {}
+    for b in range(len(BIN_SCHEMES[scheme])):
+        idx = [k for k, kb in enumerate(bins) if kb == b]
+        out[f"AP{b + 1}"] = _mean_valid(result.precision[:, :, idx, [0]]) if idx else -1.0
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The two evaluators.
+# --------------------------------------------------------------------------------------------------
+def run_lvis_api(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
+                 lvis_gt: Any = None) -> dict[str, IouTypeResult]:
+    """The evaluator of record: LVISResults (top 300 per image) + LVISEval, one iou type after another."""
+    _, LVISResults, LVISEval = _lvis_api()
+    if lvis_gt is None:
+        lvis_gt = _lvis_from_dict(gt.data)
+    lvis_dt = LVISResults(lvis_gt, dets, max_dets=MAX_DETS)
+    out = {}
+    for iou_type in iou_types:
+        ev = LVISEval(lvis_gt, lvis_dt, iou_type=iou_type)
+        ev.run()
+        summary = {name: float(ev.results[name]) for name in METRIC_NAMES}
+        out[iou_type] = IouTypeResult(iou_type, summary, ev.eval["precision"], ev.eval["recall"],
+                                      list(ev.params.cat_ids))
+    return out
+
+
+# Set in the parent before forking: the parsed ground truth and truncated detections, shared
+# copy-on-write with the worker processes instead of being pickled to them.
+_FORK_SHARED: dict[str, Any] = {}
+
+
+def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[int], Any, Any]:
+    """faster-coco-eval in LVIS mode on one iou type (and optionally a subset of categories).
+    Returns (iou_type, category ids, precision (T,R,K,A), recall (T,K,A))."""
+    import numpy as np
+    from faster_coco_eval import COCO
+    from faster_coco_eval.core.faster_eval_api import COCOeval_faster
+
+    gt: GroundTruth = _FORK_SHARED["gt"]
+    dets: list[dict] = _FORK_SHARED["dets"]
+    silent = logging.getLogger("faster_coco_eval").debug
+    coco_gt = COCO(gt.data, print_function=silent)
+    coco_dt = coco_gt.loadRes(dets)
+    ev = COCOeval_faster(coco_gt, coco_dt, iouType=iou_type, lvis_style=True, print_function=silent)
+    ev.params.maxDets = [MAX_DETS]
+    # LVIS evaluates every ground-truth image (not only images with detections) and every category.
+    ev.params.imgIds = sorted(gt.image_sizes)
+    ev.params.catIds = list(gt.category_ids if cat_ids is None else cat_ids)
+    ev.evaluate()
+    ev.accumulate()
+    precision = np.asarray(ev.eval["precision"])[..., -1]  # (T, R, K, A, M) -> (T, R, K, A)
+    recall = np.asarray(ev.eval["recall"])[..., -1]  # (T, K, A, M) -> (T, K, A)
+    return iou_type, list(ev.params.catIds), precision, recall
+
+
+def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
+             workers: int | None = None, category_shards: int = 1) -> dict[str, IouTypeResult]:
+    """The fast path: truncate to LVIS' top 300 per image, then faster-coco-eval (LVIS mode) per iou
+    type and category shard, in up to ``workers`` forked processes (default: one per task, at most the
+    CPU count; 1 = in this process)."""
+    import numpy as np
+
+    truncated = limit_dets_per_image(dets, MAX_DETS)
+    groups = [list(gt.category_ids)]
+    if category_shards > 1:
+        groups = [list(g) for g in np.array_split(np.asarray(gt.category_ids), category_shards) if len(g)]
+    tasks = [(t, None if len(groups) == 1 else g) for t in iou_types for g in groups]
+    if workers is None:
+        workers = min(len(tasks), os.cpu_count() or 1)
+    _FORK_SHARED.update(gt=gt, dets=truncated)
+    try:
+        if workers <= 1 or len(tasks) == 1:
+            parts = [_fast_task(*task) for task in tasks]
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = [pool.submit(_fast_task, *task) for task in tasks]
+                parts = [f.result() for f in futures]
+    finally:
+        _FORK_SHARED.clear()
+    out = {}
+    for iou_type in iou_types:
+        mine = [p for p in parts if p[0] == iou_type]
+        cat_ids = [c for p in mine for c in p[1]]
+        precision = np.concatenate([p[2] for p in mine], axis=2)
+        recall = np.concatenate([p[3] for p in mine], axis=1)
+        order = np.argsort(cat_ids, kind="stable")
+        cat_ids = [cat_ids[k] for k in order]
+        precision, recall = precision[:, :, order, :], recall[:, order, :]
+        summary = summarize(precision, recall, freq_groups_of(gt, cat_ids))
+        out[iou_type] = IouTypeResult(iou_type, summary, precision, recall, cat_ids)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The public entry point.
+# --------------------------------------------------------------------------------------------------
+def _points(value: float) -> float:
+    """[0, 1] -> AP points; LVIS' "undefined" -1 stays -1."""
+    return -1.0 if value == -1 else float(value) * 100.0
+
+
+def parse_iou_types(iou_types: str | Sequence[str]) -> tuple[str, ...]:
+    items = [t.strip() for t in iou_types.split(",")] if isinstance(iou_types, str) else list(iou_types)
+    items = [t for t in items if t]
+    bad = [t for t in items if t not in IOU_TYPES]
+    if bad or not items:
+        raise LtbenchError(f"unknown iou type {bad[0] if bad else '(none)'!r}", key="iou_types",
+                           expected="a comma-separated subset of bbox,segm")
+    return tuple(dict.fromkeys(items))
+
+
+def evaluate(
+    gt_path: str | PathLike[str],
+    dets_path: str | PathLike[str],
+    iou_types: str | Sequence[str] = IOU_TYPES,
+    evaluator: str = "lvis-api",
+    train_ann: str | PathLike[str] | None = None,
+    proposal_stats: str | PathLike[str] | None = None,
+    *,
+    bins: str = "lvis",
+    train_counts: Mapping[int, int] | None = None,
+    workers: int | None = None,
+    category_shards: int = 1,
+    return_results: bool = False,
+) -> dict[str, float]:
+    """Evaluate an LVIS results file against LVIS-format ground truth.
+
+    Returns a flat dict of canonical keys: ``bbox.AP``, ``segm.APr``, ``segm.AR@300``, ... and, with
+    ``train_ann`` (or ``train_counts``: category id -> training instances), ``<iou>.AP1..AP4`` over the
+    instance-count bins ``bins`` ("lvis" or "coco-lt"). Values are AP points (percent), unrounded, -1
+    where undefined. With ``proposal_stats`` (a ``proposal_stats.npz``): ``PwB`` and ``cls.ACC``,
+    ``cls.ACCbg`` and, when training counts are known, ``cls.ACC1..4`` (percent).
+
+    ``evaluator``: "lvis-api" (of record) or "fast" (faster-coco-eval, identical numbers, parallel).
+    ``return_results=True`` returns ``(metrics, {iou_type: IouTypeResult})`` for plots.
+    """
+    from ltbench.evaluation.bins import bin_edges, training_instance_counts
+
+    iou_types = parse_iou_types(iou_types)
+    if evaluator not in EVALUATORS:
+        raise LtbenchError(f"unknown evaluator {evaluator!r}", key="evaluator", expected=" or ".join(EVALUATORS))
+    bin_edges(bins)  # fail early on a bad scheme name
+    gt = load_ground_truth(gt_path)
+    dets = load_detections(dets_path, gt, iou_types)
+    if train_counts is None and train_ann is not None:
+        train_counts = training_instance_counts(train_ann)
+
+    if evaluator == "lvis-api":
+        results = run_lvis_api(gt, dets, iou_types)
+    else:
+        results = run_fast(gt, dets, iou_types, workers=workers, category_shards=category_shards)
+
+    metrics: dict[str, float] = {}
+    for iou_type in iou_types:
+        res = results[iou_type]
+        for name in METRIC_NAMES:
+            metrics[f"{iou_type}.{name}"] = _points(res.summary[name])
+        if train_counts is not None:
+            for name, value in bin_summary(res, train_counts, bins).items():
+                metrics[f"{iou_type}.{name}"] = _points(value)
+    if proposal_stats is not None:
+        from ltbench.evaluation.confusion import proposal_metrics
+
+        metrics.update(proposal_metrics(proposal_stats, train_counts=train_counts, bins=bins))
+    return (metrics, results) if return_results else metrics
