@@ -1,0 +1,77 @@
+"""Markdown rendering of a built table (tabulate ``pipe``: keeps the alignment colons)."""
+
+from __future__ import annotations
+
+from ltbench.render.model import VERDICT_MARK, BuiltTable, PrintedRow
+
+LEGEND = (
+    "Each cell: reproduced value (signed difference to the paper, rounded half-up to the paper's precision) "
+    f"and a verdict: {VERDICT_MARK['within']} within tolerance, {VERDICT_MARK['better']} better than the paper "
+    f"beyond it, {VERDICT_MARK['worse']} worse beyond it. The paper's value is in parentheses where nothing was "
+    "measured yet. † the paper copied this row from elsewhere; * an assumption applies."
+)
+
+
+def row_markers(row: PrintedRow) -> str:
+    marks = [f"†{m}" for m in row.cited] + [f"*{m}" for m in row.footnotes]
+    return (" " + " ".join(marks)) if marks else ""
+
+
+def header_and_rows(built: BuiltTable) -> tuple[list[str], list[list[str]], list[str]]:
+    """Headers, body rows (all strings) and tabulate column alignments."""
+    layout = built.layout
+    attr_cols = list(layout.attribute_columns) or ["Row"]
+    headers = list(attr_cols)
+    multi_group = len(layout.column_groups) > 1
+    for group in layout.column_groups:
+        for column in group.columns:
+            headers.append(f"{group.label} {column.header}" if multi_group else column.header)
+    body: list[list[str]] = []
+    for row in built.rows:
+        if layout.attribute_columns:
+            attrs = [str(row.attributes.get(name, "")) for name in attr_cols]
+        else:
+            attrs = [row.label]
+        # Markers go on the first printed attribute (the paper leaves "Method" blank on continuation rows).
+        first = next((i for i, a in enumerate(attrs) if a), None)
+        if first is None:
+            attrs[0], first = row.label, 0
+        attrs[first] += row_markers(row)
+        cells = [row.cells[(g.id, c.key)].text() for g in layout.column_groups for c in g.columns]
+        body.append(attrs + cells)
+    align = ["left"] * len(attr_cols) + ["right"] * (len(headers) - len(attr_cols))
+    return headers, body, align
+
+
+def render_markdown(built: BuiltTable, *, heading_level: int = 2, provenance: str | None = None) -> str:
+    from tabulate import tabulate
+
+    layout = built.layout
+    headers, body, align = header_and_rows(built)
+    table = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
+    tol = ", ".join(f"{k} ±{v:g}" for k, v in sorted(built.tolerances.items()))
+    lines = [
+        f"{'#' * heading_level} {layout.paper.upper()} Table {layout.table_id}",
+        "",
+        f"> {layout.caption}" if layout.caption else "",
+        "",
+        f"Scale: **{layout.scale}**" + (" (tiny data and schedules: differences to the paper are expected and say nothing about the method)" if layout.scale == "smoke" else "")
+        + f" · seeds combined by {layout.statistic} · tolerances: {tol}",
+        "",
+        table,
+        "",
+        f"**Summary:** {built.summary.line()}",
+        "",
+        LEGEND,
+    ]
+    for note in layout.notes:
+        lines += ["", note]
+    if built.footnotes:
+        lines += ["", "Notes:", ""]
+        lines += [f"{mark}. {text}" for mark, text in built.footnotes]
+    if provenance:
+        lines += ["", provenance]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.rstrip() + "\n"
