@@ -1,0 +1,393 @@
+"""Load and validate paper specs; every problem is a ``LtbenchError`` naming file, table, row and key.
+
+Validation runs in three passes, each defensive against what the previous one has not checked yet:
+1. vocabulary: every run/view/metric name is known (with a "did you mean"),
+2. the JSON schema (structure and types), reported as the single most relevant error,
+3. cross-references: column groups, duplicate rows, reported keys vs. columns, assumption ids.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ltbench.errors import LtbenchError, did_you_mean
+from ltbench.spec import vocab
+from ltbench.spec.model import (
+    Assumption,
+    Cited,
+    Column,
+    ColumnGroup,
+    PaperSpec,
+    Row,
+    Table,
+    slugify,
+)
+from ltbench.spec.yaml_text import printed_text, read_spec_yaml
+
+KeyPath = Sequence[str | int]
+
+
+def describe_path(data: Any, path: KeyPath) -> str:
+    """``["tables", 1, "rows", 3, "run"]`` -> ``tables[1] (table 2).rows[3] (row 'RFS').run``."""
+    out = ""
+    node = data
+    parent_key: str | int | None = None
+    for key in path:
+        if isinstance(key, int):
+            out += f"[{key}]"
+            item = node[key] if isinstance(node, list) and 0 <= key < len(node) else None
+            if isinstance(item, dict):
+                if parent_key == "tables" and "id" in item:
+                    out += f" (table {item['id']})"
+                elif parent_key == "rows" and "label" in item:
+                    out += f" (row {item['label']!r}" + (f", group {item['group']}" if "group" in item else "") + ")"
+                elif parent_key in ("column_groups", "assumptions", "claims") and "id" in item:
+                    out += f" ({item['id']})"
+            node = item
+        else:
+            out += f".{key}" if out else str(key)
+            node = node.get(key) if isinstance(node, dict) else None
+        parent_key = key
+    return out
+
+
+class _Checker:
+    def __init__(self, data: Any, path: Path) -> None:
+        self.data = data
+        self.path = path
+
+    def fail(self, message: str, keys: KeyPath, expected: str | None = None, hint: str | None = None) -> None:
+        raise LtbenchError(message, path=self.path, key=describe_path(self.data, keys) or None, expected=expected, hint=hint)
+
+    # pass 1 -----------------------------------------------------------------------------------------
+    def check_run(self, run: Any, keys: list[str | int]) -> None:
+        if not isinstance(run, dict):
+            return
+        for key, value in run.items():
+            if key not in vocab.RUN_KEYS:
+                self.fail(
+                    f"unknown run key {key!r}{did_you_mean(str(key), vocab.RUN_KEYS)}",
+                    [*keys, str(key)],
+                    expected="one of " + ", ".join(vocab.RUN_KEYS),
+                )
+            if key in vocab.SCALAR_VOCAB and isinstance(value, str) and value not in vocab.SCALAR_VOCAB[key]:
+                self.fail(
+                    f"unknown {key} {value!r}{did_you_mean(value, vocab.SCALAR_VOCAB[key])}",
+                    [*keys, key],
+                    expected="one of " + ", ".join(vocab.SCALAR_VOCAB[key]),
+                )
+            if key == "schedule" and isinstance(value, str) and value not in vocab.SCHEDULES:
+                self.fail(
+                    f"unknown schedule {value!r}{did_you_mean(value, vocab.SCHEDULES)}",
+                    [*keys, key],
+                    expected="one of " + ", ".join(vocab.SCHEDULES) + " or an object with epochs/iterations",
+                )
+            if key in vocab.COMPONENT_VOCAB and isinstance(value, dict):
+                name = value.get("name")
+                names = vocab.COMPONENT_VOCAB[key]
+                if isinstance(name, str) and name not in names:
+                    self.fail(
+                        f"unknown {key} {name!r}{did_you_mean(name, names)}",
+                        [*keys, key, "name"],
+                        expected="one of " + ", ".join(names),
+                    )
+
+    def check_view(self, view: Any, keys: list[str | int]) -> None:
+        if isinstance(view, dict) and isinstance(view.get("name"), str) and view["name"] not in vocab.VIEWS:
+            name = view["name"]
+            self.fail(
+                f"unknown view {name!r}{did_you_mean(name, vocab.VIEWS)}",
+                [*keys, "name"],
+                expected="one of " + ", ".join(vocab.VIEWS),
+            )
+
+    def check_metric_key(self, key: Any, keys: list[str | int]) -> None:
+        if not isinstance(key, str) or key in vocab.METRIC_KEYS or key.startswith(vocab.FREE_KEY_PREFIXES):
+            return
+        self.fail(
+            f"unknown metric key {key!r}{did_you_mean(key, vocab.METRIC_KEYS)}",
+            keys,
+            expected="a canonical key (bbox./segm. + AP AP50 AP75 APs APm APl APr APc APf AP1..AP4, PwB, cls.ACC*) "
+            "or stats.* / other.* in statistics and out-of-scope tables",
+        )
+
+    def vocabulary_pass(self) -> None:
+        d = self.data
+        if isinstance(d.get("paper"), str) and d["paper"] not in vocab.PAPERS:
+            self.fail(f"unknown paper {d['paper']!r}{did_you_mean(d['paper'], vocab.PAPERS)}", ["paper"],
+                      expected="one of " + ", ".join(vocab.PAPERS))
+        defaults = d.get("defaults")
+        if isinstance(defaults, dict):
+            self.check_run(defaults.get("run"), ["defaults", "run"])
+            self.check_view(defaults.get("view"), ["defaults", "view"])
+        tables = d.get("tables")
+        if not isinstance(tables, list):
+            return
+        for ti, table in enumerate(tables):
+            if not isinstance(table, dict):
+                continue
+            self.check_run(table.get("run"), ["tables", ti, "run"])
+            self.check_view(table.get("view"), ["tables", ti, "view"])
+            groups = table.get("column_groups")
+            for gi, group in enumerate(groups if isinstance(groups, list) else []):
+                if not isinstance(group, dict):
+                    continue
+                self.check_run(group.get("run"), ["tables", ti, "column_groups", gi, "run"])
+                self.check_view(group.get("view"), ["tables", ti, "column_groups", gi, "view"])
+                columns = group.get("columns")
+                for ci, column in enumerate(columns if isinstance(columns, list) else []):
+                    if isinstance(column, dict):
+                        self.check_metric_key(column.get("key"), ["tables", ti, "column_groups", gi, "columns", ci, "key"])
+            rows = table.get("rows")
+            for ri, row in enumerate(rows if isinstance(rows, list) else []):
+                if not isinstance(row, dict):
+                    continue
+                for part in ("run", "stage1"):
+                    self.check_run(row.get(part), ["tables", ti, "rows", ri, part])
+                self.check_view(row.get("view"), ["tables", ti, "rows", ri, "view"])
+                reported = row.get("reported")
+                if isinstance(reported, dict):
+                    for key in reported:
+                        self.check_metric_key(key, ["tables", ti, "rows", ri, "reported", str(key)])
+
+    # pass 2 -----------------------------------------------------------------------------------------
+    def schema_pass(self) -> None:
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(_schema())
+        error = jsonschema.exceptions.best_match(validator.iter_errors(self.data))
+        if error is None:
+            return
+        keys = list(error.absolute_path)
+        self.fail(_schema_message(error), keys, expected=_schema_expected(error))
+
+    # pass 3 -----------------------------------------------------------------------------------------
+    def build(self) -> PaperSpec:
+        d = self.data
+        paper = d["paper"]
+        assumptions = {}
+        for ai, a in enumerate(d.get("assumptions", [])):
+            if a["id"] in assumptions:
+                self.fail(f"duplicate assumption id {a['id']!r}", ["assumptions", ai, "id"], expected="unique ids")
+            assumptions[a["id"]] = Assumption(a["id"], a["text"], a.get("choice", ""), a.get("source", ""))
+
+        def check_refs(ids: list[str], keys: list[str | int]) -> None:
+            for i, aid in enumerate(ids):
+                if aid not in assumptions:
+                    self.fail(
+                        f"assumption {aid!r} is not defined{did_you_mean(aid, assumptions)}",
+                        [*keys, i],
+                        expected="an id from the paper's top-level `assumptions:` list",
+                    )
+
+        tables: list[Table] = []
+        seen_tables: set[str] = set()
+        for ti, t in enumerate(d["tables"]):
+            tid = t["id"]
+            if tid in seen_tables:
+                self.fail(f"duplicate table id {tid!r}", ["tables", ti, "id"], expected="each table once")
+            seen_tables.add(tid)
+            check_refs(t.get("assumptions", []), ["tables", ti, "assumptions"])
+            scope = t["scope"]
+            groups: list[ColumnGroup] = []
+            for gi, g in enumerate(t.get("column_groups", [])):
+                if any(x.id == g["id"] for x in groups):
+                    self.fail(f"duplicate column group {g['id']!r}", ["tables", ti, "column_groups", gi, "id"])
+                columns = [Column(c["header"], c["key"], bool(c.get("lower_is_better", False))) for c in g["columns"]]
+                seen_keys: set[str] = set()
+                for ci, c in enumerate(columns):
+                    if c.key in seen_keys:
+                        self.fail(f"metric key {c.key!r} appears twice in one column group",
+                                  ["tables", ti, "column_groups", gi, "columns", ci, "key"],
+                                  expected="one column per key (split side-by-side blocks into column groups)")
+                    seen_keys.add(c.key)
+                    if scope == "reproduce" and c.key.startswith(vocab.FREE_KEY_PREFIXES):
+                        self.fail(f"free metric key {c.key!r} in a table that is reproduced",
+                                  ["tables", ti, "column_groups", gi, "columns", ci, "key"],
+                                  expected="a canonical metric key (stats.*/other.* only in statistics/out_of_scope tables)")
+                groups.append(ColumnGroup(g["id"], g.get("label", g["id"]), columns, g.get("run", {}), g.get("view")))
+            rows_raw = t.get("rows", [])
+            if rows_raw and not groups:
+                self.fail("table has rows but no column_groups", ["tables", ti],
+                          expected="column_groups with at least one group of columns")
+            table = Table(
+                paper=paper, id=tid, caption=t["caption"], scope=scope, reason=t.get("reason", ""),
+                text=t.get("text", ""), run=t.get("run", {}), view=t.get("view"), seeds=t.get("seeds"),
+                column_groups=groups, attribute_columns=list(t.get("attribute_columns", [])), rows=[],
+                missing=list(t.get("missing", [])), not_reproducible=list(t.get("not_reproducible", [])),
+                assumptions=list(t.get("assumptions", [])),
+            )
+            seen_rows: set[tuple[str, str]] = set()
+            seen_labels: set[tuple[str, str]] = set()
+            for ri, r in enumerate(rows_raw):
+                keys: list[str | int] = ["tables", ti, "rows", ri]
+                if "group" in r:
+                    match = [g for g in groups if g.id == r["group"]]
+                    if not match:
+                        self.fail(f"unknown column group {r['group']!r}{did_you_mean(r['group'], [g.id for g in groups])}",
+                                  [*keys, "group"], expected="one of " + ", ".join(g.id for g in groups))
+                    group = match[0]
+                elif len(groups) == 1:
+                    group = groups[0]
+                else:
+                    self.fail("row does not say which column group it belongs to", keys,
+                              expected="`group:` one of " + ", ".join(g.id for g in groups))
+                row_id = r.get("id") or slugify(r["label"])
+                if (group.id, row_id) in seen_rows or (group.id, r["label"]) in seen_labels:
+                    self.fail(f"duplicate row {r['label']!r} (id {row_id!r}) in column group {group.id!r}", keys,
+                              expected="unique row labels per table and column group (set `id:` to disambiguate)")
+                seen_rows.add((group.id, row_id))
+                seen_labels.add((group.id, r["label"]))
+                reported: dict[str, str] = {}
+                for key, value in r.get("reported", {}).items():
+                    if key not in group.keys:
+                        self.fail(f"reported key {key!r} is not a column of group {group.id!r}{did_you_mean(key, group.keys)}",
+                                  [*keys, "reported", key], expected="one of " + ", ".join(group.keys))
+                    reported[key] = printed_text(value)
+                if table.attribute_columns:
+                    for name in r.get("attributes", {}):
+                        if name not in table.attribute_columns:
+                            self.fail(f"attribute {name!r} is not an attribute column{did_you_mean(name, table.attribute_columns)}",
+                                      [*keys, "attributes", name], expected="one of " + ", ".join(table.attribute_columns))
+                check_refs(r.get("assumptions", []), [*keys, "assumptions"])
+                cited_raw = r.get("cited")
+                cited = None
+                if cited_raw is not None:
+                    cited = Cited(cited_raw["source"], cited_raw.get("note", ""), cited_raw.get("served_by"))
+                if r.get("stage1") and not (r.get("run") or {}).get("stage2"):
+                    pass  # allowed: the table/paper may set stage2; checked at planning time
+                table.rows.append(Row(
+                    paper=paper, table_id=tid, index=ri, id=row_id, label=r["label"], group=group,
+                    multi_group=len(groups) > 1, attributes=dict(r.get("attributes", {})), run=r.get("run", {}),
+                    stage1=r.get("stage1"), view=r.get("view"), seeds=r.get("seeds"), reported=reported,
+                    cited=cited, assumptions=list(r.get("assumptions", [])), note=r.get("note", ""),
+                ))
+            for mi, m in enumerate(t.get("missing", [])):
+                if "group" in m and m["group"] not in [g.id for g in groups]:
+                    self.fail(f"unknown column group {m['group']!r}", ["tables", ti, "missing", mi, "group"],
+                              expected="one of " + ", ".join(g.id for g in groups))
+            tables.append(table)
+        for ci, claim in enumerate(d.get("claims", [])):
+            check_refs(claim.get("assumptions", []), ["claims", ci, "assumptions"])
+        defaults = d["defaults"]
+        return PaperSpec(
+            paper=paper, title=d["title"], source=d["source"], path=self.path,
+            defaults_run=defaults["run"], defaults_view=defaults.get("view") or {"name": "plain"},
+            seeds=defaults.get("seeds", 1), assumptions=assumptions, tables=tables,
+            claims=list(d.get("claims", [])), raw=d,
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    from ltbench.spec.schema import load_schema
+
+    return load_schema()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _schema_message(error: Any) -> str:
+    kind = error.validator
+    if kind == "required":
+        missing = [k for k in error.validator_value if not (isinstance(error.instance, dict) and k in error.instance)]
+        return "missing key " + ", ".join(repr(k) for k in missing)
+    if kind == "additionalProperties":
+        allowed = list((error.schema.get("properties") or {}).keys())
+        extra = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
+        hints = "".join(did_you_mean(str(k), allowed) for k in extra[:1])
+        return "unexpected key " + ", ".join(repr(k) for k in extra) + hints
+    if kind == "type":
+        return f"wrong type: found {type(error.instance).__name__} {_short(error.instance)}"
+    if kind == "enum":
+        return f"value {_short(error.instance)} is not allowed"
+    if kind == "pattern":
+        return f"value {_short(error.instance)} does not match the required form"
+    if kind in ("minItems", "minLength", "minimum", "exclusiveMinimum"):
+        return f"value {_short(error.instance)} is too small"
+    if kind == "anyOf":
+        return f"value {_short(error.instance)} has the wrong form"
+    return error.message if len(error.message) < 200 else error.message[:197] + "..."
+
+
+def _schema_expected(error: Any) -> str | None:
+    kind, value = error.validator, error.validator_value
+    if kind == "required":
+        return "keys " + ", ".join(value)
+    if kind == "additionalProperties":
+        return "only " + ", ".join((error.schema.get("properties") or {}).keys())
+    if kind == "type":
+        return " or ".join(value) if isinstance(value, list) else str(value)
+    if kind == "enum":
+        return "one of " + ", ".join(map(str, value))
+    if kind == "pattern":
+        return f"a string matching {value}"
+    if kind in ("minItems", "minLength", "minimum", "exclusiveMinimum"):
+        return f"{kind} {value}"
+    if kind == "anyOf":
+        return "; or ".join(_describe_subschema(s) for s in value)
+    return None
+
+
+def _describe_subschema(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    if "type" in schema:
+        t = schema["type"]
+        return " or ".join(t) if isinstance(t, list) else str(t)
+    return "a valid value"
+
+
+def validate_spec(data: Any, path: str | Path = "<spec>") -> PaperSpec:
+    """Validate an already-parsed spec (dict) and return the model; raise ``LtbenchError`` otherwise."""
+    path = Path(path)
+    if not isinstance(data, dict):
+        raise LtbenchError(f"the spec is a {type(data).__name__}, not a mapping", path=path,
+                           expected="a YAML mapping with paper, title, source, defaults, tables")
+    checker = _Checker(data, path)
+    checker.vocabulary_pass()
+    checker.schema_pass()
+    spec = checker.build()
+    stem = path.stem
+    if path.suffix in (".yaml", ".yml") and stem in vocab.PAPERS and stem != spec.paper:
+        raise LtbenchError(f"file is named {path.name} but says paper: {spec.paper}", path=path, key="paper",
+                           expected=f"paper: {stem}")
+    return spec
+
+
+def load_paper(path: str | Path) -> PaperSpec:
+    """Read and validate one ``workflows/papers/<paper>.yaml``."""
+    return validate_spec(read_spec_yaml(path), path)
+
+
+def papers_dir() -> Path:
+    from ltbench.paths import PAPER_SPECS_DIR
+
+    return PAPER_SPECS_DIR
+
+
+def load_all(directory: str | Path | None = None, papers: Sequence[str] | None = None) -> dict[str, PaperSpec]:
+    """Every paper spec in ``directory`` (default ``workflows/papers``), keyed by paper name.
+
+    ``papers`` restricts (and checks) which ones: an unknown or absent paper is an error.
+    """
+    root = Path(directory) if directory is not None else papers_dir()
+    found = {p.stem: p for p in sorted(root.glob("*.yaml")) if p.stem in vocab.PAPERS}
+    wanted = list(papers) if papers else list(found)
+    out: dict[str, PaperSpec] = {}
+    for name in wanted:
+        if name not in found:
+            choices = list(vocab.PAPERS)
+            raise LtbenchError(
+                f"no spec for paper {name!r}{did_you_mean(name, choices)}",
+                path=root / f"{name}.yaml",
+                expected="one of " + ", ".join(sorted(found) or ["(none yet)"]),
+            )
+        out[name] = load_paper(found[name])
+    return out

@@ -1,0 +1,75 @@
+"""Closed vocabularies of the paper-spec format (one place; the JSON schema and the loader use these).
+
+Add a name here when a paper needs it, and describe it in ``workflows/papers/FORMAT.md``.
+"""
+
+from __future__ import annotations
+
+PAPERS = ("pcb", "disalign", "bags", "simcal")
+
+FRAMEWORKS = ("mmdet", "detectron2", "torchvision")
+DETECTORS = (
+    "faster_rcnn", "mask_rcnn", "cascade_rcnn", "cascade_mask_rcnn", "htc",
+    # out-of-scope tasks (DisAlign classification / semantic segmentation tables)
+    "image_classifier", "fcn", "deeplabv3plus",
+)
+BACKBONES = (
+    "r18_fpn", "r50_fpn", "r101_fpn", "x101_32x8d_fpn", "x101_64x4d_fpn",
+    "r50_dcn_fpn", "r101_dcn_fpn", "x101_64x4d_dcn_fpn",
+    # out-of-scope tasks
+    "r50", "r101", "r152", "x50", "s101",
+)
+DATASETS = (
+    "lvis_v0.5", "lvis_v1", "coco_lt_bags", "coco_lt_simcal",
+    # out-of-scope datasets (DisAlign Tables 1, 3-6)
+    "imagenet_lt", "inaturalist2018", "places365_lt", "ade20k",
+)
+PRETRAINS = ("imagenet", "coco", "lvis", "none")
+SCHEDULES = ("1x", "2x", "3x")
+
+SAMPLERS = ("random", "rfs", "class_aware", "bilevel", "image_repeat")
+CLASSIFIERS = ("linear", "cosine")
+LOSSES = (
+    "ce", "bce", "eql", "eqlv2", "seesaw", "focal", "reweight", "class_margin", "group_softmax",
+)
+HEADS = ("standard", "iterative", "dsn")
+REGULARIZERS = ("pcb", "label_smoothing", "online_label_smoothing")
+MASK_HEADS = ("standard", "normed")
+STAGE2_METHODS = (
+    "bags", "simcal", "disalign", "crt", "lws", "tau_norm", "ncm", "finetune", "finetune_tail",
+)
+VIEWS = ("plain", "cm_calibration", "ms_calibration", "norcal", "recurrent_step", "dual_head", "combine")
+TABLE_SCOPES = ("reproduce", "out_of_scope", "qualitative", "statistics")
+
+# run key -> allowed component names (components are {name: ..., params...} objects)
+COMPONENT_VOCAB: dict[str, tuple[str, ...]] = {
+    "sampler": SAMPLERS,
+    "classifier": CLASSIFIERS,
+    "loss": LOSSES,
+    "head": HEADS,
+    "regularizer": REGULARIZERS,
+    "mask_head": MASK_HEADS,
+    "stage2": STAGE2_METHODS,
+}
+# run key -> allowed scalar values
+SCALAR_VOCAB: dict[str, tuple[str, ...]] = {
+    "framework": FRAMEWORKS,
+    "detector": DETECTORS,
+    "backbone": BACKBONES,
+    "dataset": DATASETS,
+    "pretrain": PRETRAINS,
+}
+RUN_KEYS = (
+    "framework", "detector", "backbone", "dataset", "pretrain", "schedule", "sampler", "classifier",
+    "loss", "head", "regularizer", "mask_head", "class_agnostic", "fp16", "stage2",
+)
+
+_METRIC_SUFFIXES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4")
+METRIC_KEYS: tuple[str, ...] = (
+    tuple(f"{kind}.{suffix}" for kind in ("bbox", "segm") for suffix in _METRIC_SUFFIXES)
+    + ("PwB",)
+    + ("cls.ACC", "cls.ACC1", "cls.ACC2", "cls.ACC3", "cls.ACC4", "cls.ACCbg")
+)
+# Columns of tables that are not reproduced (statistics, out-of-scope tasks) use free keys under
+# these prefixes, e.g. `stats.train_categories.r`, `other.top1.many`.
+FREE_KEY_PREFIXES = ("stats.", "other.")
