@@ -1,0 +1,597 @@
+"""PCB, Pairwise Class Balance (He et al., CVPR 2022), following megvii-research/PCB @ 066cd92.
+
+Three parts, each usable on its own:
+
+- ``ConfusionMatrixEMA``: the train-time soft confusion matrix M (C, C), row = ground-truth class,
+  column = predicted class (paper Eq. 3 and 9). Updated from the foreground RoIs of a batch only: per RoI
+  a distribution over the C foreground classes (softmax over the fg logits for CE, over the C class
+  logits for Seesaw, sigmoid for EQL v2), averaged per GT row, summed across processes when
+  ``torch.distributed`` is initialised; EMA with momentum gamma only on rows present in the batch; the
+  CE/Seesaw variants renormalise the updated rows to sum 1. M and the per-class RoI counts are buffers,
+  so they are part of the checkpoint.
+- The fight-back soft targets and the PCB losses: ``fightback_targets`` (column-normalised column y of M,
+  ``q_i = M[i, y] / sum_k M[k, y]``, Eq. 5 and 10; the raw column for EQL v2) and ``pcb_ce_loss``,
+  ``pcb_seesaw_losses``, ``pcb_eqlv2_loss`` (Eq. 11 and the variants of the official code).
+- ``IterativeBoxHead`` (registered as ``"iterative"``, ``"dsn"`` and ``"pcb"``): R steps through the SAME
+  shared 2-fc head and predictor of a base head (any registered head, e.g. ``"softmax"``), with
+  ``MLP_cls`` (K logits -> 512 -> 256, optional LayerNorm on its input) giving an additive channel bias and
+  ``MLP_loc`` (D box deltas -> 512 -> 49) giving a raw multiplicative 7x7 gate:
+  ``X_{r+1} = X_r * gate + bias``. Classification losses of the steps are weighted 0.2/0.2/0.6; box
+  regression uses the last step only; nothing is detached. The DSN variant (``refine=False``) keeps the
+  step losses but does not refine the features.
+
+Official behaviour is the default; where the paper reads differently it is a named option:
+
+- ``form="official"``: CE variant regulariser = KL(q + [0 for bg] || softmax over all C+1 logits), summed
+  over positives and divided by the number of sampled RoIs. ``form="paper"``: Eq. 10 literally, the soft
+  cross-entropy against the softmax over the C foreground logits only (Eq. 1), same normalisation.
+- ``epoch_indexing="one_based"`` (ltbench's reading of ``start_epoch=17``: PCB active from the 17th of 24
+  epochs, right after the first LR drop) or ``"zero_based"``; ``gate_unit="iteration"`` opens the gate at
+  ``start_fraction`` of ``max_iterations`` for iteration-based frameworks.
+- The paper's Eq. 12 also weights the localisation loss per step; the official code (and the box-head
+  contract, which returns one set of deltas) regress from the last step only. Not offered as an option.
+
+Order within one step (training): update M with this step's predictions, then build the soft targets from
+the updated M (the paper's ``M^t`` in Eq. 10), then the loss if the gate is open and ``alpha_r > 0``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ltbench.errors import LtbenchError
+from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput, build_box_head
+from ltbench.methods.conventions import (
+    Background,
+    background_index,
+    check_background,
+    foreground_slice,
+    is_foreground,
+    to_foreground_index,
+)
+
+PCBVariant = Literal["ce", "seesaw", "eqlv2"]
+PCB_VARIANTS: tuple[str, ...] = ("ce", "seesaw", "eqlv2")
+
+#: Official step weights for the 3-step head (``iter_loss_weight``).
+DEFAULT_STEP_WEIGHTS_3 = (0.2, 0.2, 0.6)
+
+#: Official PCB alpha per base loss (configs/pcb): CE 0.4, EQL v2 0.2, Seesaw 0.05.
+DEFAULT_ALPHA: dict[str, float] = {"ce": 0.4, "eqlv2": 0.2, "seesaw": 0.05}
+
+
+def step_alpha(alpha: float, step: int, steps: int) -> float:
+    """Per-step regularisation weight ``alpha_r = alpha * r / (R - 1)`` for 0-based step r of R.
+
+    Step 0 gets 0 (never regularised), the last step gets ``alpha``. A single-step head (PCB without the
+    recurrent paradigm, Eq. 11) gets ``alpha``.
+    """
+    if steps < 1 or not 0 <= step < steps:
+        raise ValueError(f"step must be in [0, {steps}), got {step}")
+    if steps == 1:
+        return float(alpha)
+    return float(alpha) * step / (steps - 1)
+
+
+def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+class ConfusionMatrixEMA(nn.Module):
+    """PCB's train-time confusion matrix (Eq. 3 with the EMA of Eq. 9).
+
+    Buffers: ``matrix`` (C, C) float32, row = GT class index, column = predicted class index (0-based
+    foreground indices, no background); ``seen`` (C,) int64, foreground RoIs seen per GT class so far.
+
+    Args:
+        num_classes: C.
+        momentum: gamma of Eq. 9 (official 0.99).
+        renormalize_rows: divide each updated row by its sum (CE and Seesaw variants; not EQL v2).
+        distributed: sum the batch sums and counts over processes when torch.distributed is initialised
+            (every process must then call ``update`` the same number of times, as the official code does).
+    """
+
+    def __init__(
+        self, num_classes: int, *, momentum: float = 0.99, renormalize_rows: bool = True, distributed: bool = True
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        self.num_classes = num_classes
+        self.momentum = momentum
+        self.renormalize_rows = renormalize_rows
+        self.distributed = distributed
+        self.register_buffer("matrix", torch.zeros(num_classes, num_classes))
+        self.register_buffer("seen", torch.zeros(num_classes, dtype=torch.int64))
+
+    @property
+    def all_seen(self) -> bool:
+        """True once every class has appeared as a foreground RoI (PCB's second gate condition)."""
+        return bool((self.seen > 0).all())
+
+    @torch.no_grad()
+    def update(self, fg_probs: torch.Tensor, labels_fg: torch.Tensor) -> torch.Tensor:
+        """One EMA update from the foreground RoIs of a batch.
+
+        Args:
+            fg_probs: (P, C) per-RoI distribution over the C foreground classes (any P >= 0).
+            labels_fg: (P,) int64 0-based GT class index of each RoI.
+        Returns:
+            (C,) bool mask of the rows that were updated.
+        """
+        num_classes = self.num_classes
+        if fg_probs.dim() != 2 or fg_probs.shape[1] != num_classes or labels_fg.shape != fg_probs.shape[:1]:
+            raise ValueError(
+                f"expected fg_probs (P, {num_classes}) and labels_fg (P,), got {tuple(fg_probs.shape)} "
+                f"and {tuple(labels_fg.shape)}"
+            )
+        sums = torch.zeros_like(self.matrix).index_add_(0, labels_fg, fg_probs.detach().to(self.matrix.dtype))
+        counts = torch.bincount(labels_fg, minlength=num_classes).to(self.seen)
+        if self.distributed:
+            sums = _all_reduce_sum(sums)
+            counts = _all_reduce_sum(counts)
+        present = counts > 0
+        if present.any():
+            means = sums[present] / counts[present, None].to(sums.dtype)
+            rows = self.momentum * self.matrix[present] + (1.0 - self.momentum) * means
+            if self.renormalize_rows:
+                rows = rows / rows.sum(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
+            self.matrix[present] = rows
+        self.seen += counts
+        return present
+
+
+def fightback_targets(matrix: torch.Tensor, labels_fg: torch.Tensor, *, normalize_columns: bool = True) -> torch.Tensor:
+    """Soft targets for positive RoIs of GT class y: column y of M, column-normalised (Eq. 5, 10).
+
+    ``q[k, i] = M[i, y_k] / sum_j M[j, y_k]`` (CE and Seesaw variants); with ``normalize_columns=False``
+    ``q[k, i] = M[i, y_k]`` (the EQL v2 variant). A column with zero total gives all-zero targets instead of
+    the official code's NaN (it cannot happen once the gate is open: every row then holds positive mass).
+
+    Args:
+        matrix: (C, C) confusion matrix (detached here).
+        labels_fg: (P,) int64 0-based class index.
+    Returns:
+        (P, C) targets.
+    """
+    cm = matrix.detach()
+    if normalize_columns:
+        total = cm.sum(dim=0, keepdim=True)
+        cm = torch.where(total > 0, cm / total.clamp_min(torch.finfo(cm.dtype).tiny), torch.zeros_like(cm))
+    return cm[:, labels_fg].t()
+
+
+def foreground_distribution(logits: torch.Tensor, num_classes: int, background: Background, variant: str) -> torch.Tensor:
+    """Per-RoI distribution over the C foreground classes used for the confusion matrix.
+
+    ``logits`` (R, K): (R, C+1) for "ce" (softmax over the fg columns, bg excluded) and "eqlv2"
+    (sigmoid of the fg columns, not normalised); (R, C+2) ``[C classes | obj_fg | obj_bg]`` for "seesaw"
+    (softmax over the C class logits). Returns (R, C).
+    """
+    if variant == "seesaw":
+        return F.softmax(logits[:, :num_classes], dim=1)
+    fg = logits[:, foreground_slice(num_classes, background)]
+    if variant == "eqlv2":
+        return torch.sigmoid(fg)
+    return F.softmax(fg, dim=1)
+
+
+def pcb_ce_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    soft_targets: torch.Tensor,
+    alpha: float,
+    *,
+    background: Background,
+    form: Literal["official", "paper"] = "official",
+) -> torch.Tensor:
+    """CE + PCB loss (Eq. 11), normalised by the number of sampled RoIs R.
+
+    ``[sum_neg CE + (1 - alpha) sum_pos CE + alpha sum_pos L_PCB] / R`` where, per positive RoI,
+    L_PCB is ``KL(q ⊕ 0_bg || softmax(z over C+1))`` (``form="official"``) or
+    ``-sum_i q_i log softmax(z_fg)_i`` (``form="paper"``, Eq. 10 with Eq. 1's fg-only softmax).
+
+    Args:
+        logits: (R, C+1) in ``background`` convention.
+        labels: (R,) int64 in ``background`` convention.
+        soft_targets: (P, C) fight-back targets of the P positive RoIs, in their order in ``labels``.
+        alpha: alpha_r of this step.
+    Returns:
+        scalar loss.
+    """
+    num_classes = logits.shape[1] - 1
+    num_rois = max(labels.numel(), 1)
+    positive = is_foreground(labels, num_classes, background)
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    loss = (ce * torch.where(positive, 1.0 - alpha, 1.0)).sum() / num_rois
+    if alpha > 0 and bool(positive.any()):
+        fg = foreground_slice(num_classes, background)
+        if form == "official":
+            target = logits.new_zeros(int(positive.sum()), num_classes + 1)
+            target[:, fg] = soft_targets.to(logits.dtype)
+            term = F.kl_div(F.log_softmax(logits[positive], dim=1), target, reduction="sum")
+        elif form == "paper":
+            term = -(soft_targets.to(logits.dtype) * F.log_softmax(logits[positive][:, fg], dim=1)).sum()
+        else:
+            raise ValueError(f"form must be 'official' or 'paper', got {form!r}")
+        loss = loss + alpha * term / num_rois
+    return loss
+
+
+def pcb_seesaw_losses(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    soft_targets: torch.Tensor,
+    alpha: float,
+    seesaw: nn.Module,
+) -> dict[str, torch.Tensor]:
+    """Seesaw + PCB (official ``SeesawPCBLoss``) on (R, C+2) logits ``[C classes | obj_fg | obj_bg]``.
+
+    ``loss_cls_objectness`` unchanged; ``loss_cls_classes`` = (1 - alpha) x seesaw CE of the positives;
+    ``loss_cls_pcb`` = alpha x seesaw soft CE with targets ``soft_targets`` (P, C) (the seesaw factors are
+    computed w.r.t. the hard label); all summed and divided by R. Increments ``seesaw.cum_samples`` like
+    the plain loss (so 3 times per iteration in the 3-step head, as the official code).
+
+    ``seesaw`` is a ``ltbench.methods.losses.seesaw.SeesawLoss`` (its p, q, eps, cum_samples, background).
+    """
+    from ltbench.methods.losses.seesaw import seesaw_cross_entropy, split_seesaw_logits
+
+    num_classes = seesaw.num_classes
+    class_logits, obj_logits = split_seesaw_logits(logits, num_classes)
+    seesaw.update_counts(labels)
+    num_rois = max(labels.numel(), 1)
+    positive = is_foreground(labels, num_classes, seesaw.background)
+    loss_obj = F.cross_entropy(obj_logits, (~positive).long(), reduction="sum") / num_rois
+    if bool(positive.any()):
+        labels_fg = to_foreground_index(labels[positive], seesaw.background)
+        args = (class_logits[positive], labels_fg, seesaw.cum_samples, seesaw.p, seesaw.q, seesaw.eps)
+        loss_cls = (1.0 - alpha) * seesaw_cross_entropy(*args).sum() / num_rois
+        loss_pcb = alpha * seesaw_cross_entropy(*args, soft_target=soft_targets.to(logits.dtype)).sum() / num_rois
+    else:
+        loss_cls = loss_pcb = class_logits.sum() * 0.0
+    weight = getattr(seesaw, "loss_weight", 1.0)
+    return {
+        "loss_cls_objectness": weight * loss_obj,
+        "loss_cls_classes": weight * loss_cls,
+        "loss_cls_pcb": weight * loss_pcb,
+    }
+
+
+def pcb_eqlv2_targets(labels: torch.Tensor, raw_column: torch.Tensor, alpha: float, num_classes: int, background: Background) -> torch.Tensor:
+    """EQL v2 + PCB targets (R, C+1): one-hot, with positives' fg columns ``alpha*M[:, y] + (1-alpha)*onehot``.
+
+    The background/objectness target of a positive stays 0. ``raw_column`` (P, C) = ``M[:, y_k]^T`` (no
+    column normalisation, the paper's "discarding Eq. 5" for BCE).
+    """
+    targets = F.one_hot(labels, num_classes + 1).to(raw_column.dtype if raw_column.is_floating_point() else torch.float32)
+    positive = is_foreground(labels, num_classes, background)
+    fg = foreground_slice(num_classes, background)
+    pos_rows = targets[positive]
+    pos_rows[:, fg] = alpha * raw_column.to(targets.dtype) + (1.0 - alpha) * pos_rows[:, fg]
+    targets[positive] = pos_rows
+    return targets
+
+
+def pcb_eqlv2_loss(logits: torch.Tensor, labels: torch.Tensor, raw_column: torch.Tensor, alpha: float, eqlv2: nn.Module) -> torch.Tensor:
+    """EQL v2 + PCB: the EQL v2 loss (and its statistics update) with ``pcb_eqlv2_targets`` soft targets.
+
+    ``eqlv2`` is a ``ltbench.methods.losses.eqlv2.EQLv2Loss``; logits (R, C+1) sigmoid logits.
+    """
+    targets = pcb_eqlv2_targets(labels, raw_column, alpha, eqlv2.num_classes, eqlv2.background).to(logits.dtype)
+    return eqlv2(logits, labels, targets=targets)
+
+
+def _accepts(cls: type, name: str) -> bool:
+    """Whether ``cls.__init__`` names parameter ``name`` explicitly (not just via **kwargs)."""
+    return name in inspect.signature(cls.__init__).parameters
+
+
+def _mlp(in_features: int, out_features: int, hidden: int, layer_norm: bool) -> nn.Sequential:
+    """Linear(in, hidden) -> ReLU -> Linear(hidden, out), optional LayerNorm(in) first; PyTorch default init."""
+    layers: list[nn.Module] = [nn.LayerNorm(in_features)] if layer_norm else []
+    layers += [nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_features)]
+    return nn.Sequential(*layers)
+
+
+class IterativeBoxHead(BoxHead):
+    """PCB's recurrent refinement head (and its DSN and plain-paradigm variants) around a base head.
+
+    Shapes: pooled (R, in_channels, P, P) -> per step r: logits (R, K) from the base head's classifier
+    (K = C+1 for softmax/EQL v2, C+2 for Seesaw), deltas (R, D); ``features`` of the output is step 0's
+    (R, hidden). Labels and probabilities follow ``background``.
+
+    Args:
+        num_classes, background, num_box_deltas: as ``BoxHead``.
+        base: registered name of the head whose 2-fc features, classifier, loss and activation are shared by
+            all steps ("softmax", "seesaw", "eqlv2", ...).
+        steps: R (official 3). ``steps=1`` is PCB without the recurrent paradigm.
+        step_weights: weights of the steps' classification losses (official 0.2/0.2/0.6 for 3 steps;
+            required for any other R > 1).
+        refine: True = iterative refinement; False = deep supervision (DSN): same step losses, the
+            features are not refined, so every step sees the step-0 prediction.
+        layer_norm: LayerNorm on MLP_cls's input (official only for EQL v2).
+        mlp_hidden: hidden width of both MLPs (512).
+        pcb: None (no regulariser) or a mapping of PCB parameters: ``alpha`` (default by variant: 0.4 CE,
+            0.2 EQL v2, 0.05 Seesaw), ``momentum`` (0.99), ``start_epoch`` (17), ``epoch_indexing``
+            ("one_based" | "zero_based"), ``gate_unit`` ("epoch" | "iteration"), ``start_fraction``
+            (iteration gate; default ``(start_epoch - 1 if one_based else start_epoch) / reference_epochs``),
+            ``reference_epochs`` (24), ``form`` ("official" | "paper", CE only), ``distributed`` (True).
+        read_step: 0-based step whose prediction ``probabilities`` returns (default: the last).
+        in_channels, pool_size, hidden: shapes of the shared 2-fc head.
+        **base_params: passed to the base head (``instance_counts``/``image_counts`` only if it takes them).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        base: str = "softmax",
+        steps: int = 3,
+        step_weights: Sequence[float] | None = None,
+        refine: bool = True,
+        layer_norm: bool = False,
+        mlp_hidden: int = 512,
+        pcb: Mapping[str, Any] | None = None,
+        read_step: int | None = None,
+        in_channels: int = 256,
+        pool_size: int = 7,
+        hidden: int = 1024,
+        **base_params: Any,
+    ) -> None:
+        nn.Module.__init__(self)  # the 2-fc head and box regressor are the base head's (shared by all steps)
+        self.num_classes = num_classes
+        self.background = check_background(background)
+        self.num_box_deltas = num_box_deltas
+        self.progress = {"epoch": 0, "max_epochs": 1, "iteration": 0, "max_iterations": 1}
+        if steps < 1:
+            raise LtbenchError(f"recurrent head needs steps >= 1, got {steps}", key="head.steps", expected="an integer >= 1")
+        if step_weights is None:
+            step_weights = DEFAULT_STEP_WEIGHTS_3 if steps == 3 else (1.0,) if steps == 1 else None
+            if step_weights is None:
+                raise LtbenchError(
+                    f"no default step weights for steps={steps}",
+                    key="head.step_weights",
+                    expected=f"a list of {steps} weights (official 0.2/0.2/0.6 exists only for 3 steps)",
+                )
+        if len(step_weights) != steps:
+            raise LtbenchError(
+                f"{len(step_weights)} step weights for {steps} steps", key="head.step_weights", expected=f"{steps} weights"
+            )
+        self.steps = steps
+        self.step_weights = tuple(float(w) for w in step_weights)
+        self.refine = refine
+        self.base_name = base
+        base_cls = BOX_HEADS.get(base)
+        stats = {k: base_params.pop(k) for k in ("instance_counts", "image_counts") if k in base_params}
+        base_params.update({k: v for k, v in stats.items() if _accepts(base_cls, k)})
+        self.base: BoxHead = build_box_head(
+            base,
+            num_classes=num_classes,
+            background=background,
+            num_box_deltas=num_box_deltas,
+            in_channels=in_channels,
+            pool_size=pool_size,
+            hidden=hidden,
+            **base_params,
+        )
+        self.in_channels, self.pool_size = in_channels, pool_size
+        self.variant: str = base if base in ("seesaw", "eqlv2") else "ce"
+        if refine and steps > 1:
+            with torch.no_grad():
+                num_logits = self.base.class_logits(torch.zeros(1, hidden)).shape[1]
+            self.mlp_cls = _mlp(num_logits, in_channels, mlp_hidden, layer_norm)
+            self.mlp_loc = _mlp(num_box_deltas, pool_size * pool_size, mlp_hidden, False)
+        self.read_step = steps - 1 if read_step is None else read_step
+        if not 0 <= self.read_step < steps:
+            raise LtbenchError(f"read_step {read_step} outside [0, {steps})", key="head.read_step", expected=f"0..{steps - 1}")
+        self.pcb = self._pcb_config(pcb)
+        if self.pcb is not None:
+            self.confusion = ConfusionMatrixEMA(
+                num_classes,
+                momentum=self.pcb["momentum"],
+                renormalize_rows=self.variant != "eqlv2",
+                distributed=self.pcb["distributed"],
+            )
+
+    def _pcb_config(self, pcb: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if pcb is None:
+            return None
+        known = {"alpha", "momentum", "start_epoch", "epoch_indexing", "gate_unit", "start_fraction", "reference_epochs", "form", "distributed", "name"}
+        unknown = set(pcb) - known
+        if unknown:
+            raise LtbenchError(f"unknown PCB parameter(s) {sorted(unknown)}", key="regularizer", expected="one of " + ", ".join(sorted(known)))
+        cfg: dict[str, Any] = {
+            "alpha": DEFAULT_ALPHA[self.variant],
+            "momentum": 0.99,
+            "start_epoch": 17,
+            "epoch_indexing": "one_based",
+            "gate_unit": "epoch",
+            "start_fraction": None,
+            "reference_epochs": 24,
+            "form": "official",
+            "distributed": True,
+        }
+        cfg.update({k: v for k, v in pcb.items() if k != "name"})
+        if cfg["epoch_indexing"] not in ("one_based", "zero_based"):
+            raise LtbenchError("bad epoch_indexing", key="regularizer.epoch_indexing", expected="'one_based' or 'zero_based'")
+        if cfg["gate_unit"] not in ("epoch", "iteration"):
+            raise LtbenchError("bad gate_unit", key="regularizer.gate_unit", expected="'epoch' or 'iteration'")
+        if cfg["form"] not in ("official", "paper"):
+            raise LtbenchError("bad form", key="regularizer.form", expected="'official' or 'paper'")
+        if cfg["start_fraction"] is None:
+            first = cfg["start_epoch"] - 1 if cfg["epoch_indexing"] == "one_based" else cfg["start_epoch"]
+            cfg["start_fraction"] = first / cfg["reference_epochs"]
+        return cfg
+
+    # -- the shared 2-fc head and box regressor are the base head's ----------------------------------
+    @property
+    def features(self) -> nn.Module:  # type: ignore[override]
+        return self.base.features
+
+    @property
+    def bbox_pred(self) -> nn.Module:  # type: ignore[override]
+        return self.base.bbox_pred
+
+    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.base.class_logits(features)
+
+    def set_progress(self, epoch: int, max_epochs: int, iteration: int, max_iterations: int) -> None:
+        super().set_progress(epoch, max_epochs, iteration, max_iterations)
+        self.base.set_progress(epoch, max_epochs, iteration, max_iterations)
+
+    # -- PCB gate ---------------------------------------------------------------------------------------
+    def gate_open(self) -> bool:
+        """PCB is active: the schedule point is reached AND every class has been seen as a foreground RoI."""
+        if self.pcb is None:
+            return False
+        p = self.progress
+        if self.pcb["gate_unit"] == "iteration":
+            reached = p["iteration"] >= self.pcb["start_fraction"] * p["max_iterations"]
+        else:
+            epoch = p["epoch"] + 1 if self.pcb["epoch_indexing"] == "one_based" else p["epoch"]
+            reached = epoch >= self.pcb["start_epoch"]
+        return bool(reached and self.confusion.all_seen)
+
+    # -- forward ----------------------------------------------------------------------------------------
+    def forward(self, pooled: torch.Tensor) -> BoxHeadOutput:
+        logits: list[torch.Tensor] = []
+        deltas: list[torch.Tensor] = []
+        x = pooled
+        first_features = None
+        for step in range(self.steps):
+            if step > 0 and not (self.refine and self.steps > 1):
+                # DSN: no refinement, so every step's prediction equals step 0's (shared weights).
+                logits.append(logits[0])
+                deltas.append(deltas[0])
+                continue
+            feats = self.base.features(x)
+            z = self.base.class_logits(feats)
+            b = self.base.bbox_pred(feats)
+            if first_features is None:
+                first_features = feats
+            logits.append(z)
+            deltas.append(b)
+            if step < self.steps - 1:
+                channel_bias = self.mlp_cls(z).view(-1, self.in_channels, 1, 1)
+                spatial_gate = self.mlp_loc(b).view(-1, 1, self.pool_size, self.pool_size)
+                x = x * spatial_gate + channel_bias
+        assert first_features is not None
+        return BoxHeadOutput(logits, deltas, first_features)
+
+    def step_output(self, output: BoxHeadOutput, step: int) -> BoxHeadOutput:
+        """The single-step output of step ``step`` (0-based), as the base head understands it."""
+        return BoxHeadOutput([output.class_logits[step]], [output.box_deltas[step]], output.features, output.extras)
+
+    def regression_deltas(self, output: BoxHeadOutput) -> torch.Tensor:
+        """(R, D) deltas of the last step (official ``reg_iter=2``)."""
+        return output.box_deltas[-1]
+
+    def probabilities(self, output: BoxHeadOutput, step: int | None = None) -> torch.Tensor:
+        """(R, C+1) probabilities of step ``step`` (0-based; default ``read_step``, the last)."""
+        k = self.read_step if step is None else step
+        return self.base.probabilities(self.step_output(output, k))
+
+    def step_probabilities(self, output: BoxHeadOutput) -> list[torch.Tensor]:
+        """(R, C+1) probabilities of every step, step 0 first (PCB Table 7's per-step views)."""
+        return [self.probabilities(output, k) for k in range(self.steps)]
+
+    # -- losses -----------------------------------------------------------------------------------------
+    def _find_loss(self, kind: str) -> nn.Module:
+        if kind == "seesaw":
+            from ltbench.methods.losses.seesaw import SeesawLoss as wanted
+        else:
+            from ltbench.methods.losses.eqlv2 import EQLv2Loss as wanted
+        for module in self.base.modules():
+            if isinstance(module, wanted):
+                return module
+        raise LtbenchError(f"base head {self.base_name!r} has no {wanted.__name__} module", key="loss", expected=f"a {kind} head")
+
+    def _eqlv2_loss_key(self) -> str:
+        return getattr(self.base, "loss_key", "loss_cls")
+
+    def _step_losses(self, logits: torch.Tensor, labels: torch.Tensor, alpha: float, active: bool, step_out: BoxHeadOutput) -> dict[str, torch.Tensor]:
+        fg_mask = is_foreground(labels, self.num_classes, self.background)
+        if not active or alpha <= 0:
+            return self.base.classification_losses(step_out, labels)
+        labels_fg = to_foreground_index(labels[fg_mask], self.background)
+        if self.variant == "eqlv2":
+            column = fightback_targets(self.confusion.matrix, labels_fg, normalize_columns=False)
+            return {self._eqlv2_loss_key(): pcb_eqlv2_loss(logits, labels, column, alpha, self._find_loss("eqlv2"))}
+        soft = fightback_targets(self.confusion.matrix, labels_fg)
+        if self.variant == "seesaw":
+            return pcb_seesaw_losses(logits, labels, soft, alpha, self._find_loss("seesaw"))
+        if logits.shape[1] != self.num_classes + 1:
+            raise LtbenchError(
+                f"PCB's CE variant needs C+1 = {self.num_classes + 1} softmax logits, base head {self.base_name!r} gives {logits.shape[1]}",
+                key="regularizer",
+                expected="base loss ce (softmax), seesaw or eqlv2",
+            )
+        return {"loss_cls": pcb_ce_loss(logits, labels, soft, alpha, background=self.background, form=self.pcb["form"])}
+
+    def classification_losses(self, output: BoxHeadOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Sum over steps of ``w_r`` x the step's classification losses (same keys as the base head, plus
+        ``loss_cls_pcb`` for Seesaw+PCB). With PCB, M is updated once per step (training mode only)."""
+        totals: dict[str, torch.Tensor] = {}
+        fg_mask = is_foreground(labels, self.num_classes, self.background)
+        for step in range(self.steps):
+            logits = output.class_logits[step]
+            if self.pcb is not None and self.training:
+                fg_probs = foreground_distribution(logits[fg_mask], self.num_classes, self.background, self.variant)
+                self.confusion.update(fg_probs, to_foreground_index(labels[fg_mask], self.background))
+            alpha = step_alpha(self.pcb["alpha"], step, self.steps) if self.pcb is not None else 0.0
+            losses = self._step_losses(logits, labels, alpha, self.gate_open(), self.step_output(output, step))
+            for key, value in losses.items():
+                weighted = self.step_weights[step] * value
+                totals[key] = totals[key] + weighted if key in totals else weighted
+        return totals
+
+
+@BOX_HEADS.register("iterative")
+class RecurrentBoxHead(IterativeBoxHead):
+    """``IterativeBoxHead`` with feature refinement (PCB's iterative paradigm); params as the parent."""
+
+
+@BOX_HEADS.register("dsn")
+class DeepSupervisionBoxHead(IterativeBoxHead):
+    """Deep supervision (PCB Table 4's DSN): the step losses without feature refinement."""
+
+    def __init__(self, num_classes: int, background: Background, num_box_deltas: int, **params: Any) -> None:
+        params["refine"] = False
+        super().__init__(num_classes, background, num_box_deltas, **params)
+
+
+@BOX_HEADS.register("pcb")
+class PCBBoxHead(IterativeBoxHead):
+    """The full official PCB head: 3-step iterative head with the PCB regulariser (variant defaults)."""
+
+    def __init__(self, num_classes: int, background: Background, num_box_deltas: int, **params: Any) -> None:
+        params.setdefault("pcb", {})
+        if params["pcb"] is None:
+            params["pcb"] = {}
+        super().__init__(num_classes, background, num_box_deltas, **params)
+
+
+__all__ = [
+    "ConfusionMatrixEMA",
+    "DEFAULT_ALPHA",
+    "IterativeBoxHead",
+    "fightback_targets",
+    "foreground_distribution",
+    "pcb_ce_loss",
+    "pcb_eqlv2_loss",
+    "pcb_eqlv2_targets",
+    "pcb_seesaw_losses",
+    "step_alpha",
+]
