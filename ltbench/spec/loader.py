@@ -164,6 +164,22 @@ class _Checker:
         keys = list(error.absolute_path)
         self.fail(_schema_message(error), keys, expected=_schema_expected(error))
 
+    def check_resolved(self, defaults: dict, table_raw: dict, row: Row, keys: list[str | int]) -> None:
+        """Every component of the row's resolved run and view has a name."""
+        from ltbench.spec.model import merge_run, merge_view
+
+        run = merge_run(merge_run(merge_run(defaults["run"], table_raw.get("run")), row.group.run), row.run)
+        if row.stage1:
+            run = merge_run(run, row.stage1)
+        for key in vocab.COMPONENT_VOCAB:
+            value = run.get(key)
+            if isinstance(value, dict) and "name" not in value:
+                self.fail(f"the resolved {key} has parameters but no name", [*keys, "run", key],
+                          expected=f"`{key}: {{name: ...}}` here or at a level above (" + ", ".join(vocab.COMPONENT_VOCAB[key]) + ")")
+        view = merge_view(merge_view(merge_view(defaults.get("view"), table_raw.get("view")), row.group.view), row.view)
+        if "name" not in view:
+            self.fail("the resolved view has no name", [*keys, "view"], expected="one of " + ", ".join(vocab.VIEWS))
+
     # pass 3 -----------------------------------------------------------------------------------------
     def build(self) -> PaperSpec:
         d = self.data
@@ -270,6 +286,12 @@ class _Checker:
                     self.fail(f"unknown column group {m['group']!r}", ["tables", ti, "missing", mi, "group"],
                               expected="one of " + ", ".join(g.id for g in groups))
             tables.append(table)
+        spec_defaults = d["defaults"]
+        for ti, table in enumerate(tables):
+            for row in table.rows:
+                if table.scope != "reproduce" or (row.cited and not row.cited.served_by):
+                    continue
+                self.check_resolved(spec_defaults, d["tables"][ti], row, ["tables", ti, "rows", row.index])
         for ci, claim in enumerate(d.get("claims", [])):
             check_refs(claim.get("assumptions", []), ["claims", ci, "assumptions"])
         defaults = d["defaults"]

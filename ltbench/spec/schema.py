@@ -25,7 +25,7 @@ _PARAM_VALUE = {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}, {"type":
 def _component(names: tuple[str, ...], *, nullable: bool = False) -> dict[str, Any]:
     obj = {
         "type": "object",
-        "required": ["name"],
+        "description": "a component; `name` may be left out in an override that only changes parameters",
         "properties": {"name": {"enum": list(names)}},
         "additionalProperties": _PARAM_VALUE,
     }
