@@ -1,0 +1,139 @@
+"""Framework-free parts of the adapters: LR schedule, resumable image order, RFS, checkpoints, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from adapters import base, get_adapter
+from ltbench.errors import LtbenchError
+
+SCHEDULE = {"lr": 0.02, "warmup_iters": 10, "warmup_factor": 0.001, "steps": [80, 110]}
+
+
+def test_lr_warmup_then_steps() -> None:
+    assert base.lr_at(SCHEDULE, 0) == pytest.approx(0.02 * 0.001)
+    assert base.lr_at(SCHEDULE, 5) == pytest.approx(0.02 * (0.001 * 0.5 + 0.5))
+    assert base.lr_at(SCHEDULE, 10) == pytest.approx(0.02)
+    assert base.lr_at(SCHEDULE, 79) == pytest.approx(0.02)
+    assert base.lr_at(SCHEDULE, 80) == pytest.approx(0.002)
+    assert base.lr_at(SCHEDULE, 110) == pytest.approx(0.0002)
+
+
+def test_index_stream_resumes_exactly() -> None:
+    cats = [{1}, {2}, {1, 3}, {3}, {2}]
+    order = base.make_epoch_order({"name": "random"}, cats, seed=3)
+    straight = base.IndexStream(order)
+    expected = straight.take(13)  # crosses two epoch boundaries
+    first = base.IndexStream(order)
+    head = first.take(6)
+    resumed = base.IndexStream(order)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + resumed.take(7) == expected
+    assert sorted(expected[:5]) == [0, 1, 2, 3, 4]  # an epoch is a permutation
+
+
+def test_repeat_factors_follow_lvis_formula() -> None:
+    # 10 images; class 1 in all, class 2 in one image. t = 0.5:
+    # r_1 = max(1, sqrt(0.5/1)) = 1, r_2 = sqrt(0.5/0.1) = sqrt(5).
+    cats = [{1}] * 9 + [{1, 2}]
+    factors = base.repeat_factors(cats, {1: 10, 2: 1}, 10, 0.5)
+    assert factors[:9] == [1.0] * 9
+    assert factors[9] == pytest.approx(math.sqrt(5))
+
+
+def test_rfs_ceil_repeats_rare_images_every_epoch() -> None:
+    cats = [{1}] * 9 + [{1, 2}]
+    order = base.make_epoch_order({"name": "rfs", "t": 0.5, "rounding": "ceil"}, cats, seed=0)
+    epoch = order(0)
+    assert len(epoch) == 9 + math.ceil(math.sqrt(5))
+    assert epoch.count(9) == 3
+
+
+def test_rfs_stochastic_rounding_mean() -> None:
+    cats = [{1}] * 9 + [{1, 2}]
+    order = base.make_epoch_order({"name": "rfs", "t": 0.5, "rounding": "stochastic"}, cats, seed=0)
+    counts = [order(e).count(9) for e in range(400)]
+    assert set(counts) <= {2, 3}
+    assert np.mean(counts) == pytest.approx(math.sqrt(5), abs=0.08)
+
+
+def test_unknown_sampler_is_a_clear_error() -> None:
+    with pytest.raises(LtbenchError, match="sampler 'nope'"):
+        base.make_epoch_order({"name": "nope"}, [{1}], seed=0)
+
+
+def test_unknown_framework_suggests() -> None:
+    with pytest.raises(LtbenchError, match="did you mean 'mmdet'"):
+        get_adapter("mmdett")
+
+
+def test_checkpoint_pointer_roundtrip(tmp_path) -> None:
+    assert base.last_checkpoint(tmp_path) is None
+    base.save_checkpoint(tmp_path, base.checkpoint_name(40), {"iteration": 40})
+    path = base.last_checkpoint(tmp_path)
+    assert path is not None and path.name == "model_0000040.pth"
+    assert base.load_checkpoint(path)["iteration"] == 40
+    (tmp_path / "model_0000040.pth").unlink()
+    with pytest.raises(LtbenchError, match="does not exist"):
+        base.last_checkpoint(tmp_path)
+
+
+def test_final_checkpoint_needs_done(tmp_path) -> None:
+    with pytest.raises(LtbenchError, match="training has not finished"):
+        base.final_checkpoint(tmp_path)
+
+
+def test_schedule_missing_key_names_it() -> None:
+    with pytest.raises(LtbenchError, match=r"schedule\.warmup_iters"):
+        base.schedule_of({"id": "r", "schedule": {"iterations": 1, "batch_size": 1, "lr": 0.1, "momentum": 0.9,
+                                                  "weight_decay": 0.0, "steps": [], "checkpoint_period": 1}})
+
+
+def test_proposal_stats_matches_by_iou_and_renormalises_foreground() -> None:
+    stats = base.ProposalStats([5, 9], background="first")
+    proposals = np.array([[0, 0, 10, 10], [0, 0, 9, 10], [50, 50, 60, 60]], dtype=np.float64)
+    # columns: bg, class0 (id 5), class1 (id 9)
+    probs = np.array([[0.5, 0.4, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]])
+    stats.add(proposals, probs, gt_boxes=np.array([[0, 0, 10, 10]]), gt_classes=[1])
+    arrays = stats.arrays()
+    assert arrays["cls_target"].tolist() == [1, 1, -1]
+    assert arrays["cls_pred"].tolist() == [-1, 1, -1]
+    assert arrays["cm_count"].tolist() == [0, 2]
+    np.testing.assert_allclose(arrays["cm_sum"][1], [0.8 + 0.25, 0.2 + 0.75])
+    np.testing.assert_allclose(arrays["cm_sum"][0], [0, 0])
+    assert arrays["category_ids"].tolist() == [5, 9]
+
+
+def test_proposal_stats_background_last() -> None:
+    stats = base.ProposalStats([5, 9], background="last")
+    stats.add(np.array([[0, 0, 10, 10]]), np.array([[0.1, 0.3, 0.6]]), np.array([[0, 0, 10, 10]]), [0])
+    arrays = stats.arrays()
+    assert arrays["cls_pred"].tolist() == [-1]
+    np.testing.assert_allclose(arrays["cm_sum"][0], [0.25, 0.75])
+
+
+def test_detections_use_category_ids_and_rle_strings() -> None:
+    masks = np.zeros((2, 8, 8), dtype=bool)
+    masks[0, 1:4, 1:4] = True
+    dets = base.detections_for_image(
+        7, np.array([[1, 2, 5, 6], [0, 0, 2, 2]]), [0.2, 0.9], [1, 0], [3, 12], masks, limit=300
+    )
+    assert [d["category_id"] for d in dets] == [3, 12]  # sorted by score, ids not indices
+    assert dets[1]["bbox"] == [1.0, 2.0, 4.0, 4.0]
+    assert isinstance(dets[1]["segmentation"]["counts"], str)
+    assert dets[1]["segmentation"]["size"] == [8, 8]
+    assert len(base.detections_for_image(7, np.zeros((5, 4)), np.ones(5), [0] * 5, [3], limit=2)) == 2
+
+
+def test_load_lvis_split_rejects_unknown_category(tmp_path) -> None:
+    doc = {"images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 99, "bbox": [0, 0, 2, 2]}],
+           "categories": [{"id": 1}]}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(LtbenchError, match=r"annotations\[0\]\.category_id"):
+        base.load_lvis_split(path, tmp_path)

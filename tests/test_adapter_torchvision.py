@@ -1,0 +1,238 @@
+"""torchvision adapter: a few training iterations and predictions on tiny synthetic LVIS data (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from adapters import base, get_adapter  # noqa: E402
+from adapters_support import CATEGORY_IDS, make_tiny_lvis, tiny_run, write_json  # noqa: E402
+from ltbench.errors import LtbenchError  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PLAIN = {"id": "plain", "name": "plain"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis"))
+
+
+@pytest.fixture(scope="module")
+def trained_baseline(tmp_path_factory, tiny_data):
+    workdir = tmp_path_factory.mktemp("baseline")
+    run = tiny_run()
+    torch.set_num_threads(1)
+    final = get_adapter("torchvision").train(run, workdir, tiny_data)
+    return run, workdir, final
+
+
+def check_detections(path: Path, data, *, limit: int = 300) -> list[dict]:
+    """Every entry is a valid LVIS result for the val file: known image, real category id, xywh box
+    inside the image, score >= 1e-4, RLE counts as str decoding to the image size; <= limit per image."""
+    from pycocotools import mask as mask_utils
+
+    dets = json.loads(path.read_text())
+    gt = json.loads(Path(data.val).read_text())
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    per_image: dict[int, int] = {}
+    for d in dets:
+        assert d["image_id"] in sizes
+        assert d["category_id"] in CATEGORY_IDS
+        x, y, w, h = d["bbox"]
+        height, width = sizes[d["image_id"]]
+        assert w >= 0 and h >= 0 and x >= 0 and y >= 0 and x + w <= width + 1e-3 and y + h <= height + 1e-3
+        assert d["score"] >= 1e-4
+        seg = d["segmentation"]
+        assert isinstance(seg["counts"], str) and seg["size"] == [height, width]
+        assert mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).shape == (height, width)
+        per_image[d["image_id"]] = per_image.get(d["image_id"], 0) + 1
+    assert max(per_image.values()) <= limit
+    return dets
+
+
+@pytest.mark.slow
+def test_train_writes_checkpoints_pointer_log_and_done(trained_baseline) -> None:
+    run, workdir, final = trained_baseline
+    assert final == workdir / "model_final.pth"
+    assert (workdir / "last_checkpoint").read_text().strip() == "model_final.pth"
+    assert (workdir / "model_0000002.pth").is_file()  # checkpoint_period 2, 4 iterations
+    done = json.loads((workdir / "done.json").read_text())
+    assert done["run_id"] == run["id"] and done["iterations"] == 4
+    log = (workdir / "log.txt").read_text().splitlines()
+    assert log[-1].startswith("iter 4/4 loss=") and "lr=" in log[-1] and "eta=" in log[-1] and "loss_cls=" in log[-1]
+
+
+@pytest.mark.slow
+def test_predict_plain_writes_valid_lvis_results(trained_baseline, tiny_data, tmp_path) -> None:
+    run, workdir, _ = trained_baseline
+    summary = get_adapter("torchvision").predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path)
+    dets = check_detections(tmp_path / "detections.json", tiny_data)
+    assert summary["num_detections"] == len(dets) > 0
+    stats = np.load(tmp_path / "proposal_stats.npz")
+    c = len(CATEGORY_IDS)
+    assert stats["category_ids"].tolist() == list(CATEGORY_IDS)
+    assert stats["cm_sum"].shape == (c, c) and stats["cm_count"].shape == (c,)
+    assert stats["cls_pred"].shape == stats["cls_target"].shape
+    # GT boxes are among the val proposals? no -- but 50 proposals over 8 one-object images match some.
+    assert stats["cm_count"].sum() == (stats["cls_target"] >= 0).sum() > 0
+    np.testing.assert_allclose(stats["cm_sum"].sum(axis=1), stats["cm_count"], rtol=1e-9)
+    assert set(np.unique(stats["cls_pred"])) <= set(range(-1, c))
+
+
+@pytest.mark.slow
+def test_predict_is_deterministic(trained_baseline, tiny_data, tmp_path) -> None:
+    run, workdir, _ = trained_baseline
+    adapter = get_adapter("torchvision")
+    adapter.predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / "a")
+    adapter.predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / "b")
+    assert (tmp_path / "a" / "detections.json").read_bytes() == (tmp_path / "b" / "detections.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_detection_cap_is_respected(trained_baseline, tiny_data, tmp_path) -> None:
+    run, workdir, _ = trained_baseline
+    capped = tiny_run(model={"detections_per_img": 5})
+    get_adapter("torchvision").predict(capped, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path)
+    check_detections(tmp_path / "detections.json", tiny_data, limit=5)
+
+
+@pytest.mark.slow
+def test_recurrent_step_out_of_range_is_an_error(trained_baseline, tiny_data, tmp_path) -> None:
+    run, workdir, _ = trained_baseline
+    with pytest.raises(LtbenchError, match="recurrent step 2 requested, the head has 1"):
+        get_adapter("torchvision").predict(
+            run, {"id": "step2", "name": "recurrent_step", "step": 2}, workdir, tiny_data, split="val", out_dir=tmp_path
+        )
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_reaches_identical_weights(tiny_data, tmp_path, monkeypatch) -> None:
+    """N iterations straight == N/2, interrupted, resumed to N (every tensor bit-identical)."""
+    run = tiny_run(sampler={"name": "rfs", "t": 0.3}, schedule={"iterations": 4, "checkpoint_period": 2})
+    adapter = get_adapter("torchvision")
+    straight = torch.load(adapter.train(run, tmp_path / "straight", tiny_data), weights_only=False)
+
+    real_loop = base.run_training_loop
+
+    def loop_killed_at_2(run_config, workdir, schedule, parts, **kw):
+        step = parts.step
+
+        def dying_step(indices, iteration):
+            if iteration == 2:  # after the checkpoint at 2 was written
+                raise KeyboardInterrupt("simulated kill")
+            return step(indices, iteration)
+
+        parts.step = dying_step
+        return real_loop(run_config, workdir, schedule, parts, **kw)
+
+    monkeypatch.setattr(base, "run_training_loop", loop_killed_at_2)
+    with pytest.raises(KeyboardInterrupt):
+        adapter.train(run, tmp_path / "resumed", tiny_data)
+    assert (tmp_path / "resumed" / "last_checkpoint").read_text().strip() == "model_0000002.pth"
+    assert not (tmp_path / "resumed" / "done.json").exists()
+    monkeypatch.setattr(base, "run_training_loop", real_loop)
+    resumed = torch.load(adapter.train(run, tmp_path / "resumed", tiny_data), weights_only=False)
+
+    assert resumed["iteration"] == straight["iteration"] == 4
+    assert resumed["sampler"] == straight["sampler"]
+    assert straight["model"].keys() == resumed["model"].keys()
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    # The momentum buffers must match too (the optimizer state was restored, not rebuilt).
+    for a, b in zip(straight["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+    assert "resuming from model_0000002.pth" not in (tmp_path / "straight" / "log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_cli_train_killed_with_sigkill_then_resumed(tiny_data, tmp_path) -> None:
+    """The real thing: `ltbench train` in a subprocess, SIGKILLed once a checkpoint exists, restarted."""
+    run = tiny_run(id="tiny-kill-00000000", schedule={"iterations": 6, "checkpoint_period": 1})
+    run_path = write_json(tmp_path / "run.json", run)
+    args = [sys.executable, "-m", "ltbench", "train", "--run-config", str(run_path), "--train-ann", str(tiny_data.train),
+            "--val-ann", str(tiny_data.val), "--image-root", str(tiny_data.image_root)]
+    env = {**os.environ, "LTBENCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run([*args, "--workdir", str(tmp_path / "straight")], env=env, capture_output=True, text=True, cwd=REPO)
+    assert straight.returncode == 0, straight.stderr
+    assert "iter 6/6" in straight.stderr and "eta=" in straight.stderr
+
+    workdir = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--workdir", str(workdir)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        pointer = workdir / "last_checkpoint"
+        if pointer.is_file() and pointer.read_text().strip() not in ("", "model_final.pth"):
+            break
+        time.sleep(0.05)
+    killed_at = (workdir / "last_checkpoint").read_text().strip() if (workdir / "last_checkpoint").is_file() else None
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert killed_at is not None and killed_at != "model_final.pth", "training ended before it could be killed"
+    resumed = subprocess.run([*args, "--workdir", str(workdir)], env=env, capture_output=True, text=True, cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from model_" in resumed.stderr
+    a = torch.load(tmp_path / "straight" / "model_final.pth", weights_only=False)["model"]
+    b = torch.load(workdir / "model_final.pth", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+def test_faster_rcnn_trains_and_predicts_boxes_only(tiny_data, tmp_path) -> None:
+    run = tiny_run(id="tiny-frcnn-00000000", detector="faster_rcnn", schedule={"iterations": 2, "checkpoint_period": 2})
+    adapter = get_adapter("torchvision")
+    adapter.train(run, tmp_path / "w", tiny_data)
+    adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "out")
+    dets = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert dets and all("segmentation" not in d for d in dets)
+
+
+@pytest.mark.slow
+def test_cli_predict_end_to_end(trained_baseline, tiny_data, tmp_path) -> None:
+    from ltbench.cli import main
+
+    run, workdir, _ = trained_baseline
+    run_path = write_json(tmp_path / "run.json", run)
+    view_path = write_json(tmp_path / "view.json", PLAIN)
+    code = main(["predict", "--run-config", str(run_path), "--view-config", str(view_path), "--workdir", str(workdir),
+                 "--split", "val", "--out-dir", str(tmp_path / "out"), "--train-ann", str(tiny_data.train),
+                 "--val-ann", str(tiny_data.val), "--image-root", str(tiny_data.image_root)])
+    assert code == 0
+    check_detections(tmp_path / "out" / "detections.json", tiny_data)
+
+
+def test_predict_without_training_is_a_clear_error(tiny_data, tmp_path) -> None:
+    with pytest.raises(LtbenchError, match="training has not finished"):
+        get_adapter("torchvision").predict(tiny_run(), PLAIN, tmp_path, tiny_data, split="val", out_dir=tmp_path / "o")
+
+
+def test_stage2_without_stage1_workdir_is_a_clear_error(tiny_data, tmp_path) -> None:
+    run = tiny_run(stage2={"method": "crt"}, stage1="tiny-softmax-00000000")
+    with pytest.raises(LtbenchError, match="--stage1-workdir"):
+        get_adapter("torchvision").train(run, tmp_path, tiny_data)
+
+
+def test_unsupported_detector_is_a_clear_error(tiny_data, tmp_path) -> None:
+    with pytest.raises(LtbenchError, match="detector 'htc'"):
+        get_adapter("torchvision").train(tiny_run(detector="htc"), tmp_path, tiny_data)
