@@ -143,28 +143,54 @@ class BoxHead(nn.Module):
 
 @BOX_HEADS.register("softmax")
 class SoftmaxBoxHead(BoxHead):
-    """Linear classifier over C+1 classes with softmax cross-entropy: the plain Mask R-CNN baseline.
+    """Classifier over C+1 classes with softmax cross-entropy: the plain Mask R-CNN baseline.
+
+    ``classifier=`` picks the layer (``{"name": "linear"}`` default, ``{"name": "cosine", ...}``, see
+    ``ltbench.methods.classifiers``).
 
     Logits (R, C+1) in ``background`` convention; loss = mean CE over the R sampled RoIs
     (torchvision's ``fastrcnn_loss``, detectron2's and mmdet's default when every label weight is 1).
     """
 
-    def __init__(self, num_classes: int, background: Background, num_box_deltas: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        classifier: dict[str, Any] | None = None,
+        instance_counts: list[int] | None = None,
+        image_counts: list[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # class statistics are accepted (a dispatcher may pass them to every head) but unused here
+        del instance_counts, image_counts
         super().__init__(num_classes, background, num_box_deltas, **kwargs)
-        self.cls_score = nn.Linear(self.features.out_channels, num_classes + 1)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.zeros_(self.cls_score.bias)
+        from ltbench.methods.classifiers import build_classifier
+
+        # linear: weight ~ N(0, 0.01), bias 0; see ltbench.methods.classifiers for cosine variants
+        self.cls_score = build_classifier(classifier, self.features.out_channels, num_classes + 1)
 
     def class_logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.cls_score(features)
 
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of one step's (R, C+1) logits (recurrent heads apply it per step)."""
+        return {"loss_cls": F.cross_entropy(logits, labels)}
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, C+1) logits -> (R, C+1) probabilities in ``background`` convention."""
+        return F.softmax(logits, dim=-1)
+
     def classification_losses(self, output: BoxHeadOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss_cls": F.cross_entropy(output.final_logits, labels)}
+        return self.logits_loss(output.final_logits, labels)
 
     def probabilities(self, output: BoxHeadOutput) -> torch.Tensor:
-        return F.softmax(output.final_logits, dim=-1)
+        return self.logits_probabilities(output.final_logits)
 
 
 def build_box_head(name: str, *, num_classes: int, background: Background, num_box_deltas: int, **kwargs: Any) -> BoxHead:
     """Build the registered box head ``name``; ``kwargs`` are the method's parameters."""
+    import ltbench.methods.heads  # noqa: F401  (registers the method heads in BOX_HEADS)
+
     return BOX_HEADS.get(name)(num_classes, background, num_box_deltas, **kwargs)

@@ -1,0 +1,343 @@
+"""Box heads of the classification losses, registered in ``BOX_HEADS`` (see ``box_head.py``).
+
+Every head here is a ``LogitsBoxHead``: the shared 2-fc features, one classifier producing K logits
+(``classifier=`` picks linear/cosine/normed_linear, see ``ltbench.methods.classifiers``), a loss on those
+logits and an inference rule turning them into (R, C+1) probabilities in the head's ``background``
+convention. The loss and the inference rule are also available on raw logits
+(``logits_loss(logits, labels)``, ``logits_probabilities(logits)``) so a recurrent head (PCB) can apply
+them to every step.
+
+| name | K | loss | inference |
+|---|---|---|---|
+| softmax (box_head.py) | C+1 | CE | softmax |
+| eqlv2 | C+1 sigmoid, bg column = objectness | EQL v2 | sigmoid(z_fg) * (1 - sigmoid(z_bg)) |
+| seesaw | C+2: [classes, obj_fg, obj_bg] | objectness CE + seesaw CE | softmax(classes) * p_obj(fg) |
+| focal | C+1 | softmax focal | softmax |
+| reweight | C+1 | class-weighted CE | softmax |
+| class_margin | C+1 | CE with target margin | softmax (no margin) |
+| label_smoothing | C+1 | smoothed CE | softmax |
+| online_label_smoothing | C+1 | OLS | softmax |
+| group_softmax | C+1+G | per-group CE, others sampling | BAGS merge |
+
+Class statistics come as ``instance_counts=`` / ``image_counts=`` (lists of C ints in class-index order);
+every head accepts them, the heads that need them raise ``LtbenchError`` when they are missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ltbench.errors import LtbenchError
+from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput
+from ltbench.methods.classifiers import build_classifier
+from ltbench.methods.conventions import Background
+
+
+def check_class_counts(counts: Sequence[int] | None, num_classes: int, *, param: str, head: str) -> list[int]:
+    """Validate a per-class statistics list (length C, non-negative ints) and return it as a list."""
+    expected = f"a list of {num_classes} non-negative integers in class-index order"
+    if counts is None:
+        raise LtbenchError(f"box head {head!r} needs the class statistics {param!r}", key=param, expected=expected)
+    values = list(counts)
+    if len(values) != num_classes or any(int(v) != v or v < 0 for v in values):
+        raise LtbenchError(
+            f"box head {head!r}: {param} has {len(values)} entries or invalid values", key=param, expected=expected
+        )
+    return [int(v) for v in values]
+
+
+class LogitsBoxHead(BoxHead):
+    """A box head with one classifier of ``num_logits`` outputs; subclasses define the loss and inference.
+
+    Args:
+        num_classes, background, num_box_deltas: see ``BoxHead``.
+        num_logits: K, the classifier width (method-specific).
+        classifier: classifier spec (None = linear).
+        instance_counts, image_counts: per-class training statistics (C ints), kept as given.
+        in_channels, pool_size, hidden: shape of the 2-fc feature head.
+    """
+
+    name = "logits"
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        num_logits: int,
+        classifier: dict[str, Any] | None = None,
+        instance_counts: Sequence[int] | None = None,
+        image_counts: Sequence[int] | None = None,
+        **feature_kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes, background, num_box_deltas, **feature_kwargs)
+        self.num_logits = num_logits
+        self.instance_counts = None if instance_counts is None else list(instance_counts)
+        self.image_counts = None if image_counts is None else list(image_counts)
+        self.cls_score = build_classifier(classifier, self.features.out_channels, num_logits)
+
+    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(R, hidden) -> (R, K)."""
+        return self.cls_score(features)
+
+    # -- per-method ---------------------------------------------------------------------------------
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of (R, K) logits and (R,) labels in ``background`` convention."""
+        raise NotImplementedError
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(R, K) logits -> (R, C+1) probabilities in ``background`` convention."""
+        return F.softmax(logits, dim=-1)
+
+    # -- contract -----------------------------------------------------------------------------------
+    def classification_losses(self, output: BoxHeadOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.logits_loss(output.final_logits, labels)
+
+    def probabilities(self, output: BoxHeadOutput) -> torch.Tensor:
+        return self.logits_probabilities(output.final_logits)
+
+
+@BOX_HEADS.register("eqlv2")
+class EQLv2BoxHead(LogitsBoxHead):
+    """EQL v2 (``ltbench.methods.losses.eqlv2``): C+1 sigmoid logits, the background column is the
+    objectness channel. Params: gamma 12, mu 0.8, alpha 4, ``distributed`` (all-reduce the statistics,
+    default True as the official code; False = the mmdet 3.x port). Scores are not normalised."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        gamma: float = 12.0,
+        mu: float = 0.8,
+        alpha: float = 4.0,
+        distributed: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        from ltbench.methods.losses.eqlv2 import EQLv2Loss
+
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
+        self.loss_eqlv2 = EQLv2Loss(num_classes, background, gamma=gamma, mu=mu, alpha=alpha, distributed=distributed)
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss_cls": self.loss_eqlv2(logits, labels)}
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        from ltbench.methods.losses.eqlv2 import eqlv2_probabilities
+
+        return eqlv2_probabilities(logits, self.num_classes, self.background)
+
+
+@BOX_HEADS.register("seesaw")
+class SeesawBoxHead(LogitsBoxHead):
+    """Seesaw (``ltbench.methods.losses.seesaw``): C+2 logits ``[C classes | obj_fg, obj_bg]``.
+    Params: p 0.8, q 2.0, eps 1e-2. The PCB Seesaw configs use ``classifier={"name": "normed_linear"}``."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        p: float = 0.8,
+        q: float = 2.0,
+        eps: float = 1e-2,
+        **kwargs: Any,
+    ) -> None:
+        from ltbench.methods.losses.seesaw import SeesawLoss
+
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 2, **kwargs)
+        self.loss_seesaw = SeesawLoss(num_classes, background, p=p, q=q, eps=eps)
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.loss_seesaw(logits, labels)
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        from ltbench.methods.losses.seesaw import seesaw_probabilities
+
+        return seesaw_probabilities(logits, self.num_classes, self.background)
+
+
+@BOX_HEADS.register("focal")
+class FocalBoxHead(LogitsBoxHead):
+    """Multi-class softmax focal loss over C+1 logits, ``-(1 - p_y)^gamma log p_y`` (SimCal Sec. 4.1);
+    ``gamma`` (default 2.0, Lin et al.; SimCal does not report its value)."""
+
+    def __init__(
+        self, num_classes: int, background: Background, num_box_deltas: int, *, gamma: float = 2.0, **kwargs: Any
+    ) -> None:
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
+        self.gamma = gamma
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.focal import softmax_focal_loss
+
+        return {"loss_cls": softmax_focal_loss(logits, labels, self.gamma)}
+
+
+@BOX_HEADS.register("reweight")
+class ReweightBoxHead(LogitsBoxHead):
+    """Inverse-frequency re-weighted CE (``ltbench.methods.losses.reweight``). Needs ``instance_counts``.
+    Params: ``numerator`` ("mean" or N), ``clamp`` ([0.1, 10]), ``background_weight`` (1.0),
+    ``normalize`` ("rois" or "weights")."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        numerator: float | str = "mean",
+        clamp: Sequence[float] = (0.1, 10.0),
+        background_weight: float = 1.0,
+        normalize: str = "rois",
+        instance_counts: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from ltbench.methods.losses.reweight import inverse_frequency_weights
+
+        counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="reweight")
+        super().__init__(
+            num_classes, background, num_box_deltas, num_logits=num_classes + 1, instance_counts=counts, **kwargs
+        )
+        if normalize not in ("rois", "weights"):
+            raise LtbenchError(f"unknown normalize {normalize!r}", key="normalize", expected="'rois' or 'weights'")
+        lo, hi = clamp
+        weights = inverse_frequency_weights(
+            counts, background, numerator=numerator, clamp=(lo, hi), background_weight=background_weight
+        )
+        self.register_buffer("class_weights", weights.float())
+        self.normalize = normalize
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.reweight import weighted_cross_entropy
+
+        return {"loss_cls": weighted_cross_entropy(logits, labels, self.class_weights, self.normalize)}
+
+
+@BOX_HEADS.register("class_margin")
+class ClassMarginBoxHead(LogitsBoxHead):
+    """Class-aware margin CE (``ltbench.methods.losses.class_margin``), Delta_j = K / N_j^(1/4) on the
+    target logit during training. Needs ``instance_counts``. Params: ``max_margin`` (0.5), ``constant``
+    (K, overrides max_margin), ``scale`` (1.0)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        max_margin: float = 0.5,
+        constant: float | None = None,
+        scale: float = 1.0,
+        instance_counts: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from ltbench.methods.losses.class_margin import class_margins, margin_columns
+
+        counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="class_margin")
+        super().__init__(
+            num_classes, background, num_box_deltas, num_logits=num_classes + 1, instance_counts=counts, **kwargs
+        )
+        margins = class_margins(counts, max_margin=max_margin, constant=constant)
+        self.register_buffer("margins", margin_columns(margins, background).float())
+        self.scale = scale
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.class_margin import margin_cross_entropy
+
+        return {"loss_cls": margin_cross_entropy(logits, labels, self.margins, self.scale)}
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.scale * logits, dim=-1)
+
+
+@BOX_HEADS.register("label_smoothing")
+class LabelSmoothingBoxHead(LogitsBoxHead):
+    """Label-smoothed CE over the C+1 columns; ``epsilon`` (0.1)."""
+
+    def __init__(
+        self, num_classes: int, background: Background, num_box_deltas: int, *, epsilon: float = 0.1, **kwargs: Any
+    ) -> None:
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
+        self.epsilon = epsilon
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.label_smoothing import label_smoothing_loss
+
+        return {"loss_cls": label_smoothing_loss(logits, labels, self.epsilon)}
+
+
+@BOX_HEADS.register("online_label_smoothing")
+class OnlineLabelSmoothingBoxHead(LogitsBoxHead):
+    """Online label smoothing (``ltbench.methods.losses.online_label_smoothing``) over the C+1 columns.
+    Params: ``alpha`` (0.5), ``initial_smoothing`` (0.1), ``empty_rows`` ("keep"). The soft labels advance
+    when ``set_progress`` reports a new epoch."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        alpha: float = 0.5,
+        initial_smoothing: float = 0.1,
+        empty_rows: str = "keep",
+        **kwargs: Any,
+    ) -> None:
+        from ltbench.methods.losses.online_label_smoothing import OnlineLabelSmoothing
+
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
+        self.ols = OnlineLabelSmoothing(
+            num_classes + 1, alpha=alpha, initial_smoothing=initial_smoothing, empty_rows=empty_rows
+        )
+
+    def set_progress(self, epoch: int, max_epochs: int, iteration: int, max_iterations: int) -> None:
+        super().set_progress(epoch, max_epochs, iteration, max_iterations)
+        self.ols.set_epoch(epoch)
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss_cls": self.ols(logits, labels)}
+
+
+@BOX_HEADS.register("group_softmax")
+class GroupSoftmaxBoxHead(LogitsBoxHead):
+    """Balanced group softmax (``ltbench.methods.losses.group_softmax``): C+1+G logits. Needs
+    ``instance_counts``. Params: ``bin_edges`` ((10, 100, 1000)), ``beta`` (8.0). Scores are the BAGS
+    merge (not renormalised)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        bin_edges: Sequence[int] = (10, 100, 1000),
+        beta: float = 8.0,
+        instance_counts: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from ltbench.methods.losses.group_softmax import GroupLayout
+
+        counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="group_softmax")
+        layout = GroupLayout.from_counts(counts, tuple(bin_edges))
+        super().__init__(
+            num_classes, background, num_box_deltas, num_logits=layout.num_logits, instance_counts=counts, **kwargs
+        )
+        self.layout, self.beta = layout, beta
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.group_softmax import group_softmax_loss
+
+        return {"loss_cls": group_softmax_loss(logits, labels, self.layout, self.background, beta=self.beta)}
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        from ltbench.methods.losses.group_softmax import group_softmax_probabilities
+
+        return group_softmax_probabilities(logits, self.layout, self.background)

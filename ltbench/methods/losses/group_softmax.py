@@ -1,0 +1,130 @@
+"""Balanced group softmax (BAGS, Li et al., CVPR 2020), following FishYuLi/BalancedGroupSoftmax.
+
+Groups (by training instance count N_j of each foreground class, ``bin_edges = (10, 100, 1000)``):
+group 0 is the background group with two logits ``[bg, fg]``; groups 1..4 hold the classes with
+N < 10, 10 <= N < 100, 100 <= N < 1000, N >= 1000. Each foreground group has an "others" logit at
+in-group index 0, then its classes in class-index (= category-id) order. Groups without classes are
+left out. Logit layout (the same in both background conventions; the convention only applies to
+labels and to the (R, C+1) probabilities)::
+
+    [g0: bg, fg][g1: others, c...][g2: others, c...]...        K = 2 + sum_g (n_g + 1) = C + 1 + G
+
+Training (per batch): group 0 sees every RoI (bg -> 0, fg -> 1); in group g a RoI of a class in g gets
+its in-group index, every other RoI (background or another group's class) is "others" (0). Others are
+subsampled: ``int(n_pos_g * beta)`` of them (beta = 8) without replacement, every positive kept, and the
+group's weights are all 0 when it has no positive. Loss = sum_g sum_r w_gr CE_g(r) / max(sum_r w_gr, 1).
+
+Inference: softmax inside every group; drop each group's "others"; multiply the class probabilities
+by P(fg) of group 0; background = P(bg) of group 0; no renormalisation (rows need not sum to 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ltbench.methods.conventions import Background, background_index, foreground_slice
+
+DEFAULT_BIN_EDGES: tuple[int, ...] = (10, 100, 1000)
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """Where each group's logits are.
+
+    Attributes:
+        num_classes: C.
+        group_classes: per foreground group, the 0-based class indices it holds (ascending).
+        group_starts: per foreground group, the column of its "others" logit in the K logits.
+        num_logits: K.
+    """
+
+    num_classes: int
+    group_classes: tuple[tuple[int, ...], ...]
+    group_starts: tuple[int, ...]
+    num_logits: int
+
+    @classmethod
+    def from_counts(cls, instance_counts: Sequence[int], bin_edges: Sequence[int] = DEFAULT_BIN_EDGES) -> GroupLayout:
+        edges = [0, *bin_edges, float("inf")]
+        if any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError(f"bin_edges must be increasing positive numbers, got {list(bin_edges)}")
+        groups = []
+        for low, high in zip(edges, edges[1:]):
+            members = tuple(k for k, n in enumerate(instance_counts) if low <= n < high)
+            if members:
+                groups.append(members)
+        starts, col = [], 2
+        for members in groups:
+            starts.append(col)
+            col += len(members) + 1
+        return cls(len(instance_counts), tuple(groups), tuple(starts), col)
+
+    @property
+    def num_groups(self) -> int:
+        """Number of foreground groups (group 0 not counted)."""
+        return len(self.group_classes)
+
+    def group_slice(self, g: int) -> slice:
+        """Columns of foreground group g (0-based among the foreground groups), others included."""
+        start = self.group_starts[g]
+        return slice(start, start + len(self.group_classes[g]) + 1)
+
+    def label_tables(self, background: Background) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Maps from labels in ``background`` convention (C+1 values) to in-group labels.
+
+        Returns ``(table0 (C+1,), [table_g (C+1,) for each foreground group])``: table0 is 0 for bg and 1
+        for every class; table_g is the in-group index (1..n_g) for members of g and 0 ("others") otherwise.
+        """
+        num_classes = self.num_classes
+        fg_labels = torch.arange(num_classes + 1)[foreground_slice(num_classes, background)]
+        table0 = torch.zeros(num_classes + 1, dtype=torch.long)
+        table0[fg_labels] = 1
+        tables = []
+        for members in self.group_classes:
+            table = torch.zeros(num_classes + 1, dtype=torch.long)
+            table[fg_labels[list(members)]] = torch.arange(1, len(members) + 1)
+            tables.append(table)
+        return table0, tables
+
+
+def group_softmax_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    layout: GroupLayout,
+    background: Background,
+    *,
+    beta: float = 8.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """BAGS training loss (module docstring) of (R, K) logits and (R,) labels in ``background`` convention."""
+    from ltbench.methods.samplers import bags_others_weights
+
+    if logits.shape[1] != layout.num_logits:
+        raise ValueError(f"group softmax expects {layout.num_logits} logits, got {logits.shape[1]}")
+    table0, tables = layout.label_tables(background)
+    labels0 = table0.to(labels.device)[labels]
+    total = F.cross_entropy(logits[:, :2], labels0, reduction="sum") / max(labels.numel(), 1)
+    for g, table in enumerate(tables):
+        in_group = table.to(labels.device)[labels]
+        weights = bags_others_weights(in_group, beta, generator=generator).to(logits)
+        per_roi = F.cross_entropy(logits[:, layout.group_slice(g)], in_group, reduction="none")
+        total = total + (per_roi * weights).sum() / weights.sum().clamp(min=1)
+    return total
+
+
+def group_softmax_probabilities(logits: torch.Tensor, layout: GroupLayout, background: Background) -> torch.Tensor:
+    """(R, K) logits -> (R, C+1) merged scores in ``background`` convention (module docstring)."""
+    num_classes = layout.num_classes
+    p0 = F.softmax(logits[:, :2], dim=1)
+    fg_scores = logits.new_zeros(logits.shape[0], num_classes)
+    for g, members in enumerate(layout.group_classes):
+        p_g = F.softmax(logits[:, layout.group_slice(g)], dim=1)
+        fg_scores[:, list(members)] = p_g[:, 1:]
+    out = logits.new_empty(logits.shape[0], num_classes + 1)
+    out[:, foreground_slice(num_classes, background)] = fg_scores * p0[:, 1:2]
+    out[:, background_index(num_classes, background)] = p0[:, 0]
+    return out
