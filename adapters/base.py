@@ -851,13 +851,21 @@ class ProposalStats:
             target[matched] = np.asarray(gt_classes, dtype=np.int64)[best[matched]]
         argmax = probs.argmax(axis=1)
         bg_index = 0 if self.background == "first" else c
-        pred = np.where(argmax == bg_index, -1, argmax - (1 if self.background == "first" else 0))
-        self.cls_pred.append(pred.astype(np.int64))
-        self.cls_target.append(target)
+        pred = np.where(argmax == bg_index, -1, argmax - (1 if self.background == "first" else 0)).astype(np.int64)
         sel = target >= 0
+        matched_fg = fg[sel] / np.maximum(fg[sel].sum(axis=1, keepdims=True), 1e-12)
+        accumulate = _evaluation_accumulate()
+        if accumulate is not None:
+            part = accumulate(matched_fg, target[sel], pred, target, c, background=None, category_ids=self.category_ids)
+            self.cm_sum += part["cm_sum"]
+            self.cm_count += part["cm_count"]
+            self.cls_pred.append(part["cls_pred"])
+            self.cls_target.append(part["cls_target"])
+            return
+        self.cls_pred.append(pred)
+        self.cls_target.append(target)
         if sel.any():
-            rows = fg[sel] / np.maximum(fg[sel].sum(axis=1, keepdims=True), 1e-12)
-            np.add.at(self.cm_sum, target[sel], rows)
+            np.add.at(self.cm_sum, target[sel], matched_fg)
             np.add.at(self.cm_count, target[sel], 1)
 
     def arrays(self) -> dict:
@@ -879,6 +887,16 @@ class ProposalStats:
         with atomic_open(path, "wb") as handle:
             np.savez(handle, **self.arrays())
         return Path(path)
+
+
+def _evaluation_accumulate() -> Any:
+    """``ltbench.evaluation.confusion.accumulate`` (the evaluation component's definition of these
+    arrays), or None where it is absent -- then ``ProposalStats`` computes the same sums itself."""
+    try:
+        from ltbench.evaluation.confusion import accumulate
+    except ImportError:
+        return None
+    return accumulate
 
 
 def write_detections(path: Path, detections: list[dict]) -> Path:

@@ -137,3 +137,23 @@ def test_load_lvis_split_rejects_unknown_category(tmp_path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(LtbenchError, match=r"annotations\[0\]\.category_id"):
         base.load_lvis_split(path, tmp_path)
+
+
+def test_proposal_stats_fallback_equals_evaluation_accumulate(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    proposals = rng.uniform(0, 30, size=(40, 2))
+    proposals = np.concatenate([proposals, proposals + rng.uniform(2, 20, size=(40, 2))], axis=1)
+    logits = rng.normal(size=(40, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    gt = np.array([[0, 0, 20, 20], [10, 10, 30, 35]], dtype=np.float64)
+    results = []
+    for use_evaluation in (True, False):
+        if not use_evaluation:
+            monkeypatch.setattr(base, "_evaluation_accumulate", lambda: None)
+        stats = base.ProposalStats([2, 4, 8], background="last")
+        stats.add(proposals, probs, gt, [2, 0])
+        stats.add(proposals[:5], probs[:5], np.zeros((0, 4)), [])
+        results.append(stats.arrays())
+    for key in results[0]:
+        np.testing.assert_allclose(results[0][key], results[1][key], err_msg=key)
+    assert results[0]["cm_count"].sum() > 0
