@@ -17,7 +17,7 @@ them to every step.
 | class_margin | C+1 | CE with target margin | softmax (no margin) |
 | label_smoothing | C+1 | smoothed CE | softmax |
 | online_label_smoothing | C+1 | OLS | softmax |
-| group_softmax | C+1+G | per-group CE, others sampling | BAGS merge |
+| group_softmax | C+2+G: [bg, fg] + per group [others, classes] | per-group CE, others sampling | BAGS merge |
 
 Class statistics come as ``instance_counts=`` / ``image_counts=`` (lists of C ints in class-index order);
 every head accepts them, the heads that need them raise ``LtbenchError`` when they are missing.
@@ -308,7 +308,7 @@ class OnlineLabelSmoothingBoxHead(LogitsBoxHead):
 
 @BOX_HEADS.register("group_softmax")
 class GroupSoftmaxBoxHead(LogitsBoxHead):
-    """Balanced group softmax (``ltbench.methods.losses.group_softmax``): C+1+G logits. Needs
+    """Balanced group softmax (``ltbench.methods.losses.group_softmax``): C+2+G logits. Needs
     ``instance_counts``. Params: ``bin_edges`` ((10, 100, 1000)), ``beta`` (8.0). Scores are the BAGS
     merge (not renormalised)."""
 

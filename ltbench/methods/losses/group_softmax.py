@@ -7,7 +7,7 @@ in-group index 0, then its classes in class-index (= category-id) order. Groups 
 left out. Logit layout (the same in both background conventions; the convention only applies to
 labels and to the (R, C+1) probabilities)::
 
-    [g0: bg, fg][g1: others, c...][g2: others, c...]...        K = 2 + sum_g (n_g + 1) = C + 1 + G
+    [g0: bg, fg][g1: others, c...][g2: others, c...]...        K = 2 + sum_g (n_g + 1) = C + 2 + G
 
 Training (per batch): group 0 sees every RoI (bg -> 0, fg -> 1); in group g a RoI of a class in g gets
 its in-group index, every other RoI (background or another group's class) is "others" (0). Others are
