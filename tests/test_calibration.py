@@ -92,7 +92,7 @@ def test_dual_head_replace_is_exact(background):
     orig, calib = in_convention(orig_last, background), in_convention(cal_last, background)
     got = cal.dual_head(orig, calib, background, instance_counts=counts, threshold=100)
     torch.testing.assert_close(got, in_convention(torch.tensor([[0.5, 0.2, 0.3, 0.4]]), background))
-    paper = cal.dual_head(orig, calib, background, instance_counts=counts, threshold=300, inclusive=True)
+    paper = cal.dual_head(orig, calib, background, instance_counts=counts, threshold=300, inclusive=True, combiner="select")
     torch.testing.assert_close(paper, in_convention(torch.tensor([[0.5, 0.6, 0.7, 0.4]]), background))
     avg = cal.dual_head(orig, calib, background, combiner="average")
     torch.testing.assert_close(avg, in_convention(torch.tensor([[0.3, 0.4, 0.5, 0.6]]), background))
@@ -102,7 +102,7 @@ def test_dual_head_replace_is_exact(background):
 def test_dual_head_select_uses_original_for_background_rows(background):
     orig_last = torch.tensor([[0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
     cal_last = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.7, 0.1]])
-    got = cal.dual_head(in_convention(orig_last, background), in_convention(cal_last, background), background, combiner="select")
+    got = cal.dual_head(in_convention(orig_last, background), in_convention(cal_last, background), background, combiner="select_by_original_background")
     expected = torch.stack([orig_last[0], cal_last[1]])
     torch.testing.assert_close(got, in_convention(expected, background))
     with pytest.raises(ValueError):

@@ -358,3 +358,50 @@ def test_pcb_ce_variant_rejects_incompatible_base():
 def test_labels_helper():
     assert labels_in([0, None], "first", 3).tolist() == [1, 0]
     assert from_foreground_index(torch.tensor([0]), "first").tolist() == [1]
+
+
+# -- PCB on the Seesaw and EQL v2 heads of part 1 ----------------------------------------------------------
+@pytest.mark.parametrize("background", ["first", "last"])
+def test_pcb_seesaw_head_statistics_and_loss_terms(background):
+    torch.manual_seed(8)
+    head = build_box_head("pcb", num_classes=3, background=background, num_box_deltas=12, base="seesaw", **SMALL)
+    assert head.variant == "seesaw" and head.pcb["alpha"] == 0.05 and head.confusion.renormalize_rows
+    assert head.mlp_cls[0].in_features == 5  # C+2 logits
+    labels = labels_in([0, 1, 2, None], background, 3)
+    head.set_progress(20, 24, 0, 1)
+    out = head(torch.randn(4, 4, 7, 7))
+    losses = head.classification_losses(out, labels)
+    assert set(losses) >= {"loss_cls_objectness", "loss_cls_classes"}
+    torch.testing.assert_close(head.confusion.matrix.sum(1), torch.ones(3))
+    # every class now seen -> next call regularises steps 1 and 2
+    losses = head.classification_losses(out, labels)
+    assert float(losses["loss_cls_pcb"].detach()) > 0
+    seesaw_loss = head._find_loss("seesaw")
+    assert float(seesaw_loss.cum_samples.sum()) == 2 * 3 * 3  # counts incremented once per step
+
+
+@pytest.mark.parametrize("background", ["first", "last"])
+def test_pcb_eqlv2_head_uses_raw_sigmoid_statistics(background):
+    from ltbench.methods.losses.eqlv2 import EQLv2Loss
+
+    torch.manual_seed(9)
+    head = build_box_head(
+        "pcb", num_classes=2, background=background, num_box_deltas=8, base="eqlv2", layer_norm=True,
+        pcb={"momentum": 0.0}, **SMALL,
+    )
+    assert head.variant == "eqlv2" and head.pcb["alpha"] == 0.2 and not head.confusion.renormalize_rows
+    labels = labels_in([0, 1, None], background, 2)
+    head.set_progress(20, 24, 0, 1)
+    out = head(torch.randn(3, 4, 7, 7))
+    head.classification_losses(out, labels)
+    fg = slice(1, 3) if background == "first" else slice(0, 2)
+    pos = torch.tensor([True, True, False])
+    torch.testing.assert_close(head.confusion.matrix, torch.sigmoid(out.class_logits[2][pos][:, fg]).detach())
+    # the step-2 loss is EQL v2 with targets alpha*M[:, y] + (1-alpha)*onehot (checked on a fresh loss)
+    m = head.confusion.matrix.clone()
+    z = out.class_logits[2]
+    reference = EQLv2Loss(2, background)
+    targets = pcb.pcb_eqlv2_targets(labels, m[:, [0, 1]].t(), 0.2, 2, background)
+    expected = reference(z, labels, targets=targets)
+    got = pcb.pcb_eqlv2_loss(z, labels, m[:, [0, 1]].t(), 0.2, EQLv2Loss(2, background))
+    torch.testing.assert_close(got, expected)

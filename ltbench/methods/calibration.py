@@ -9,7 +9,7 @@ new (R, C+1) tensor in the same convention; nothing is trained. Class statistics
 | ``confusion_calibration`` | PCB Eq. 4-6 + Sec. 3.2 renormalisation | kept | yes |
 | ``mean_score_calibration`` | PCB Eq. 7-8 + Sec. 3.2 | kept | yes |
 | ``norcal`` | NorCal (tydpan/NorCal ``predict_probs``) | untouched | with ``renormalize`` |
-| ``dual_head`` | SimCal Eq. 2 (replace), average, BAGS tau-norm-select | from the original | no (replace) |
+| ``dual_head`` | SimCal Eq. 2 (replace/select), average, BAGS tau-norm-select | from the original | no (replace) |
 | ``tau_normalize`` | Kang et al. / BAGS (tau-norm): ``w_i / ||w_i||^tau`` | weights, not probabilities | - |
 
 Confusion-matrix statistics (PCB Eq. 3) are (C, C), row = GT class, column = predicted class; they come
@@ -120,7 +120,7 @@ def norcal(
     return out
 
 
-Combiner = Literal["replace", "average", "select"]
+Combiner = Literal["replace", "select", "average", "select_by_original_background"]
 
 
 def dual_head(
@@ -135,12 +135,12 @@ def dual_head(
 ) -> torch.Tensor:
     """Combine the original and a calibrated head's (R, C+1) probabilities.
 
-    - ``"replace"`` (SimCal Eq. 2): fg class z takes the calibrated probability when its training
+    - ``"replace"`` or ``"select"`` (SimCal Eq. 2, the paper's "sel"): fg class z takes the calibrated probability when its training
       instance count ``N_z < threshold`` (official code, T=100) or ``N_z <= threshold`` (``inclusive=True``,
       the paper's Eq. 2; the paper uses T=300); background and all other classes from the original; no
       renormalisation.
     - ``"average"``: mean of the two distributions over all C+1 columns (SimCal Table 5 "avg").
-    - ``"select"``: per RoI, the original row where the original's argmax is background, else the calibrated
+    - ``"select_by_original_background"``: per RoI, the original row where the original's argmax is background, else the calibrated
       row (BAGS Table 1 "tau-norm-select").
     """
     if original.shape != calibrated.shape:
@@ -148,11 +148,11 @@ def dual_head(
     num_classes = original.shape[1] - 1
     if combiner == "average":
         return (original + calibrated) / 2
-    if combiner == "select":
+    if combiner == "select_by_original_background":
         is_bg = original.argmax(dim=1) == background_index(num_classes, background)
         return torch.where(is_bg[:, None], original, calibrated)
-    if combiner != "replace":
-        raise ValueError(f"combiner must be replace, average or select, got {combiner!r}")
+    if combiner not in ("replace", "select"):
+        raise ValueError(f"combiner must be replace/select, average or select_by_original_background, got {combiner!r}")
     if instance_counts is None:
         raise ValueError("the replace combiner needs instance_counts")
     counts = torch.as_tensor(instance_counts, device=original.device)

@@ -292,8 +292,8 @@ def pcb_eqlv2_loss(logits: torch.Tensor, labels: torch.Tensor, raw_column: torch
 
 
 def _accepts(cls: type, name: str) -> bool:
-    """Whether ``cls.__init__`` names parameter ``name`` explicitly (not just via **kwargs)."""
-    return name in inspect.signature(cls.__init__).parameters
+    """Whether ``cls`` or a base class names ``name`` in its ``__init__`` (not just via **kwargs)."""
+    return any(name in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
 
 
 def _mlp(in_features: int, out_features: int, hidden: int, layer_norm: bool) -> nn.Sequential:
@@ -470,8 +470,9 @@ class IterativeBoxHead(BoxHead):
         deltas: list[torch.Tensor] = []
         x = pooled
         first_features = None
+        refine = self.refine and self.steps > 1
         for step in range(self.steps):
-            if step > 0 and not (self.refine and self.steps > 1):
+            if step > 0 and not refine:
                 # DSN: no refinement, so every step's prediction equals step 0's (shared weights).
                 logits.append(logits[0])
                 deltas.append(deltas[0])
@@ -483,7 +484,7 @@ class IterativeBoxHead(BoxHead):
                 first_features = feats
             logits.append(z)
             deltas.append(b)
-            if step < self.steps - 1:
+            if refine and step < self.steps - 1:
                 channel_bias = self.mlp_cls(z).view(-1, self.in_channels, 1, 1)
                 spatial_gate = self.mlp_loc(b).view(-1, 1, self.pool_size, self.pool_size)
                 x = x * spatial_gate + channel_bias
