@@ -1,0 +1,464 @@
+"""The planner: table rows -> (run, view) pairs, runs deduplicated by the hash of their resolved config.
+
+``build_plan(targets=None, papers=None, scale="smoke", framework=None)`` resolves every row of the
+selected tables (docs/CONTRACTS.md, "Resolved run config"):
+
+- rows of ``reproduce`` tables get one run per seed (two for stage-2 rows: the stage-1 run and the
+  stage-2 run that starts from it) and one view; identical configs anywhere, in any paper, are one run;
+- cited rows are served by the run of the row named in ``cited.served_by`` when that row's resolved run
+  and view equal the cited row's own; otherwise they are reported only;
+- rows of out-of-scope, qualitative and statistics tables, and rows whose every cell is on a closed
+  test server, get no run.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ltbench.errors import LtbenchError, did_you_mean
+from ltbench.plan import cost, scales
+from ltbench.plan.canonical import normalize_run, normalize_view, run_id, view_id
+from ltbench.spec import vocab
+from ltbench.spec.model import PaperSpec, Row, Table, merge_run
+
+TARGET_RE = re.compile(r"^(?:.*/)?(?P<paper>[a-z0-9]+?)(?:_table(?P<table>[0-9A-Za-z]+))?\.(?:md|tex|csv|html|json)$")
+
+PLANNED, SERVED, REPORTED_ONLY, NOT_REPRODUCIBLE = "planned", "served", "reported_only", "not_reproducible"
+
+
+@dataclass
+class RunPlan:
+    """One training run: its resolved config, the table cells that use it, its estimated cost."""
+
+    config: dict[str, Any]
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.config["id"]
+
+    @property
+    def stage1(self) -> str | None:
+        return self.config.get("stage1")
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({f"{c['paper']}/{c['table']}" for c in self.cells}, key=_table_sort_key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "stage1": self.stage1, "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
+                "tables": self.tables, "cells": self.cells, "config": self.config}
+
+
+@dataclass
+class ViewPlan:
+    run_id: str
+    view_id: str
+    view_config: dict[str, Any]
+    cells: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "view_id": self.view_id, "view_config": self.view_config, "cells": self.cells}
+
+
+@dataclass
+class PlanRow:
+    """A table row and how it is produced."""
+
+    paper: str
+    table: str
+    row_id: str
+    label: str
+    group: str
+    status: str  # planned | served | reported_only | not_reproducible | out_of_scope | qualitative | statistics
+    run_ids: list[str]
+    view_id: str | None
+    cells: dict[str, str]  # metric key -> printed value
+    cited: dict[str, Any] | None = None
+    served_by: str | None = None
+    reason: str = ""
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "paper", "table", "row_id", "label", "group", "status", "run_ids", "view_id", "cells", "cited",
+            "served_by", "reason", "assumptions")}
+
+
+def _table_sort_key(ref: str) -> tuple[str, int, str]:
+    paper, _, table = ref.partition("/")
+    return (paper, int(table) if table.isdigit() else 10**6, table)
+
+
+@dataclass
+class Plan:
+    scale: str
+    framework: str | None
+    targets: list[str]
+    papers: list[str]
+    rows: list[PlanRow] = field(default_factory=list)
+    runs: dict[str, RunPlan] = field(default_factory=dict)
+    views: list[ViewPlan] = field(default_factory=list)
+
+    # ---- summaries ------------------------------------------------------------------------------
+    @property
+    def gpu_hours(self) -> float:
+        return round(sum(r.gpu_hours for r in self.runs.values()), 1)
+
+    @property
+    def cpu_hours(self) -> float:
+        return round(sum(r.cpu_hours for r in self.runs.values()), 3)
+
+    def view(self, run_id_: str, view_id_: str) -> ViewPlan:
+        for v in self.views:
+            if v.run_id == run_id_ and v.view_id == view_id_:
+                return v
+        known = [v.view_id for v in self.views if v.run_id == run_id_]
+        if not known:
+            raise LtbenchError(f"run {run_id_!r} is not in the plan{did_you_mean(run_id_, self.runs)}",
+                               key="--emit-view", expected="a run id from `ltbench plan --format json`")
+        raise LtbenchError(f"run {run_id_!r} has no view {view_id_!r}{did_you_mean(view_id_, known)}",
+                           key="--emit-view", expected="one of " + ", ".join(known))
+
+    def run(self, run_id_: str) -> RunPlan:
+        if run_id_ not in self.runs:
+            raise LtbenchError(f"run {run_id_!r} is not in the plan{did_you_mean(run_id_, self.runs)}",
+                               key="--emit-run", expected="a run id from `ltbench plan --format json` "
+                               "(same --scale/--framework)")
+        return self.runs[run_id_]
+
+    def shared_runs(self) -> list[RunPlan]:
+        """Runs used by more than one table (the point of deduplication)."""
+        return [r for r in self.runs.values() if len(r.tables) > 1]
+
+    def counts(self) -> dict[str, int]:
+        status = [r.status for r in self.rows]
+        return {
+            "rows": len(self.rows),
+            "cited_rows": sum(1 for r in self.rows if r.cited),
+            "served_cited_rows": status.count(SERVED),
+            "reported_only_rows": status.count(REPORTED_ONLY),
+            "not_planned_rows": sum(1 for s in status if s not in (PLANNED, SERVED, REPORTED_ONLY)),
+            "runs": len(self.runs),
+            "stage2_runs": sum(1 for r in self.runs.values() if r.stage1),
+            "views": len(self.views),
+        }
+
+    def tables_index(self) -> dict[str, dict[str, Any]]:
+        """``paper/table`` -> the runs and (run, view) pairs its rows need."""
+        out: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            entry = out.setdefault(f"{row.paper}/{row.table}", {"runs": [], "views": []})
+            for rid in row.run_ids:
+                for dep in self._with_dependencies(rid):
+                    if dep not in entry["runs"]:
+                        entry["runs"].append(dep)
+                if row.view_id and [rid, row.view_id] not in entry["views"]:
+                    entry["views"].append([rid, row.view_id])
+        return out
+
+    def _with_dependencies(self, rid: str) -> list[str]:
+        chain = [rid]
+        while (parent := self.runs[chain[-1]].stage1) is not None:
+            chain.append(parent)
+        return list(reversed(chain))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scale": self.scale, "framework": self.framework, "targets": self.targets, "papers": self.papers,
+            **self.counts(), "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
+            "run_list": [r.to_json() for r in self.runs.values()],
+            "view_list": [v.to_json() for v in self.views],
+            "row_list": [r.to_json() for r in self.rows],
+            "tables": self.tables_index(),
+            "shared_runs": [{"id": r.id, "tables": r.tables} for r in self.shared_runs()],
+        }
+
+
+# ---- selection ----------------------------------------------------------------------------------
+def parse_target(target: str) -> tuple[str | None, str | None]:
+    """``tables/pcb_table2.md`` -> ("pcb", "2"); ``tables/pcb.md`` -> ("pcb", None); ``tables/audit.md`` -> (None, None)."""
+    match = TARGET_RE.match(target.strip())
+    if match:
+        paper, table = match.group("paper"), match.group("table")
+        if paper == "audit" and table is None:
+            return None, None
+        if paper in vocab.PAPERS:
+            return paper, table
+        raise LtbenchError(f"unknown paper {paper!r} in target {target!r}{did_you_mean(paper, vocab.PAPERS)}",
+                           key="TARGET", expected="one of " + ", ".join(vocab.PAPERS))
+    raise LtbenchError(f"cannot read target {target!r}", key="TARGET",
+                       expected="tables/<paper>_table<N>.md, tables/<paper>.md or tables/audit.md (.tex also)")
+
+
+class _SpecSource:
+    """Loads paper specs on demand (a cited row may point into a paper that was not selected)."""
+
+    def __init__(self, specs: dict[str, PaperSpec] | None, directory: str | Path | None) -> None:
+        self.specs = dict(specs or {})
+        self.directory = directory
+        self._preloaded = specs is not None
+
+    def get(self, paper: str) -> PaperSpec:
+        if paper not in self.specs:
+            if self._preloaded and self.directory is None:
+                raise LtbenchError(f"no spec for paper {paper!r}", expected="one of " + ", ".join(sorted(self.specs)))
+            from ltbench.spec import load_all
+
+            self.specs.update(load_all(self.directory, [paper]))
+        return self.specs[paper]
+
+    def available(self) -> list[str]:
+        if self._preloaded and self.directory is None:
+            return sorted(self.specs, key=vocab.PAPERS.index)
+        from ltbench.spec.loader import papers_dir
+
+        root = Path(self.directory) if self.directory is not None else papers_dir()
+        return [p for p in vocab.PAPERS if (root / f"{p}.yaml").is_file()]
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            if key == "id":
+                continue
+            out += _diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if a == b else [prefix]
+
+
+class _Planner:
+    def __init__(self, plan: Plan, source: _SpecSource) -> None:
+        self.plan = plan
+        self.source = source
+        self.scale = plan.scale
+        self.framework = plan.framework
+        self._resolved: dict[tuple[str, str, str], tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]] = {}
+
+    # resolution ----------------------------------------------------------------------------------
+    def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
+        framework = self.framework or (run["framework"] if self.scale == "paper" else scales.SMOKE_FRAMEWORK)
+        stage2 = copy.deepcopy(run.get("stage2"))
+        train_schedule = scales.resolve_schedule(run["schedule"], self.scale, framework, run["dataset"])
+        schedule = train_schedule
+        if stage2:
+            schedule = scales.resolve_schedule(stage2.pop("schedule", "1x"), self.scale, framework, run["dataset"])
+        regularizer = copy.deepcopy(run.get("regularizer"))
+        if regularizer and regularizer.get("name") == "pcb":
+            regularizer["start_iteration"] = scales.regularizer_start_iteration(regularizer, train_schedule)
+        config = {
+            "scale": self.scale, "framework": framework,
+            "detector": run["detector"], "backbone": run["backbone"], "dataset": run["dataset"],
+            "pretrain": run.get("pretrain", "imagenet"),
+            "sampler": run.get("sampler"), "classifier": run.get("classifier"), "loss": run.get("loss"),
+            "head": run.get("head"), "regularizer": regularizer, "mask_head": run.get("mask_head"),
+            "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)),
+            "stage2": stage2, "stage1": stage1, "seed": seed,
+            "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework),
+        }
+        for key in ("detector", "backbone", "dataset", "schedule"):
+            if config[key] is None:
+                raise LtbenchError(f"resolved run has no {key}", key=key, expected=f"`{key}:` in defaults.run")
+        config["id"] = run_id(config)
+        return config
+
+    def resolve(self, spec: PaperSpec, row: Row) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """(final configs per seed, all configs incl. stage-1 ones, view config) of a row."""
+        key = (spec.paper, row.table_id, f"{row.group.id}/{row.id}")
+        if key in self._resolved:
+            return self._resolved[key]
+        try:
+            paper_run = normalize_run(spec.row_run(row))
+            finals: list[dict[str, Any]] = []
+            every: list[dict[str, Any]] = []
+            for seed in range(spec.row_seeds(row)):
+                if paper_run.get("stage2"):
+                    stage1_run = normalize_run(merge_run({**paper_run, "stage2": None}, row.stage1))
+                    first = self.make_config(stage1_run, seed, None)
+                    final = self.make_config(paper_run, seed, first["id"])
+                    every += [first, final]
+                else:
+                    final = self.make_config(paper_run, seed, None)
+                    every.append(final)
+                finals.append(final)
+            view = normalize_view(spec.row_view(row), paper_run)
+        except LtbenchError as exc:
+            raise LtbenchError(exc.message, path=spec.path,
+                               key=f"table {row.table_id}, row {row.display_label!r}: {exc.key or ''}".rstrip(": "),
+                               expected=exc.expected, hint=exc.hint) from None
+        view_config = {"id": view_id(view), **view}
+        self._resolved[key] = (finals, every, view_config)
+        return self._resolved[key]
+
+    # rows ----------------------------------------------------------------------------------------
+    def add_row(self, spec: PaperSpec, table: Table, row: Row) -> None:
+        cells = dict(row.reported)
+        prow = PlanRow(paper=spec.paper, table=table.id, row_id=row.id, label=row.display_label, group=row.group.id,
+                       status=PLANNED, run_ids=[], view_id=None, cells=cells, assumptions=list(row.assumptions))
+        if row.cited:
+            prow.cited = {"source": row.cited.source, "note": row.cited.note, "served_by": row.cited.served_by}
+        self.plan.rows.append(prow)
+        if table.scope != "reproduce":
+            prow.status = table.scope
+            prow.reason = table.reason or f"{table.scope} table: no training"
+            return
+        closed = self._not_reproducible(table, row)
+        if closed is not None:
+            prow.status = NOT_REPRODUCIBLE
+            prow.reason = closed
+            return
+        source_spec, source_row = spec, row
+        if row.cited:
+            served = row.cited.served_by
+            if not served:
+                prow.status = REPORTED_ONLY
+                prow.reason = f"cited from {row.cited.source}; no served_by row"
+                return
+            target_spec, target_row = self.find_served(spec, row, served)
+            if target_row.cited and not (target_row.cited.served_by):
+                prow.status = REPORTED_ONLY
+                prow.reason = f"served_by row {target_row.display_label!r} is itself reported only"
+                return
+            own_finals, _, own_view = self.resolve(spec, row)
+            their_finals, _, their_view = self.resolve(target_spec, target_row)
+            differences = _diff(own_finals[0], their_finals[0]) + [f"view.{k}" for k in _diff(own_view, their_view)]
+            if differences:
+                prow.status = REPORTED_ONLY
+                prow.reason = (f"served_by {target_spec.paper} table {target_row.table_id} row {target_row.display_label!r}"
+                               f" differs in " + ", ".join(differences[:8]))
+                return
+            prow.status = SERVED
+            prow.served_by = f"{target_spec.paper}/{target_row.table_id}/{target_row.display_label}"
+            source_spec, source_row = target_spec, target_row
+        finals, every, view_config = self.resolve(source_spec, source_row)
+        cell_ref = {"paper": spec.paper, "table": table.id, "row": row.display_label, "view": view_config["id"],
+                    "columns": list(cells)}
+        for config in every:
+            run = self.plan.runs.get(config["id"])
+            if run is None:
+                run = self.plan.runs[config["id"]] = RunPlan(config)
+            run.cells.append(cell_ref)
+        for config in finals:
+            view = self._view(config["id"], view_config)
+            view.cells.append(cell_ref)
+        prow.run_ids = [c["id"] for c in finals]
+        prow.view_id = view_config["id"]
+
+    def _view(self, rid: str, view_config: dict[str, Any]) -> ViewPlan:
+        for v in self.plan.views:
+            if v.run_id == rid and v.view_id == view_config["id"]:
+                return v
+        view = ViewPlan(rid, view_config["id"], view_config)
+        self.plan.views.append(view)
+        return view
+
+    def find_served(self, spec: PaperSpec, row: Row, served: dict[str, str]) -> tuple[PaperSpec, Row]:
+        where = f"table {row.table_id}, row {row.display_label!r}: cited.served_by"
+        try:
+            target_spec = self.source.get(served["paper"])
+        except LtbenchError as exc:
+            raise LtbenchError(f"served_by names paper {served['paper']!r}, which has no spec ({exc.message})",
+                               path=spec.path, key=where, expected="an existing workflows/papers/<paper>.yaml") from None
+        try:
+            target_table = target_spec.table(served["table"])
+        except LtbenchError:
+            raise LtbenchError(f"served_by names table {served['table']!r} of {served['paper']}, which does not exist",
+                               path=spec.path, key=where,
+                               expected="one of " + ", ".join(t.id for t in target_spec.tables)) from None
+        target_row = target_table.find_row(served["row"], served.get("group"))
+        if target_row is None:
+            labels = [r.label for r in target_table.rows] + [r.id for r in target_table.rows]
+            raise LtbenchError(
+                f"served_by row {served['row']!r} not found in {served['paper']} table {served['table']}"
+                f"{did_you_mean(served['row'], labels)}",
+                path=spec.path, key=where, expected="a row id or label of that table (and `group:` for grouped tables)")
+        if target_row is row:
+            raise LtbenchError("a cited row cannot be served by itself", path=spec.path, key=where)
+        return target_spec, target_row
+
+    @staticmethod
+    def _not_reproducible(table: Table, row: Row) -> str | None:
+        for entry in table.not_reproducible:
+            if "group" in entry and entry["group"] != row.group.id:
+                continue
+            if "rows" in entry and not ({row.id, row.label} & set(entry["rows"])):
+                continue
+            columns = entry.get("columns")
+            if columns and not set(row.reported) <= set(columns):
+                continue
+            return entry["reason"]
+        return None
+
+    def finish(self) -> None:
+        views_per_run: dict[str, int] = {}
+        for v in self.plan.views:
+            views_per_run[v.run_id] = views_per_run.get(v.run_id, 0) + 1
+        for run in self.plan.runs.values():
+            est = cost.estimate(run.config, max(1, views_per_run.get(run.id, 0)))
+            run.gpu_hours, run.cpu_hours = est["gpu_hours"], est["cpu_hours"]
+
+
+def build_plan(
+    targets: list[str] | tuple[str, ...] | None = None,
+    papers: list[str] | tuple[str, ...] | None = None,
+    scale: str = "smoke",
+    framework: str | None = None,
+    *,
+    specs: dict[str, PaperSpec] | None = None,
+    directory: str | Path | None = None,
+) -> Plan:
+    """Plan the runs and views that the selected tables need.
+
+    Args:
+        targets: table files (``tables/pcb_table2.md``, ``tables/pcb.md``, ``tables/audit.md``).
+        papers: whole papers. With neither targets nor papers: every paper that has a spec.
+        scale: ``smoke`` (CPU) or ``paper``.
+        framework: override every run's framework (default: the paper's at paper scale, torchvision at smoke).
+        specs: already-loaded specs (tests); directory: where the YAMLs are (default workflows/papers).
+    """
+    scales.check_scale(scale)
+    if framework is not None and framework not in vocab.FRAMEWORKS:
+        raise LtbenchError(f"unknown framework {framework!r}{did_you_mean(framework, vocab.FRAMEWORKS)}",
+                           key="--framework", expected="one of " + ", ".join(vocab.FRAMEWORKS))
+    source = _SpecSource(specs, directory)
+    selection: dict[str, set[str] | None] = {}
+
+    def select(paper: str | None, table: str | None) -> None:
+        names = [paper] if paper else source.available()
+        for name in names:
+            if table is None:
+                selection[name] = None
+            elif selection.get(name, set()) is not None:
+                selection.setdefault(name, set()).add(table)  # type: ignore[union-attr]
+
+    for target in targets or []:
+        select(*parse_target(target))
+    for paper in papers or []:
+        if paper not in vocab.PAPERS:
+            raise LtbenchError(f"unknown paper {paper!r}{did_you_mean(paper, vocab.PAPERS)}", key="--paper",
+                               expected="one of " + ", ".join(vocab.PAPERS))
+        select(paper, None)
+    if not targets and not papers:
+        select(None, None)
+    ordered = sorted(selection, key=vocab.PAPERS.index)
+    plan = Plan(scale=scale, framework=framework, targets=list(targets or []), papers=ordered)
+    planner = _Planner(plan, source)
+    for paper in ordered:
+        spec = source.get(paper)
+        wanted = selection[paper]
+        if wanted is not None:
+            for table_id in sorted(wanted):
+                spec.table(table_id)  # a clear error for a table that does not exist
+        for table in spec.tables:
+            if wanted is None or table.id in wanted:
+                for row in table.rows:
+                    planner.add_row(spec, table, row)
+    planner.finish()
+    return plan

@@ -1,0 +1,185 @@
+"""Scales: the same spec at ``paper`` scale (paper schedules, full data, GPUs) or ``smoke`` scale (CPU).
+
+A scale fills a run config's ``framework`` (unless overridden), ``schedule`` and ``model`` blocks; it
+never changes which methods or views a table needs.
+
+Paper schedules, per framework (facts: research/ecosystem_facts.md, official_implementations.md §0.1):
+
+- mmdet / torchvision (epoch based): ``1x`` = 12 epochs (LR steps 8, 11), ``2x`` = 24 (16, 22),
+  ``3x`` = 36 (27, 33); SGD lr 0.02 momentum 0.9 wd 1e-4, batch 16, linear warm-up 500 iterations.
+  ``iterations`` is epochs x ceil(train images / batch), i.e. one pass per epoch; mmdet's RFS wrapper
+  enlarges the epoch (the adapter trains ``epochs``; the cost model accounts for the enlargement).
+- detectron2 (iteration based): LVIS v1 ``1x`` = 180k iterations (steps 120k, 160k), LVIS v0.5 ``1x``
+  = 90k (60k, 80k); ``2x``/``3x`` scale both; batch 16, lr 0.02, warm-up 1000. Other datasets: the same
+  number of epochs as LVIS v0.5's 1x (90k x 16 / 57,263 = 25.1 epochs).
+- An explicit schedule ``{epochs: E}`` or ``{iterations: N}`` (stage-2 schedules) keeps its numbers;
+  given steps are epochs for ``epochs`` schedules and iterations for ``iterations`` schedules.
+
+Smoke schedule: ``iterations = clip(round(60 x L), 20, 150)`` where L is the schedule's length in
+units of 12 epochs (1x -> 60, 2x -> 120, a 4.5k-iteration stage 2 on LVIS v0.5 -> 20), batch 4,
+LR steps at the same fractions of the schedule as at paper scale, and a tiny R-18-FPN-like model
+(128-px images, 64 FPN channels, few proposals) so a model trains in minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ltbench.errors import LtbenchError, did_you_mean
+
+SCALES = ("smoke", "paper")
+SMOKE_FRAMEWORK = "torchvision"
+
+# Training / validation images per dataset. LVIS counts are the official annotation files'.
+# COCO-LT sizes are not printed in the papers: estimates, used only by the cost model and smoke units.
+DATASET_IMAGES: dict[str, dict[str, int]] = {
+    "lvis_v0.5": {"train": 57263, "val": 5000},
+    "lvis_v1": {"train": 100170, "val": 19809},
+    "coco_lt_bags": {"train": 20000, "val": 5000},     # estimate (BAGS samples COCO train2017 to LVIS-like counts)
+    "coco_lt_simcal": {"train": 20000, "val": 5000},   # estimate (evaluated on COCO minival)
+}
+
+EPOCH_SCHEDULES: dict[str, dict[str, Any]] = {
+    "1x": {"epochs": 12, "steps": [8, 11]},
+    "2x": {"epochs": 24, "steps": [16, 22]},
+    "3x": {"epochs": 36, "steps": [27, 33]},
+}
+DETECTRON2_1X_ITERATIONS = {"lvis_v1": (180000, [120000, 160000]), "lvis_v0.5": (90000, [60000, 80000])}
+DETECTRON2_DEFAULT_EPOCHS_1X = 90000 * 16 / 57263
+NAMED_MULTIPLIER = {"1x": 1, "2x": 2, "3x": 3}
+
+PAPER_OPTIMIZER = {"lr": 0.02, "batch_size": 16, "momentum": 0.9, "weight_decay": 0.0001}
+
+SMOKE_ITERATIONS_PER_1X = 60
+SMOKE_MIN_ITERATIONS = 20
+SMOKE_MAX_ITERATIONS = 150
+SMOKE_BATCH = 4
+
+SMOKE_MODEL: dict[str, Any] = {
+    "min_size": 128, "max_size": 192, "backbone_depth": 18, "fpn_channels": 64,
+    "rpn_pre_nms_top_n_train": 300, "rpn_post_nms_top_n_train": 150,
+    "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
+    "box_batch_size_per_image": 64, "detections_per_img": 300, "score_thresh": 0.0001,
+}
+_BACKBONE_DEPTH = {"r18": 18, "r50": 50, "r101": 101, "x101": 101, "r152": 152, "x50": 50}
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise LtbenchError(f"unknown scale {scale!r}{did_you_mean(scale, SCALES)}", key="--scale",
+                           expected="one of " + ", ".join(SCALES))
+    return scale
+
+
+def train_images(dataset: str) -> int:
+    return DATASET_IMAGES.get(dataset, {"train": 20000})["train"]
+
+
+def val_images(dataset: str) -> int:
+    return DATASET_IMAGES.get(dataset, {"val": 5000})["val"]
+
+
+def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str) -> dict[str, Any]:
+    """The paper-scale schedule block: name, epochs (epoch-based only), iterations, steps (iterations), optimizer."""
+    spec = {"name": schedule} if isinstance(schedule, str) else dict(schedule)
+    name = spec.get("name")
+    per_epoch = math.ceil(train_images(dataset) / spec.get("batch_size", PAPER_OPTIMIZER["batch_size"]))
+    out: dict[str, Any] = {"name": name or "custom"}
+    if "iterations" in spec:
+        out["iterations"] = int(spec["iterations"])
+        out["steps"] = [int(s) for s in spec.get("steps", [])]
+    elif "epochs" in spec:
+        epochs = spec["epochs"]
+        out["epochs"] = epochs
+        out["iterations"] = int(round(epochs * per_epoch))
+        out["steps_epochs"] = list(spec.get("steps", []))
+        out["steps"] = [int(round(s * per_epoch)) for s in spec.get("steps", [])]
+    elif name in EPOCH_SCHEDULES and framework != "detectron2":
+        base = EPOCH_SCHEDULES[name]
+        out["epochs"] = base["epochs"]
+        out["iterations"] = base["epochs"] * per_epoch
+        out["steps_epochs"] = list(base["steps"])
+        out["steps"] = [s * per_epoch for s in base["steps"]]
+    elif name in NAMED_MULTIPLIER:  # detectron2
+        mult = NAMED_MULTIPLIER[name]
+        if dataset in DETECTRON2_1X_ITERATIONS:
+            iters, steps = DETECTRON2_1X_ITERATIONS[dataset]
+        else:
+            iters = int(round(DETECTRON2_DEFAULT_EPOCHS_1X * per_epoch, -3))
+            steps = [int(iters * 2 / 3), int(iters * 8 / 9)]
+        out["iterations"] = iters * mult
+        out["steps"] = [s * mult for s in steps]
+    else:
+        raise LtbenchError(f"schedule {schedule!r} has neither a known name nor epochs/iterations",
+                           key="schedule", expected="1x, 2x, 3x, or {epochs: E} / {iterations: N}")
+    out["batch_size"] = spec.get("batch_size", PAPER_OPTIMIZER["batch_size"])
+    out["lr"] = spec.get("lr", PAPER_OPTIMIZER["lr"])
+    out["momentum"] = spec.get("momentum", PAPER_OPTIMIZER["momentum"])
+    out["weight_decay"] = spec.get("weight_decay", PAPER_OPTIMIZER["weight_decay"])
+    out["warmup_iters"] = spec.get("warmup_iters", 1000 if framework == "detectron2" else 500)
+    out["checkpoint_period"] = max(1, out["iterations"] // 12)
+    return out
+
+
+def schedule_units(paper: dict[str, Any], dataset: str) -> float:
+    """Length of a paper schedule in units of 12 epochs (images seen / (12 x train images))."""
+    return paper["iterations"] * paper["batch_size"] / (12 * train_images(dataset))
+
+
+def smoke_schedule(schedule: str | dict[str, Any], framework: str, dataset: str) -> dict[str, Any]:
+    """A tiny CPU schedule with the paper schedule's shape (LR steps at the same fractions)."""
+    if isinstance(schedule, str) and schedule in NAMED_MULTIPLIER:
+        units = float(NAMED_MULTIPLIER[schedule])  # framework-independent at smoke scale
+        paper = paper_schedule(schedule, "mmdet", dataset)
+    else:
+        paper = paper_schedule(schedule, framework, dataset)
+        units = schedule_units(paper, dataset)
+    iterations = min(SMOKE_MAX_ITERATIONS, max(SMOKE_MIN_ITERATIONS, int(round(SMOKE_ITERATIONS_PER_1X * units))))
+    fractions = [s / paper["iterations"] for s in paper["steps"]]
+    return {
+        "name": paper["name"],
+        "iterations": iterations,
+        "batch_size": SMOKE_BATCH,
+        "lr": 0.02 * paper["lr"] / PAPER_OPTIMIZER["lr"],
+        "momentum": paper["momentum"],
+        "weight_decay": paper["weight_decay"],
+        "warmup_iters": min(10, iterations // 6),
+        "steps": [int(round(f * iterations)) for f in fractions],
+        "checkpoint_period": max(10, iterations // 3),
+        "fraction_of_paper": round(iterations / paper["iterations"], 8),
+    }
+
+
+def resolve_schedule(schedule: str | dict[str, Any], scale: str, framework: str, dataset: str) -> dict[str, Any]:
+    check_scale(scale)
+    if scale == "paper":
+        return paper_schedule(schedule, framework, dataset)
+    return smoke_schedule(schedule, framework, dataset)
+
+
+def model_block(scale: str, backbone: str, framework: str) -> dict[str, Any]:
+    """Model-size settings the adapters read; paper scale follows the frameworks' LVIS configs."""
+    check_scale(scale)
+    if scale == "smoke":
+        return dict(SMOKE_MODEL)
+    depth = _BACKBONE_DEPTH.get(backbone.split("_")[0], 50)
+    return {
+        "min_size": [640, 672, 704, 736, 768, 800], "max_size": 1333, "backbone_depth": depth, "fpn_channels": 256,
+        "rpn_pre_nms_top_n_train": 2000, "rpn_post_nms_top_n_train": 1000,
+        "rpn_pre_nms_top_n_test": 1000, "rpn_post_nms_top_n_test": 1000,
+        "box_batch_size_per_image": 512, "detections_per_img": 300, "score_thresh": 0.0001,
+    }
+
+
+def regularizer_start_iteration(regularizer: dict[str, Any], schedule: dict[str, Any], paper_epochs: float = 24) -> int:
+    """PCB's start gate at the same fraction of the schedule (assumption pcb-start-epoch: 1-based epochs).
+
+    ``start_epoch: 17`` of 24 epochs -> the regularizer is active from iteration 16/24 of the schedule.
+    """
+    start_epoch = regularizer.get("start_epoch")
+    if start_epoch is None:
+        return 0
+    epochs = schedule.get("epochs", paper_epochs)
+    fraction = max(0.0, (float(start_epoch) - 1.0) / float(epochs))
+    return int(round(fraction * schedule["iterations"]))
