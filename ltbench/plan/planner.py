@@ -234,6 +234,17 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix]
 
 
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class _Planner:
     def __init__(self, plan: Plan, source: _SpecSource) -> None:
         self.plan = plan
@@ -326,9 +337,7 @@ class _Planner:
                 prow.status = REPORTED_ONLY
                 prow.reason = f"served_by row {target_row.display_label!r} is itself reported only"
                 return
-            own_finals, _, own_view = self.resolve(spec, row)
-            their_finals, _, their_view = self.resolve(target_spec, target_row)
-            differences = _diff(own_finals[0], their_finals[0]) + [f"view.{k}" for k in _diff(own_view, their_view)]
+            differences = self.cited_differences(spec, table, row, target_spec, target_row)
             if differences:
                 prow.status = REPORTED_ONLY
                 prow.reason = (f"served_by {target_spec.paper} table {target_row.table_id} row {target_row.display_label!r}"
@@ -350,6 +359,32 @@ class _Planner:
             view.cells.append(cell_ref)
         prow.run_ids = [c["id"] for c in finals]
         prow.view_id = view_config["id"]
+
+    @staticmethod
+    def cited_differences(spec: PaperSpec, table: Table, row: Row, target_spec: PaperSpec, target_row: Row) -> list[str]:
+        """What the cited row states (its table's, column group's and own run/view/stage1) that the served
+        row's resolved run and view do not agree with, as ``key: stated != served`` strings.
+
+        The citing paper's ``defaults`` are not applied: the cited numbers were produced under the cited
+        paper's recipe, so only what the citing table says about the row is checked against it.
+        """
+        from ltbench.spec.model import merge_view
+
+        served_run = normalize_run(target_spec.row_run(target_row))
+        stated = merge_run(merge_run(table.run or {}, row.group.run), row.run)
+        checked = normalize_run(merge_run(served_run, stated))
+        out = [f"{k}: {_short(_get(checked, k))} != {_short(_get(served_run, k))}" for k in _diff(checked, served_run)]
+        if row.stage1 is not None:
+            served_stage1 = normalize_run(merge_run({**served_run, "stage2": None}, target_row.stage1))
+            checked1 = normalize_run(merge_run(served_stage1, row.stage1))
+            out += [f"stage1.{k}" for k in _diff(checked1, served_stage1)]
+        served_view = target_spec.row_view(target_row)
+        stated_view = merge_view(merge_view(table.view, row.group.view), row.view) if (table.view or row.group.view or row.view) else None
+        if stated_view is not None:
+            checked_view = merge_view(served_view, stated_view)
+            out += [f"view.{k}: {_short(_get(checked_view, k))} != {_short(_get(served_view, k))}"
+                    for k in _diff(checked_view, served_view)]
+        return out
 
     def _view(self, rid: str, view_config: dict[str, Any]) -> ViewPlan:
         for v in self.plan.views:
