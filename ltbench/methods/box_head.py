@@ -191,6 +191,9 @@ class SoftmaxBoxHead(BoxHead):
 
 def build_box_head(name: str, *, num_classes: int, background: Background, num_box_deltas: int, **kwargs: Any) -> BoxHead:
     """Build the registered box head ``name``; ``kwargs`` are the method's parameters."""
-    import ltbench.methods.heads  # noqa: F401  (registers the method heads in BOX_HEADS)
-
     return BOX_HEADS.get(name)(num_classes, background, num_box_deltas, **kwargs)
+
+
+# Register the loss heads (eqlv2, seesaw, focal, ...) whenever the registry is imported. At the end of the
+# module because ``heads`` imports BOX_HEADS/BoxHead from here.
+import ltbench.methods.heads  # noqa: E402,F401

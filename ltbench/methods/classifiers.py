@@ -76,7 +76,7 @@ class NormalizedLinear(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"scale={float(self.logit_scale):.3g}, learnable={self.learnable}, bias={self.bias is not None}"
+            f"scale={self.logit_scale.item():.3g}, learnable={self.learnable}, bias={self.bias is not None}"
         )
 
 
