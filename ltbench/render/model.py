@@ -65,6 +65,7 @@ class TableLayout:
     scale: str = "smoke"
     statistic: str = "mean"  # how seeds combine: mean | median (SimCal reports medians of 3)
     notes: list[str] = field(default_factory=list)
+    table_assumptions: list[str] = field(default_factory=list)  # apply to every row: notes, not row marks
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,8 @@ def build_table(
             footnotes.append((markers[text], text))
         return markers[text]
 
+    for assumption in layout.table_assumptions:
+        footnote(f"{assumption} (whole table): {layout.assumptions.get(assumption, '(assumption text not found)')}")
     printed: dict[tuple[str, tuple[tuple[str, str], ...]], PrintedRow] = {}
     summary = Summary()
     for row in layout.rows:

@@ -1,0 +1,34 @@
+# ltbench workflow: train -> predict (per view) -> evaluate -> record -> collect -> render.
+#
+#   snakemake --profile local tables/pcb_table2.md     # smoke scale, CPU (the default target)
+#   snakemake --profile slurm tables/pcb_table2.md     # paper scale, one SLURM job per step
+#   snakemake --profile local tables/pcb.md            # every reproduced table of a paper
+#   snakemake --profile local tables/audit.md          # status of every cell of every table (+ .html)
+#   snakemake --profile local regression               # smoke metrics vs workflows/regression/expected.yaml
+#
+# Runs and views come from the plan (ltbench.plan); the decisions live in ltbench.store.workflow.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "workflows/config/config.yaml"
+
+
+validate(config, "workflows/schemas/config.schema.yaml")
+
+
+report: "workflows/report/workflow.rst"
+
+
+# The default target: the main job (README's first command).
+rule all:
+    input:
+        "tables/pcb_table2.md",
+
+
+include: "workflows/rules/common.smk"
+include: "workflows/rules/train.smk"
+include: "workflows/rules/evaluate.smk"
+include: "workflows/rules/tables.smk"
+include: "workflows/rules/regression.smk"

@@ -1,0 +1,190 @@
+"""``ltbench results``: query the results store; the workflow's store steps are subcommands.
+
+    ltbench results [--run ID] [--paper P --table N] [--format markdown|csv|json]   query
+    ltbench results emit --run ID [--view V] --scale S [--framework F] --out FILE    plan -> config JSON
+    ltbench results done --run ID --workdir DIR --out FILE                          training marker
+    ltbench results fail --run ID [--view V] --stage STAGE --log FILE               failure note
+    ltbench results record --run-config R --view-config V --metrics M --out FILE     one record
+    ltbench results collect [--paper P --table N] --out FILE.parquet                 aggregate
+    ltbench results regression --expected FILE --out FILE                            CI check
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+SCALE = click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
+FRAMEWORK = click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None,
+                         help="Override every run's framework (as the workflow's `framework` config).")
+RESULTS = click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                       help="Results directory (default: <repo>/results).")
+
+
+@click.group(name="results", invoke_without_command=True)
+@click.option("--run", "run_id", default=None, help="A run id, or its readable prefix.")
+@click.option("--paper", default=None, help="With --table: only the (run, view) pairs of that table.")
+@click.option("--table", default=None)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True)
+@click.option("--wide/--long", default=True, show_default=True, help="One column per metric, or one row per metric.")
+@SCALE
+@FRAMEWORK
+@RESULTS
+@click.pass_context
+def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framework, results_dir) -> None:
+    """Query the results store (aggregated from results/records, cached in results/metrics.parquet)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ltbench.errors import LtbenchError
+    from ltbench.store.aggregate import load_frame, query
+    from ltbench.store.aggregate import wide as to_wide
+
+    if (paper is None) != (table is None):
+        raise LtbenchError("--paper and --table go together", expected="both or neither")
+    frame, loaded = load_frame(results_dir)
+    if loaded is not None:
+        for bad in loaded.corrupt:
+            click.echo(f"warning: skipped corrupt record {bad}", err=True)
+    pairs = None
+    if paper is not None:
+        from ltbench.store.workflow import WorkflowPlan
+
+        plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper])
+        pairs = set(plan.table_pairs(paper, table))
+    out = query(frame, run_id=run_id, pairs=pairs)
+    if out.empty:
+        click.echo("no results" + (f" for run {run_id!r}" if run_id else "") + (f" in {paper} table {table}" if paper else ""), err=True)
+        return
+    if fmt == "json":
+        click.echo(out.to_json(orient="records", indent=1))
+        return
+    shown = to_wide(out).reset_index() if wide else out
+    if fmt == "csv":
+        click.echo(shown.to_csv(index=False), nl=False)
+    else:
+        from tabulate import tabulate
+
+        click.echo(tabulate(shown, headers="keys", tablefmt="pipe", showindex=False, floatfmt=".2f"))
+
+
+@command.command("emit")
+@click.option("--run", "run_id", required=True)
+@click.option("--view", "view_id", default=None, help="Emit this view's config instead of the run's.")
+@SCALE
+@FRAMEWORK
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def emit(run_id, view_id, scale, framework, out) -> None:
+    """Write a resolved run (or view) config of the plan as JSON."""
+    from ltbench.io import write_json
+    from ltbench.store.workflow import WorkflowPlan
+
+    plan = WorkflowPlan.build(scale=scale, framework=framework)
+    config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
+    write_json(out, config)
+    click.echo(f"{out}")
+
+
+@command.command("done")
+@click.option("--run", "run_id", required=True)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def done(run_id, workdir, out) -> None:
+    """Copy the adapter's WORKDIR/done.json to the workflow's small training marker."""
+    from ltbench.io import read_json, write_json
+
+    summary = read_json(workdir / "done.json")
+    write_json(out, {"run_id": run_id, "workdir": str(workdir), **summary})
+
+
+@command.command("fail")
+@click.option("--run", "run_id", required=True)
+@click.option("--view", "view_id", default=None)
+@click.option("--stage", type=click.Choice(["train", "predict", "evaluate", "record"]), required=True)
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@RESULTS
+def fail(run_id, view_id, stage, log_path, results_dir) -> None:
+    """Write a failure note (the reason is read from the failed step's log)."""
+    from ltbench.store.records import reason_from_log, write_failure
+
+    path = write_failure(run_id, stage, reason_from_log(log_path), view_id=view_id, log_path=log_path, results_dir=results_dir)
+    click.echo(str(path), err=True)
+
+
+@command.command("record")
+@click.option("--run-config", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--view-config", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--train-done", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Must be results/records/<run>/<view>.json under the results dir (checked).")
+@RESULTS
+def record(run_config, view_config, metrics, train_done, out, results_dir) -> None:
+    """Write one store record: metrics, resolved config + hash, provenance."""
+    from ltbench.errors import LtbenchError
+    from ltbench.io import read_json
+    from ltbench.store.records import clear_failures, make_record, write_record
+
+    if results_dir is None and out is not None:
+        results_dir = out.parent.parent.parent  # results/records/<run>/<view>.json
+    train = read_json(train_done) if train_done is not None else None
+    rec = make_record(
+        read_json(run_config),
+        read_json(view_config),
+        read_json(metrics),
+        train_summary=train,
+        started=(train or {}).get("started"),
+        ended=(train or {}).get("ended") or (train or {}).get("finished"),
+        wall_time_s=(train or {}).get("wall_time_s") or (train or {}).get("seconds"),
+    )
+    path = write_record(rec, results_dir)
+    if out is not None and path.resolve() != out.resolve():
+        raise LtbenchError(f"record written to {path}, not to --out {out}", expected="--out results/records/<run>/<view>.json")
+    clear_failures(rec["run_id"], rec["view_id"], results_dir)
+    click.echo(str(path))
+
+
+@command.command("collect")
+@click.option("--paper", default=None)
+@click.option("--table", default=None)
+@SCALE
+@FRAMEWORK
+@RESULTS
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def collect(paper, table, scale, framework, results_dir, out) -> None:
+    """Aggregate records (all, or one table's) into a parquet file; also refresh results/metrics.parquet."""
+    from ltbench import io
+    from ltbench.store.aggregate import query, to_frame, write_parquet
+
+    full, loaded = write_parquet(results_dir)
+    for bad in loaded.corrupt:
+        click.echo(f"warning: skipped corrupt record {bad}", err=True)
+    frame = to_frame(loaded)
+    if paper is not None and table is not None:
+        from ltbench.store.workflow import WorkflowPlan
+
+        plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper])
+        frame = query(frame, pairs=set(plan.table_pairs(paper, table)))
+    if out.resolve() != full.resolve():
+        with io.atomic_open(out, "wb") as handle:
+            frame.to_parquet(handle, index=False)
+    click.echo(f"{out}: {frame[['run_id', 'view_id']].drop_duplicates().shape[0]} records, {len(frame)} metric values")
+
+
+@command.command("regression")
+@click.option("--expected", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@SCALE
+@FRAMEWORK
+@RESULTS
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def regression(expected, scale, framework, results_dir, out) -> None:
+    """Check smoke metrics against [task, metric, expected, tolerance] entries; exit 1 on any miss."""
+    from ltbench.io import write_text
+    from ltbench.store.regression import check, load_expected
+
+    report = check(load_expected(expected), scale=scale, framework=framework, results_dir=results_dir)
+    text = report.markdown()
+    click.echo(text)
+    if not report.ok:
+        raise SystemExit(1)
+    write_text(out, text)

@@ -1,0 +1,247 @@
+"""From paper specs, the plan and the results store to ``tables/<paper>_table<N>.md|.tex`` and ``<paper>.md``.
+
+The only place that knows all three: the spec gives rows, column groups, reported numbers, citations
+and assumptions; the plan says which (run, view) pairs serve each row; the store has the metrics and
+failure notes. Everything renders with zero results (every cell pending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ltbench import io, paths
+from ltbench.render.model import BuiltTable, Column, ColumnGroup, LayoutRow, TableLayout, build_table
+
+# How a spec row is served: an object with ``pairs`` ((run_id, view_id) per seed; empty when nothing
+# is run for it) and ``reason`` (why not), e.g. ``ltbench.store.workflow.RowServe``; None = pending plan.
+PairsForRow = Callable[[Any], Any]
+
+
+def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, scale: str) -> TableLayout:
+    """A ``TableLayout`` for ``spec.table(table_id)`` (a ``ltbench.spec.PaperSpec``)."""
+    table = spec.table(table_id)
+    groups = [
+        ColumnGroup(
+            id=g.id,
+            label=g.label or g.id,
+            columns=tuple(Column(c.header, c.key, bool(c.lower_is_better)) for c in g.columns),
+        )
+        for g in table.column_groups
+    ]
+    rows: list[LayoutRow] = []
+    for row in table.rows:
+        missing = {
+            str(m.get("column")): str(m.get("reason", ""))
+            for m in table.missing
+            if m.get("row") in (row.id, row.label) and m.get("group") in (None, row.group.id)
+        }
+        not_repro: dict[str, str] = {}
+        for entry in table.not_reproducible:
+            if entry.get("group") not in (None, row.group.id):
+                continue
+            if entry.get("rows") and row.id not in entry["rows"] and row.label not in entry["rows"]:
+                continue
+            for key in entry.get("columns") or [c.key for c in row.group.columns]:
+                not_repro[str(key)] = str(entry.get("reason", "not reproducible"))
+        served = pairs_for_row(row)
+        pairs = list(getattr(served, "pairs", None) or [])
+        if not pairs and getattr(served, "reason", ""):
+            for key in row.reported:
+                not_repro.setdefault(str(key), str(served.reason))
+        cited = None
+        if row.cited is not None:
+            cited = {"from": row.cited.source}
+            if row.cited.note:
+                cited["note"] = row.cited.note
+        rows.append(
+            LayoutRow(
+                label=row.label,
+                group=row.group.id,
+                attributes={k: "" if v is None else str(v) for k, v in (row.attributes or {}).items()},
+                reported={k: str(v) for k, v in row.reported.items()},
+                pairs=pairs,
+                cited=cited,
+                assumptions=[a for a in dict.fromkeys(row.assumptions) if a not in table.assumptions],
+                missing=missing,
+                not_reproducible=not_repro,
+            )
+        )
+    assumptions = {a.id: (a.text + (f" Choice: {a.choice}" if a.choice else "")).strip() for a in spec.assumptions.values()}
+    seeds = max((spec.row_seeds(r) for r in table.rows), default=1)
+    statistic = "median" if spec.paper == "simcal" and seeds > 1 else "mean"
+    return TableLayout(
+        paper=spec.paper,
+        table_id=table.id,
+        caption=" ".join(str(table.caption or "").split()),
+        precision=int(spec.raw.get("precision", 1) or 1),
+        column_groups=groups,
+        attribute_columns=list(table.attribute_columns),
+        rows=rows,
+        assumptions=assumptions,
+        scale=scale,
+        statistic=statistic,
+        table_assumptions=list(table.assumptions),
+    )
+
+
+@dataclass
+class StoreView:
+    """What the store holds, as ``build_table`` wants it."""
+
+    results: dict[tuple[str, str], dict[str, float]]
+    failures: dict[tuple[str, str | None], str]
+    corrupt: list[str]
+    records: dict[tuple[str, str], dict[str, Any]]
+
+
+def read_store(results_dir: str | Path | None = None) -> StoreView:
+    from ltbench.store import load_failures, load_records
+
+    loaded = load_records(results_dir)
+    failures: dict[tuple[str, str | None], str] = {}
+    for f in load_failures(results_dir):
+        failures[(f.run_id, f.view_id)] = f"{f.stage}: {f.reason}"
+    return StoreView(
+        results={(r["run_id"], r["view_id"]): r["metrics"] for r in loaded.records},
+        failures=failures,
+        corrupt=[str(c) for c in loaded.corrupt],
+        records=loaded.by_key(),
+    )
+
+
+def stage1_failures(failures: dict[tuple[str, str | None], str], stage1_of: dict[str, str | None]) -> dict:
+    """A stage-2 run whose stage-1 training failed is failed too (it can never start)."""
+    out = dict(failures)
+    for run_id, parent in stage1_of.items():
+        if parent and (parent, None) in failures and (run_id, None) not in out:
+            out[(run_id, None)] = f"stage 1 {failures[(parent, None)]}"
+    return out
+
+
+def provenance_line(built: BuiltTable, store: StoreView) -> str:
+    """One line: which code, frameworks and machines produced the measured cells."""
+    commits, frameworks, hosts, gpus = set(), set(), set(), set()
+    for row in built.layout.rows:
+        for pair in row.pairs:
+            record = store.records.get(pair)
+            if record is None:
+                continue
+            prov = record.get("provenance") or {}
+            git = prov.get("git") or {}
+            if git.get("commit"):
+                commits.add(git["commit"][:10] + ("+dirty" if git.get("dirty") else ""))
+            fw = record.get("framework")
+            version = (prov.get("versions") or {}).get(fw) if fw else None
+            if fw:
+                frameworks.add(f"{fw} {version}" if version else fw)
+            if prov.get("host"):
+                hosts.add(prov["host"])
+            gpus.update(prov.get("gpu") or ["CPU"])
+    if not (commits or frameworks):
+        return "Provenance: no measured cells yet."
+    return (
+        "Provenance: ltbench commit " + (", ".join(sorted(commits)) or "unknown")
+        + " · " + ", ".join(sorted(frameworks))
+        + " · hosts " + ", ".join(sorted(hosts))
+        + " · devices " + ", ".join(sorted(gpus))
+        + ". Full provenance per record in results/records/ and `ltbench results`."
+    )
+
+
+def table_ids(spec: Any, scopes: Sequence[str] = ("reproduce",)) -> list[str]:
+    return [t.id for t in spec.tables if t.scope in scopes]
+
+
+def tolerances_for(scale: str, config: dict[str, Any] | None) -> dict[str, float]:
+    tolerances = ((config or {}).get("tolerances") or {}).get(scale)
+    if tolerances:
+        return {str(k): float(v) for k, v in tolerances.items()}
+    return {"default": 0.5} if scale == "paper" else {"default": 1.0}
+
+
+def load_workflow_config(path: str | Path | None = None) -> dict[str, Any]:
+    """``workflows/config/config.yaml`` (tolerances etc.), or {} when absent."""
+    p = Path(path) if path is not None else paths.WORKFLOWS / "config" / "config.yaml"
+    return io.read_yaml(p) if p.is_file() else {}
+
+
+def reproduced_table_ids(paper: str) -> list[str]:
+    """Ids of the tables of ``paper`` that ltbench reproduces (scope ``reproduce``)."""
+    from ltbench.spec import load_paper
+
+    return table_ids(load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml"))
+
+
+@dataclass
+class Rendered:
+    built: BuiltTable
+    markdown: str
+    latex: str
+    store: StoreView
+
+
+def render_table(
+    paper: str,
+    table_id: str,
+    *,
+    scale: str,
+    framework: str | None = None,
+    results_dir: str | Path | None = None,
+    store: StoreView | None = None,
+    config: dict[str, Any] | None = None,
+    heading_level: int = 2,
+) -> Rendered:
+    """Build and print one paper table from the spec, the plan and the store."""
+    from ltbench.render.latex import render_latex
+    from ltbench.render.markdown import render_markdown
+    from ltbench.spec import load_paper
+    from ltbench.store.workflow import row_pairs, stage1_of
+
+    spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
+    by_ref = row_pairs(paper, table_id, scale=scale, framework=framework)
+    def serve(row: Any) -> Any:
+        return by_ref.get((row.group.id, row.id))
+
+    layout = layout_from_spec(spec, table_id, serve, scale=scale)
+    if framework:
+        layout.notes.append(f"Every run trained through {framework} (framework override).")
+    store = store if store is not None else read_store(results_dir)
+    failures = stage1_failures(store.failures, stage1_of(scale=scale, framework=framework, papers=[paper]))
+    config = config if config is not None else load_workflow_config()
+    built = build_table(layout, store.results, failures=failures, tolerances=tolerances_for(scale, config))
+    prov = provenance_line(built, store)
+    if store.corrupt:
+        prov += f" Skipped {len(store.corrupt)} corrupt record(s): " + "; ".join(store.corrupt[:3])
+    return Rendered(built, render_markdown(built, heading_level=heading_level, provenance=prov), render_latex(built), store)
+
+
+def write_table(paper: str, table_id: str, *, md: Path, tex: Path | None, **kwargs: Any) -> Rendered:
+    rendered = render_table(paper, table_id, **kwargs)
+    io.write_text(md, rendered.markdown)
+    if tex is not None:
+        io.write_text(tex, rendered.latex)
+    return rendered
+
+
+def write_paper(paper: str, *, md: Path, scale: str, framework: str | None = None, results_dir: str | Path | None = None) -> list[Rendered]:
+    """``tables/<paper>.md``: every reproduced table of the paper, one after the other."""
+    from ltbench.spec import load_paper
+
+    spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
+    store = read_store(results_dir)
+    out = [render_table(paper, t, scale=scale, framework=framework, store=store, heading_level=2) for t in table_ids(spec)]
+    skipped = [t for t in spec.tables if t.scope != "reproduce"]
+    lines = [f"# {spec.title} ({paper.upper()})", ""]
+    total = sum(r.built.summary.total for r in out)
+    within = sum(r.built.summary.within for r in out)
+    reproduced = sum(r.built.summary.reproduced for r in out)
+    lines += [f"**All tables:** {within} cells within tolerance / {reproduced} reproduced / {total} total.", ""]
+    lines += [r.markdown for r in out]
+    if skipped:
+        lines += ["## Tables not reproduced", ""]
+        lines += [f"- Table {t.id} ({t.scope}): {' '.join(str(t.reason or t.caption or '').split())}" for t in skipped]
+    io.write_text(md, "\n".join(lines).rstrip() + "\n")
+    return out

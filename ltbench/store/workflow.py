@@ -1,0 +1,257 @@
+"""What the Snakefile asks the package: runs, views, their dependencies and resources, per target.
+
+The Snakefile stays declarative; every decision (which records a table needs, a run's stage-1 run, how
+many GPUs and minutes a job asks SLURM for) is made here, from ``ltbench.plan``, and tested in Python.
+
+Paths (relative to the working directory, which Snakemake sets to the repository root):
+
+    results/runs/<run>/run.json                 resolved run config (from the plan)
+    results/runs/<run>/views/<view>.json        resolved view config
+    results/runs/<run>/train.done               small marker: copy of the adapter's done.json
+    work/<run>/                                 checkpoints (NEVER a declared output: a failed job's
+                                                outputs are deleted, and a resume needs them)
+    results/predictions/<run>/<view>/detections.json, proposal_stats.npz
+    results/metrics/<run>/<view>.json           ltbench evaluate output
+    results/records/<run>/<view>.json           the store record (metrics + config + provenance)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ltbench.errors import LtbenchError, did_you_mean
+
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+=-]*"
+PAPERS = ("pcb", "disalign", "bags", "simcal")
+TABLE_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)_table(?P<table>[0-9A-Za-z.]+)(?:\.md|\.tex)?$")
+PAPER_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)(?:\.md)?$")
+
+
+def run_json(run_id: str) -> str:
+    return f"results/runs/{run_id}/run.json"
+
+
+def view_json(run_id: str, view_id: str) -> str:
+    return f"results/runs/{run_id}/views/{view_id}.json"
+
+
+def train_done(run_id: str) -> str:
+    return f"results/runs/{run_id}/train.done"
+
+
+def record_file(run_id: str, view_id: str) -> str:
+    return f"results/records/{run_id}/{view_id}.json"
+
+
+def data_marker(scale: str, dataset: str) -> str:
+    return f"results/data/{scale}/{dataset}.txt"
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    config: dict[str, Any]
+    gpu_hours: float | None = None
+    cpu_hours: float | None = None
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def stage1(self) -> str | None:
+        return self.config.get("stage1")
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset"))
+
+
+class WorkflowPlan:
+    """The plan seen from the workflow: runs with their views, indexed by id.
+
+    Built from ``ltbench.plan.build_plan`` for the configured papers; ``table_pairs`` re-plans just one
+    table (so a table target needs exactly its own runs).
+    """
+
+    def __init__(self, plan: Any, *, scale: str, framework: str | None, papers: Sequence[str]) -> None:
+        self.scale = scale
+        self.framework = framework
+        self.papers = list(papers)
+        self.runs: dict[str, RunInfo] = {}
+        self._absorb(plan)
+
+    @classmethod
+    def build(cls, *, scale: str, framework: str | None = None, papers: Sequence[str] = PAPERS) -> WorkflowPlan:
+        from ltbench.plan import build_plan
+
+        plan = build_plan(papers=list(papers), scale=scale, framework=framework)
+        return cls(plan, scale=scale, framework=framework, papers=papers)
+
+    def _absorb(self, plan: Any) -> list[tuple[str, str]]:
+        """Index a plan's runs and views; returns its (run, view) pairs in plan order."""
+        for run_id, run_plan in (_get(plan, "runs") or {}).items():
+            config = dict(_get(run_plan, "config") or {})
+            if run_id not in self.runs:
+                self.runs[run_id] = RunInfo(run_id, config, _get(run_plan, "gpu_hours"), _get(run_plan, "cpu_hours"))
+        pairs: list[tuple[str, str]] = []
+        for view in _get(plan, "views") or []:
+            run_id, view_id = _get(view, "run_id"), _get(view, "view_id")
+            if run_id not in self.runs:
+                raise LtbenchError(f"the plan has a view {view_id!r} of unknown run {run_id!r}", expected="every view's run in plan.runs")
+            self.runs[run_id].views.setdefault(view_id, dict(_get(view, "view_config") or {"id": view_id}))
+            pairs.append((run_id, view_id))
+        return list(dict.fromkeys(pairs))
+
+    # --- lookups -----------------------------------------------------------------------------------
+    def run(self, run_id: str) -> RunInfo:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise LtbenchError(
+                f"run {run_id!r} is not in the plan (scale {self.scale}, framework {self.framework or 'per spec'})"
+                + did_you_mean(run_id, self.runs),
+                expected="a run id printed by `ltbench plan`",
+                hint="a changed spec or scale changes run ids; re-plan with `ltbench plan`",
+            ) from None
+
+    def view(self, run_id: str, view_id: str) -> dict[str, Any]:
+        views = self.run(run_id).views
+        if view_id not in views:
+            raise LtbenchError(f"run {run_id!r} has no view {view_id!r}" + did_you_mean(view_id, views), expected="one of " + ", ".join(views))
+        return views[view_id]
+
+    def stage1_inputs(self, run_id: str) -> list[str]:
+        parent = self.run(run_id).stage1
+        return [train_done(parent)] if parent else []
+
+    def all_pairs(self) -> list[tuple[str, str]]:
+        return [(r, v) for r, info in self.runs.items() for v in info.views]
+
+    # --- targets ------------------------------------------------------------------------------------
+    def table_pairs(self, paper: str, table: str) -> list[tuple[str, str]]:
+        from ltbench.plan import build_plan
+
+        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=self.scale, framework=self.framework)
+        return self._absorb(plan)
+
+    def paper_pairs(self, paper: str) -> list[tuple[str, str]]:
+        from ltbench.plan import build_plan
+
+        plan = build_plan(papers=[paper], scale=self.scale, framework=self.framework)
+        return self._absorb(plan)
+
+    # --- resources ------------------------------------------------------------------------------------
+    def train_resources(self, run_id: str, slurm: dict[str, Any]) -> dict[str, Any]:
+        """SLURM resources of a training job, from the plan's cost model (GPU-hours at paper scale)."""
+        return train_resources(self.run(run_id), self.scale, slurm)
+
+
+def write_config(plan: WorkflowPlan, run_id: str, view_id: str | None, out: str, log_path: str) -> None:
+    """Write a run's (or a view's) resolved config as JSON (atomic), and one line to the log."""
+    from ltbench import io
+
+    config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
+    io.write_json(out, config)
+    io.write_text(log_path, f"wrote {out} (scale {plan.scale}, framework {plan.framework or 'per spec'})\n")
+
+
+def gpus_for(run: RunInfo, scale: str, slurm: dict[str, Any]) -> int:
+    if scale != "paper":
+        return 0
+    wanted = int(run.config.get("gpus") or (run.config.get("schedule") or {}).get("gpus") or 8)
+    return max(1, min(wanted, int(slurm.get("max_gpus_per_job", 8))))
+
+
+def train_resources(run: RunInfo, scale: str, slurm: dict[str, Any]) -> dict[str, Any]:
+    gpus = gpus_for(run, scale, slurm)
+    margin = float(slurm.get("runtime_margin", 1.5))
+    floor = int(slurm.get("min_runtime_min", 30))
+    hours = float(run.gpu_hours or 0.0)
+    if gpus:
+        runtime = max(floor, math.ceil(hours / gpus * 60 * margin))
+        cpus = gpus * int(slurm.get("cpus_per_gpu", 8))
+        mem_mb = gpus * int(slurm.get("mem_mb_per_gpu", 48000))
+    else:  # smoke scale: the cost model's CPU-hours of the tiny model
+        runtime = max(10, math.ceil(float(run.cpu_hours or 0.0) * 60 * margin))
+        cpus = 1
+        mem_mb = 4000
+    resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb, "cpus_per_task": cpus}
+    if gpus:
+        resources["gpu"] = gpus
+        if slurm.get("gpu_model"):
+            resources["gpu_model"] = slurm["gpu_model"]
+    return resources
+
+
+def light_resources(scale: str, slurm: dict[str, Any], *, gpu: bool) -> dict[str, Any]:
+    """Prediction (gpu=True: one GPU at paper scale) and evaluation/rendering jobs (CPU only)."""
+    if scale == "paper" and gpu:
+        res: dict[str, Any] = {"runtime": 120, "mem_mb": int(slurm.get("mem_mb_per_gpu", 48000)), "cpus_per_task": int(slurm.get("cpus_per_gpu", 8)), "gpu": 1}
+        if slurm.get("gpu_model"):
+            res["gpu_model"] = slurm["gpu_model"]
+        return res
+    if scale == "paper":
+        return {"runtime": 120, "mem_mb": 32000, "cpus_per_task": 4}  # LVIS val evaluation: ~20k images
+    return {"runtime": 15, "mem_mb": 2000, "cpus_per_task": 1}
+
+
+def slurm_placement(slurm: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
+    """Partition and account: the workflow config wins, then $SLURM_PARTITION / $SLURM_ACCOUNT; else none."""
+    out = {}
+    partition = slurm.get("partition") or environ.get("SLURM_PARTITION")
+    account = slurm.get("account") or environ.get("SLURM_ACCOUNT")
+    if partition:
+        out["slurm_partition"] = partition
+    if account:
+        out["slurm_account"] = account
+    return out
+
+
+def parse_table_target(target: str) -> tuple[str, str]:
+    match = TABLE_TARGET.match(target)
+    if not match or match.group("paper") not in PAPERS:
+        raise LtbenchError(f"not a table target: {target!r}", expected="tables/<paper>_table<N>.md with paper in " + ", ".join(PAPERS))
+    return match.group("paper"), match.group("table")
+
+
+def unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class RowServe:
+    """How the plan serves one spec row: its (run, view) pairs (one per seed), status and reason."""
+
+    pairs: tuple[tuple[str, str], ...]
+    status: str  # planned | served | reported_only | not_reproducible | out_of_scope | ...
+    reason: str = ""
+
+
+def row_pairs(paper: str, table: str, *, scale: str, framework: str | None) -> dict[tuple[str, str], RowServe]:
+    """(column group id, row id) -> how the plan serves that row of ``paper`` table ``table``."""
+    from ltbench.plan import build_plan
+
+    plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=scale, framework=framework)
+    out: dict[tuple[str, str], RowServe] = {}
+    for row in plan.rows:
+        if row.paper != paper or str(row.table) != str(table):
+            continue
+        pairs = tuple((run_id, row.view_id) for run_id in row.run_ids) if row.view_id else ()
+        out[(row.group, row.row_id)] = RowServe(pairs, row.status, row.reason)
+    return out
+
+
+def stage1_of(*, scale: str, framework: str | None, papers: Sequence[str]) -> dict[str, str | None]:
+    """run id -> its stage-1 run id (None for single-stage runs)."""
+    from ltbench.plan import build_plan
+
+    plan = build_plan(papers=list(papers), scale=scale, framework=framework)
+    return {run_id: (_get(rp, "config") or {}).get("stage1") for run_id, rp in (_get(plan, "runs") or {}).items()}

@@ -1,0 +1,98 @@
+# Shared state of the workflow: the plan, the ltbench command, wildcard constraints, resources.
+import os
+import shlex
+import sys
+
+from ltbench.store import workflow as wf
+
+SCALE = config["scale"]
+FRAMEWORK = config.get("framework")
+SLURM = config.get("slurm", {})
+PLAN = wf.WorkflowPlan.build(scale=SCALE, framework=FRAMEWORK, papers=config["papers"])
+WORK = os.environ.get("LTBENCH_WORK", "work")
+
+
+def ltbench_command():
+    """How rules call ltbench: config, else `python -m ltbench` in a conda env, else this interpreter."""
+    if config.get("ltbench_command"):
+        return config["ltbench_command"]
+    if "conda" in str(getattr(workflow.deployment_settings, "deployment_method", "")).lower():
+        return "python -m ltbench"
+    return shlex.quote(sys.executable) + " -m ltbench"
+
+
+LTBENCH = ltbench_command()
+PLAN_ARGS = f"--scale {SCALE}" + (f" --framework {FRAMEWORK}" if FRAMEWORK else "")
+PLACEMENT = wf.slurm_placement(SLURM, dict(os.environ))
+
+
+wildcard_constraints:
+    run=wf.ID_PATTERN,
+    view=wf.ID_PATTERN,
+    paper="|".join(wf.PAPERS),
+    table=r"[0-9A-Za-z.]+",
+    dataset=r"[A-Za-z0-9._-]+",
+    scale="smoke|paper",
+
+
+def dataset_marker(wildcards):
+    return wf.data_marker(SCALE, PLAN.run(wildcards.run).dataset)
+
+
+def train_res(name):
+    """A resources function for the train rule (SLURM reads runtime, mem_mb, cpus_per_task, gpu)."""
+
+    def get(wildcards, attempt):
+        res = {**PLAN.train_resources(wildcards.run, SLURM), **PLACEMENT}
+        if name == "runtime":
+            return res["runtime"] * attempt  # a retry after a timeout asks for more time
+        return res.get(name)
+
+    return get
+
+
+def light_res(name, gpu):
+    def get(wildcards):
+        return {**wf.light_resources(SCALE, SLURM, gpu=gpu), **PLACEMENT}.get(name)
+
+    return get
+
+
+def dataset_paths(wildcards):
+    from ltbench.data.datasets import resolve
+
+    return resolve(PLAN.run(wildcards.run).dataset, SCALE, check=False)
+
+
+def table_records(wildcards):
+    return [wf.record_file(r, v) for r, v in PLAN.table_pairs(wildcards.paper, wildcards.table)]
+
+
+def paper_tables(wildcards):
+    from ltbench.render.tables import reproduced_table_ids
+
+    return [f"tables/{wildcards.paper}_table{t}.md" for t in reproduced_table_ids(wildcards.paper)]
+
+
+def regression_records(wildcards):
+    from ltbench.store.regression import load_expected
+
+    expected = load_expected(config["regression"]["expected"])
+    pairs = []
+    for paper, table in expected.tables():
+        pairs += PLAN.table_pairs(paper, table)
+    return [wf.record_file(r, v) for r, v in dict.fromkeys(pairs)]
+
+
+# Bookkeeping steps run where Snakemake runs (not as cluster jobs).
+localrules:
+    data,
+    run_config,
+    view_config,
+    record,
+    collect,
+    render_table,
+    render_paper,
+    metrics,
+    audit,
+    regression,

@@ -1,0 +1,53 @@
+# Evaluation (one evaluator of record for every framework) and the results store.
+
+
+rule evaluate:
+    input:
+        detections="results/predictions/{run}/{view}/detections.json",
+        stats="results/predictions/{run}/{view}/proposal_stats.npz",
+        data=dataset_marker,
+    output:
+        metrics="results/metrics/{run}/{view}.json",
+    log:
+        "results/logs/{run}/evaluate_{view}.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+        gt=lambda w: dataset_paths(w).val,
+        train_ann=lambda w: dataset_paths(w).train,
+        evaluator=config["evaluator"],
+    threads: 1
+    resources:
+        runtime=light_res("runtime", False),
+        mem_mb=light_res("mem_mb", False),
+        cpus_per_task=light_res("cpus_per_task", False),
+        slurm_partition=light_res("slurm_partition", False),
+        slurm_account=light_res("slurm_account", False),
+    shell:
+        "({params.cmd} evaluate --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann}"
+        " --proposal-stats {input.stats} --evaluator {params.evaluator} --out {output.metrics}) > {log} 2>&1"
+        " || {{ {params.cmd} results fail --run {wildcards.run} --view {wildcards.view} --stage evaluate --log {log}; exit 1; }}"
+
+
+rule record:
+    # One store record per (run, view): metrics + resolved config and hash + provenance, atomic.
+    input:
+        metrics="results/metrics/{run}/{view}.json",
+        run=wf.run_json("{run}"),
+        view=wf.view_json("{run}", "{view}"),
+        done=wf.train_done("{run}"),
+    output:
+        wf.record_file("{run}", "{view}"),
+    log:
+        "results/logs/{run}/record_{view}.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+    resources:
+        runtime=5,
+        mem_mb=1000,
+    shell:
+        "{params.cmd} results record --run-config {input.run} --view-config {input.view} --metrics {input.metrics}"
+        " --train-done {input.done} --out {output} > {log} 2>&1"

@@ -1,0 +1,116 @@
+# Data, run/view configs, training and prediction.
+#
+# A failing step writes a failure note (results/failures/<run>/...) so the tables can say
+# "failed (reason)"; the step still fails, so Snakemake reports it.
+
+
+rule data:
+    # Smoke scale: generates the synthetic data (once; a lock serialises concurrent jobs).
+    # Paper scale: checks the data exists, else the log says where it was looked for and how to get it.
+    output:
+        wf.data_marker("{scale}", "{dataset}"),
+    log:
+        "results/logs/data/{scale}_{dataset}.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    shell:
+        "{params.cmd} data resolve {wildcards.dataset} --scale {wildcards.scale} --ensure > {output} 2> {log}"
+
+
+rule run_config:
+    # Written in-process (a bookkeeping step: no interpreter start-up per run).
+    output:
+        wf.run_json("{run}"),
+    log:
+        "results/logs/{run}/run_config.log",
+    conda:
+        "../envs/ltbench.yaml"
+    resources:
+        runtime=5,
+        mem_mb=1000,
+    run:
+        wf.write_config(PLAN, wildcards.run, None, output[0], log[0])
+
+
+rule view_config:
+    output:
+        wf.view_json("{run}", "{view}"),
+    log:
+        "results/logs/{run}/view_config_{view}.log",
+    conda:
+        "../envs/ltbench.yaml"
+    resources:
+        runtime=5,
+        mem_mb=1000,
+    run:
+        wf.write_config(PLAN, wildcards.run, wildcards.view, output[0], log[0])
+
+
+rule train:
+    # Checkpoints live in work/<run>/ (not an output: a failed job's outputs are deleted, and the
+    # resume needs them). The declared output is a small marker copied from the adapter's done.json.
+    input:
+        run=wf.run_json("{run}"),
+        data=dataset_marker,
+        stage1=lambda w: PLAN.stage1_inputs(w.run),
+    output:
+        done=wf.train_done("{run}"),
+    log:
+        "results/logs/{run}/train.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+        workdir=lambda w: f"{WORK}/{w.run}",
+        stage1=lambda w: (f"--stage1-workdir {WORK}/{PLAN.run(w.run).stage1}" if PLAN.run(w.run).stage1 else ""),
+    threads: 1
+    resources:
+        runtime=train_res("runtime"),
+        mem_mb=train_res("mem_mb"),
+        cpus_per_task=train_res("cpus_per_task"),
+        gpu=train_res("gpu"),
+        gpu_model=train_res("gpu_model"),
+        slurm_partition=train_res("slurm_partition"),
+        slurm_account=train_res("slurm_account"),
+    shell:
+        "(OMP_NUM_THREADS={threads} {params.cmd} train --run-config {input.run} --workdir {params.workdir}"
+        " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir}"
+        " --out {output.done}) > {log} 2>&1"
+        " || {{ {params.cmd} results fail --run {wildcards.run} --stage train --log {log}; exit 1; }}"
+
+
+rule predict:
+    input:
+        run=wf.run_json("{run}"),
+        view=wf.view_json("{run}", "{view}"),
+        done=wf.train_done("{run}"),
+        data=dataset_marker,
+    output:
+        detections="results/predictions/{run}/{view}/detections.json",
+        stats="results/predictions/{run}/{view}/proposal_stats.npz",
+    log:
+        "results/logs/{run}/predict_{view}.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+        workdir=lambda w: f"{WORK}/{w.run}",
+        out_dir=lambda w: f"results/predictions/{w.run}/{w.view}",
+    threads: 1
+    resources:
+        runtime=light_res("runtime", True),
+        mem_mb=light_res("mem_mb", True),
+        cpus_per_task=light_res("cpus_per_task", True),
+        gpu=light_res("gpu", True),
+        gpu_model=light_res("gpu_model", True),
+        slurm_partition=light_res("slurm_partition", True),
+        slurm_account=light_res("slurm_account", True),
+    shell:
+        "(OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {input.view}"
+        " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
+        " || {{ {params.cmd} results fail --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
