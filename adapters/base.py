@@ -686,9 +686,9 @@ def head_for_run(run_config: dict) -> tuple[str, dict]:
     return "softmax", {}
 
 
-def build_head(run_config: dict, *, num_classes: int, background: str, num_box_deltas: int, split: LvisSplit, in_channels: int, hidden: int) -> Any:
-    """Build the run's BoxHead, passing the class statistics of the training split (only to heads
-    whose constructor accepts them)."""
+def head_class_and_params(run_config: dict, split: LvisSplit) -> tuple[Any, dict]:
+    """(BoxHead subclass, constructor params) of the run's head, with the class statistics of the
+    training split (``instance_counts`` / ``image_counts``) added for heads whose constructor takes them."""
     name, params = head_for_run(run_config)
     params.setdefault("instance_counts", list(split.instance_counts))
     params.setdefault("image_counts", list(split.image_counts))
@@ -698,6 +698,12 @@ def build_head(run_config: dict, *, num_classes: int, background: str, num_box_d
         for key in ("instance_counts", "image_counts"):
             if key not in accepted:
                 params.pop(key)
+    return head_cls, params
+
+
+def build_head(run_config: dict, *, num_classes: int, background: str, num_box_deltas: int, split: LvisSplit, in_channels: int, hidden: int) -> Any:
+    """Build the run's BoxHead (C = ``num_classes``, D = ``num_box_deltas``) in ``background`` convention."""
+    head_cls, params = head_class_and_params(run_config, split)
     return head_cls(num_classes, background, num_box_deltas, in_channels=in_channels, hidden=hidden, **params)
 
 
@@ -914,3 +920,10 @@ def threads_from_env() -> None:
         import torch
 
         torch.set_num_threads(max(1, int(value)))
+
+
+def _read_json_file(path: Path) -> dict:
+    """A JSON file the adapters wrote themselves (run_config.json, stage1_run_config.json)."""
+    from ltbench.io import read_json
+
+    return read_json(path)

@@ -1,0 +1,597 @@
+"""mmdetection 3.3 adapter: mmdet's own LVIS Mask R-CNN config, with the ltbench BoxHead in the box branch,
+trained by mmengine's Runner.
+
+Background convention: ``"last"`` (mmdet 2.x/3.x): foreground labels 0..C-1, background C. Box deltas:
+``4 * C`` (mmdet does not regress the background).
+
+What comes from mmdet and what is ours:
+- mmdet/mmengine: the config (``mmdet/.mim/configs/lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py``
+  or the v1 1x one), data pipeline, backbone/FPN/RPN, RoI assignment and sampling, RoIAlign, the L1 box
+  loss, multiclass NMS, the mask branch, the Runner (optimizer, LR schedulers, checkpoints, logging,
+  resume), ``ClassBalancedDataset`` for RFS (mmdet's ceil rounding).
+- ltbench, registered in mmdet's registries on first use:
+  ``LtbenchLvisDataset`` (any LVIS-format file, image paths relative to an image root; images without
+  instances are dropped for training, so ClassBalancedDataset never sees an empty ``cat_ids`` -- the
+  mmdet 3.x index-shift issue of open-mmlab/mmdetection#10038 cannot arise);
+  ``LtbenchBBoxHead`` (an mmdet ``BBoxHead`` whose classification is the ltbench BoxHead);
+  ``LtbenchScores`` (tells mmdet's post-processing that the head already gives probabilities);
+  ``LtbenchProgressHook`` (``BoxHead.set_progress`` before every iteration: PCB's start gate);
+  ``LtbenchIterBasedTrainLoop`` (mmengine's loop, re-seeding from (seed, iteration) before each batch so
+  that a resumed run draws the same augmentation and RoI samples as an uninterrupted one).
+
+Exact resume on CPU needs ``num_workers=0`` (the default here); with worker processes the pipeline's
+random draws happen in the workers and a resumed run is equivalent but not bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from adapters import base
+from ltbench.errors import LtbenchError
+
+#: dataset name -> config file inside mmdet's wheel (mmdet/.mim/configs/...)
+BASE_CONFIGS = {
+    "lvis_v0.5": "lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py",
+    "lvis_v1": "lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py",
+}
+DEFAULT_BASE_CONFIG = BASE_CONFIGS["lvis_v1"]
+
+_REGISTERED = False
+
+
+@contextlib.contextmanager
+def _trusted_checkpoints():
+    """mmengine 0.10 calls ``torch.load`` without ``weights_only``; torch >= 2.6 then refuses its own
+    checkpoints (they pickle mmengine's HistoryBuffer). Within this block -- only around checkpoints this
+    adapter wrote in the run's work directory -- torch falls back to full unpickling."""
+    key = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
+    previous = os.environ.get(key)
+    os.environ[key] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.*")
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
+
+
+def _quiet_init(model: Any) -> None:
+    """``init_weights`` logs one INFO block per parameter; keep those out of the training log."""
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+
+
+def mmdet_available() -> tuple[bool, str]:
+    try:
+        import mmcv  # noqa: F401
+        import mmdet  # noqa: F401
+        import mmengine  # noqa: F401
+    except Exception as exc:  # ImportError, or mmcv's compiled ops failing to load
+        return False, f"mmdet 3.3 is not importable here ({type(exc).__name__}: {exc}); install the mmdet extra (make mmdet)"
+    return True, ""
+
+
+def _require_mmdet() -> None:
+    ok, reason = mmdet_available()
+    if not ok:
+        raise LtbenchError(reason, key="framework", expected="an environment with mmcv 2.1, mmengine 0.10, mmdet 3.3")
+
+
+def register() -> None:
+    """Register ltbench's dataset, head, activation, hook and loop in mmdet's registries (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    _require_mmdet()
+    import torch
+    from mmdet.datasets.base_det_dataset import BaseDetDataset
+    from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
+    from mmdet.registry import DATASETS, HOOKS, LOOPS, MODELS
+    from mmengine.hooks import Hook
+    from mmdet.utils import register_all_modules
+    from mmengine.runner.loops import IterBasedTrainLoop
+    from torch import nn
+
+    # mmdet's own modules, with "mmdet" as the default scope so that config types resolve.
+    register_all_modules(init_default_scope=True)
+
+    @DATASETS.register_module(force=True)
+    class LtbenchLvisDataset(BaseDetDataset):
+        """An LVIS-format annotation file read by ltbench (``adapters.base.load_lvis_split``).
+
+        ``ann_file``: the JSON; ``image_root``: folder of the images' ``file_name``s. Labels are class
+        indices 0..C-1 in ascending category-id order; ``metainfo.category_ids`` keeps the ids.
+        """
+
+        def __init__(self, *args: Any, image_root: str = "", keep_empty: bool = False, **kwargs: Any) -> None:
+            self._image_root = image_root
+            self._keep_empty = keep_empty
+            self._split: base.LvisSplit | None = None
+            super().__init__(*args, **kwargs)
+
+        def load_data_list(self) -> list[dict]:
+            split = base.load_lvis_split(Path(self.ann_file), Path(self._image_root), keep_empty=self._keep_empty or self.test_mode)
+            self._split = split
+            self._metainfo["classes"] = tuple(str(c) for c in split.category_ids)
+            self._metainfo["category_ids"] = list(split.category_ids)
+            data = []
+            for r in split.images:
+                instances = []
+                for box, label, seg in zip(r.boxes.tolist(), r.classes.tolist(), r.segmentations):
+                    x0, y0, x1, y1 = box
+                    instance = {"bbox": [x0, y0, x1, y1], "bbox_label": int(label), "ignore_flag": 0}
+                    instance["mask"] = seg if seg else [[x0, y0, x1, y0, x1, y1, x0, y1]]
+                    instances.append(instance)
+                data.append({"img_path": str(r.path), "img_id": r.image_id, "height": r.height, "width": r.width, "instances": instances})
+            return data
+
+    @MODELS.register_module(force=True)
+    class LtbenchScores(nn.Module):
+        """Placeholder ``loss_cls``: tells mmdet's BBoxHead that the head already outputs class
+        probabilities (``get_activation`` is the identity); the loss is the ltbench BoxHead's."""
+
+        custom_cls_channels = True
+        custom_activation = True
+        custom_accuracy = True
+
+        def get_cls_channels(self, num_classes: int) -> int:
+            return num_classes + 1
+
+        def get_activation(self, cls_score: torch.Tensor) -> torch.Tensor:
+            return cls_score
+
+        def get_accuracy(self, cls_score: torch.Tensor, labels: torch.Tensor) -> dict:
+            return {}
+
+        def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+            raise RuntimeError("LtbenchScores is not a loss: LtbenchBBoxHead computes the classification loss")
+
+    @MODELS.register_module(force=True)
+    class LtbenchBBoxHead(BBoxHead):
+        """mmdet BBoxHead (bg last, 4*C deltas) whose features, classifier and classification loss are
+        an ltbench ``BoxHead``.
+
+        ``forward(x (R, in_channels, 7, 7)) -> (cls_score, bbox_pred)``: in training ``cls_score`` is
+        the final logits (R, K) and the full ``BoxHeadOutput`` is kept for ``loss``; in eval it is the
+        class probabilities (R, C+1), bg last, after the view (``probability_transform``) and for the
+        recurrent step ``inference_step``. ``last_inference`` collects (rois in original-image
+        coordinates, probs) per image for the proposal statistics.
+        """
+
+        def __init__(self, *, head_class: str, head_params: dict, hidden: int = 1024, **kwargs: Any) -> None:
+            kwargs.update(with_cls=False, with_reg=True, loss_cls=dict(type="LtbenchScores"), init_cfg=[])
+            super().__init__(**kwargs)
+            del self.fc_reg  # the ltbench head owns the box regressor
+            head_cls = base._box_head_class(head_class)
+            deltas = 4 if self.reg_class_agnostic else 4 * self.num_classes
+            self.box_head = head_cls(
+                self.num_classes, "last", deltas, in_channels=self.in_channels, pool_size=self.roi_feat_size[0], hidden=hidden, **head_params
+            )
+            self._output = None
+            self.inference_step: int | None = None
+            self.probability_transform = None
+            self.last_inference: list = []
+
+        def forward(self, x: torch.Tensor) -> tuple:
+            output = self.box_head(x)
+            if self.training:
+                self._output = output
+                return output.final_logits, self.box_head.regression_deltas(output)
+            if self.inference_step is not None:
+                from ltbench.methods.box_head import BoxHeadOutput
+
+                k = int(self.inference_step)
+                if not 1 <= k <= len(output.class_logits):
+                    raise LtbenchError(
+                        f"recurrent step {k} requested, the head has {len(output.class_logits)}", key="view.step"
+                    )
+                output = BoxHeadOutput(output.class_logits[:k], output.box_deltas[:k], output.features, output.extras)
+            probs = self.box_head.probabilities(output)
+            if self.probability_transform is not None:
+                probs = self.probability_transform(probs)
+            return probs, self.box_head.regression_deltas(output)
+
+        def loss(self, cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights, reduction_override=None):  # noqa: ANN001
+            losses = super().loss(None, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights, reduction_override)
+            losses.update(self.box_head.classification_losses(self._output, labels))
+            self._output = None
+            return losses
+
+        def _predict_by_feat_single(self, roi, cls_score, bbox_pred, img_meta, rescale=False, rcnn_test_cfg=None):  # noqa: ANN001
+            boxes = roi[:, 1:].clone()
+            sx, sy = img_meta.get("scale_factor", (1.0, 1.0))
+            boxes[:, [0, 2]] /= sx
+            boxes[:, [1, 3]] /= sy
+            self.last_inference.append((int(img_meta["img_id"]), boxes.detach().cpu(), cls_score.detach().cpu()))
+            return super()._predict_by_feat_single(roi, cls_score, bbox_pred, img_meta, rescale, rcnn_test_cfg)
+
+    @HOOKS.register_module(force=True)
+    class LtbenchProgressHook(Hook):
+        """Before every training iteration: ``BoxHead.set_progress(epoch, max_epochs, iter, max_iters)``,
+        epochs counted in images seen / images per epoch (the loop is iteration based)."""
+
+        priority = "VERY_HIGH"
+
+        def __init__(self, batch_size: int = 1, epoch_length: int = 1) -> None:
+            self.batch_size = batch_size
+            self.epoch_length = max(1, epoch_length)
+
+        def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:  # noqa: ANN001
+            model = runner.model.module if hasattr(runner.model, "module") else runner.model
+            max_epochs = max(1, math.ceil(runner.max_iters * self.batch_size / self.epoch_length))
+            epoch = (runner.iter * self.batch_size) // self.epoch_length
+            model.roi_head.bbox_head.box_head.set_progress(epoch, max_epochs, runner.iter, runner.max_iters)
+
+    @LOOPS.register_module(force=True)
+    class LtbenchIterBasedTrainLoop(IterBasedTrainLoop):
+        """mmengine's IterBasedTrainLoop, seeding torch/numpy/random from (seed, iteration) right before
+        each batch is drawn, so augmentation and RoI sampling do not depend on where a run resumed."""
+
+        def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.seed = seed
+
+        def run(self):  # noqa: ANN201 - mmengine signature
+            self.runner.call_hook("before_train")
+            self.runner.call_hook("before_train_epoch")
+            for _ in range(self._iter):  # skip the batches a resumed run already trained on
+                next(self.dataloader_iterator)
+            while self._iter < self._max_iters and not self.stop_training:
+                self.runner.model.train()
+                base.seed_everything(base.iteration_seed(self.seed, self._iter))
+                self.run_iter(next(self.dataloader_iterator))
+            self.runner.call_hook("after_train_epoch")
+            self.runner.call_hook("after_train")
+            return self.runner.model
+
+    _REGISTERED = True
+
+
+# ----------------------------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------------------------
+def base_config_path(run_config: dict) -> Path:
+    import mmdet
+
+    rel = BASE_CONFIGS.get(run_config.get("dataset", ""), DEFAULT_BASE_CONFIG)
+    path = Path(mmdet.__file__).parent / ".mim" / "configs" / rel
+    if not path.is_file():
+        raise LtbenchError("mmdet's LVIS config is missing from the installed wheel", path=path, expected="mmdet 3.3.0 with its .mim configs")
+    return path
+
+
+def build_config(run_config: dict, split: base.LvisSplit, data: base.DataPaths) -> Any:
+    """mmdet's LVIS Mask R-CNN config with the run's model size, head, data and schedule."""
+    from mmengine.config import Config
+
+    detector = run_config.get("detector", "mask_rcnn")
+    if detector not in ("mask_rcnn", "faster_rcnn"):
+        raise LtbenchError(
+            f"detector {detector!r} is not wired in the mmdet adapter yet", key="detector", path=base.run_label(run_config),
+            expected="mask_rcnn or faster_rcnn",
+        )
+    cfg = Config.fromfile(str(base_config_path(run_config)))
+    model = dict(run_config.get("model") or {})
+    depth = int(model.get("backbone_depth", {"r50_fpn": 50, "r101_fpn": 101, "r18_fpn": 18}.get(run_config.get("backbone", "r50_fpn"), 50)))
+    fpn = int(model.get("fpn_channels", 256))
+    hidden = int(model.get("box_head_hidden", 1024))
+    mask_channels = int(model.get("mask_head_channels", min(256, fpn)))
+    weights = model.get("weights", run_config.get("weights"))
+    m = cfg.model
+    m.backbone.depth = depth
+    if weights:
+        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
+    else:
+        # Random init: trainable BN in train mode, nothing frozen (cf. the torchvision adapter).
+        m.backbone.init_cfg = None
+        m.backbone.frozen_stages = -1
+        m.backbone.norm_eval = False
+    m.neck.in_channels = [64, 128, 256, 512] if depth < 50 else [256, 512, 1024, 2048]
+    m.neck.out_channels = fpn
+    m.rpn_head.in_channels = fpn
+    m.rpn_head.feat_channels = fpn
+    rh = m.roi_head
+    rh.bbox_roi_extractor.out_channels = fpn
+    head_cls, head_params = base.head_class_and_params(run_config, split)
+    old = rh.bbox_head
+    rh.bbox_head = dict(
+        type="LtbenchBBoxHead",
+        head_class=_registered_name(head_cls),
+        head_params=head_params,
+        hidden=hidden,
+        in_channels=fpn,
+        roi_feat_size=old.roi_feat_size,
+        num_classes=split.num_classes,
+        bbox_coder=old.bbox_coder,
+        reg_class_agnostic=old.reg_class_agnostic,
+        loss_bbox=old.loss_bbox,
+    )
+    if detector == "mask_rcnn":
+        rh.mask_roi_extractor.out_channels = fpn
+        rh.mask_head.in_channels = fpn
+        rh.mask_head.conv_out_channels = mask_channels
+        rh.mask_head.num_classes = split.num_classes
+    else:
+        m.type = "FasterRCNN"
+        for key in ("mask_roi_extractor", "mask_head"):
+            rh.pop(key, None)
+        m.data_preprocessor.pad_mask = False
+        m.train_cfg.rcnn.pop("mask_size", None)
+    m.train_cfg.rpn_proposal.nms_pre = int(model.get("rpn_pre_nms_top_n_train", m.train_cfg.rpn_proposal.nms_pre))
+    m.train_cfg.rpn_proposal.max_per_img = int(model.get("rpn_post_nms_top_n_train", m.train_cfg.rpn_proposal.max_per_img))
+    m.train_cfg.rcnn.sampler.num = int(model.get("box_batch_size_per_image", m.train_cfg.rcnn.sampler.num))
+    m.test_cfg.rpn.nms_pre = int(model.get("rpn_pre_nms_top_n_test", m.test_cfg.rpn.nms_pre))
+    m.test_cfg.rpn.max_per_img = int(model.get("rpn_post_nms_top_n_test", m.test_cfg.rpn.max_per_img))
+    m.test_cfg.rcnn.score_thr = float(model.get("score_thresh", 1e-4))
+    m.test_cfg.rcnn.max_per_img = int(model.get("detections_per_img", 300))
+
+    # Pipelines: mmdet's, with the run's image size at smoke scale.
+    if "min_size" in model or "max_size" in model:
+        short, long = int(model.get("min_size", 800)), int(model.get("max_size", 1333))
+        for step in cfg.train_pipeline + cfg.test_pipeline:
+            if step["type"] == "RandomChoiceResize":
+                step["scales"] = [(long, short)]
+            elif step["type"] == "Resize":
+                step["scale"] = (long, short)
+    if detector == "faster_rcnn":
+        for step in cfg.train_pipeline + cfg.test_pipeline:
+            if step["type"] == "LoadAnnotations":
+                step["with_mask"] = False
+    cfg.ltbench_data = dict(train=str(data.train), val=str(data.val), image_root=str(data.image_root))
+    return cfg
+
+
+def _registered_name(head_cls: type) -> str:
+    from ltbench.methods.box_head import BOX_HEADS
+
+    for name in BOX_HEADS.names():
+        if BOX_HEADS.get(name) is head_cls:
+            return name
+    raise LtbenchError(f"head class {head_cls.__name__} is not registered in BOX_HEADS")
+
+
+def _dataset_cfg(cfg: Any, ann_file: str, *, test_mode: bool) -> dict:
+    return dict(
+        type="LtbenchLvisDataset",
+        ann_file=str(ann_file),
+        image_root=cfg.ltbench_data["image_root"],
+        data_root="",
+        test_mode=test_mode,
+        pipeline=cfg.test_pipeline if test_mode else cfg.train_pipeline,
+    )
+
+
+def _train_dataset_cfg(cfg: Any, sampler: dict | None) -> dict:
+    dataset = _dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False)
+    name = (sampler or {}).get("name", "random")
+    if name in ("random", "uniform"):
+        return dataset
+    if name == "rfs":
+        rounding = (sampler or {}).get("rounding", "ceil")
+        if rounding != "ceil":
+            raise LtbenchError(
+                "the mmdet adapter repeats images with mmengine's ClassBalancedDataset, which rounds up",
+                key="sampler.rounding",
+                expected="ceil (or use the torchvision adapter for stochastic rounding)",
+            )
+        return dict(type="ClassBalancedDataset", oversample_thr=float(sampler.get("t", 0.001)), dataset=dataset)
+    raise LtbenchError(
+        f"sampler {name!r} is not wired in the mmdet adapter", key="sampler.name", expected="random or rfs"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The adapter
+# ----------------------------------------------------------------------------------------------
+class MMDetAdapter(base.Adapter):
+    name = "mmdet"
+    background = "last"
+
+    def available(self) -> tuple[bool, str]:
+        return mmdet_available()
+
+    def _build_model(self, run_config: dict, split: base.LvisSplit, data: base.DataPaths, *, stage1: tuple[dict, Path | None] | None) -> Any:
+        """The mmdet detector; for a stage-2 run the stage-1 detector (weights loaded when a checkpoint
+        path is given) with ``build_stage2`` around its box head and everything else frozen."""
+        from mmdet.registry import MODELS
+        from mmengine.runner.checkpoint import load_checkpoint
+
+        if stage1 is None:
+            cfg = build_config(run_config, split, data)
+            model = MODELS.build(cfg.model)
+            _quiet_init(model)
+            return model, cfg
+        stage1_config, stage1_checkpoint = stage1
+        cfg = build_config(stage1_config, split, data)
+        model = MODELS.build(cfg.model)
+        _quiet_init(model)
+        if stage1_checkpoint is not None:
+            with _trusted_checkpoints():
+                load_checkpoint(model, str(stage1_checkpoint), map_location="cpu", strict=True, logger="silent")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        bbox_head = model.roi_head.bbox_head
+        bbox_head.box_head = base.build_stage2_head(run_config, bbox_head.box_head)
+        if not any(p.requires_grad for p in bbox_head.box_head.parameters()):
+            raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
+        for module in model.modules():
+            if isinstance(module, __import__("torch").nn.modules.batchnorm._BatchNorm):
+                module.eval()
+                module.train = lambda mode=True, _m=module: _m  # type: ignore[method-assign]
+        return model, cfg
+
+    def train(self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None) -> Path:
+        register()
+        from mmengine.runner import Runner
+
+        from ltbench.io import write_json
+
+        base.threads_from_env()
+        workdir = Path(workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        if (workdir / base.DONE_FILE).is_file():
+            return base.final_checkpoint(workdir)
+        split = base.load_lvis_split(Path(data.train), Path(data.image_root))
+        seed = int(run_config.get("seed", 0))
+        base.seed_everything(seed)
+        stage2 = run_config.get("stage2")
+        stage1 = None
+        if stage2:
+            if stage1_workdir is None:
+                raise LtbenchError(
+                    "a stage-2 run needs the stage-1 work directory", key="stage1", path=base.run_label(run_config),
+                    hint="pass --stage1-workdir DIR",
+                )
+            stage1_config = base._read_json_file(Path(stage1_workdir) / "run_config.json")
+            stage1 = (stage1_config, base.final_checkpoint(Path(stage1_workdir), what="stage-1 model"))
+            write_json(workdir / "stage1_run_config.json", stage1_config)
+        model, cfg = self._build_model(run_config, split, data, stage1=stage1)
+        write_json(workdir / "run_config.json", run_config)
+        schedule = base.schedule_of(run_config, stage2=bool(stage2))
+        max_iters = int(schedule["iterations"])
+        batch = int(schedule["batch_size"])
+        sampler = run_config.get("sampler")
+        if stage2 and isinstance(stage2, dict) and "sampler" in stage2:
+            sampler = stage2["sampler"]
+        train_dataset = _train_dataset_cfg(cfg, sampler)
+        warmup = int(schedule["warmup_iters"])
+        schedulers = []
+        if warmup > 0:
+            schedulers.append(dict(type="LinearLR", start_factor=float(schedule.get("warmup_factor", 0.001)), by_epoch=False, begin=0, end=warmup))
+        schedulers.append(dict(type="MultiStepLR", by_epoch=False, begin=0, end=max_iters, milestones=[int(s) for s in schedule["steps"]], gamma=float(schedule.get("gamma", 0.1))))
+        period = int(schedule["checkpoint_period"])
+        runner = Runner(
+            model=model,
+            work_dir=str(workdir),
+            train_dataloader=dict(
+                batch_size=batch,
+                num_workers=int(schedule.get("num_workers", 0)),
+                persistent_workers=False,
+                sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed),
+                batch_sampler=dict(type="AspectRatioBatchSampler"),
+                dataset=train_dataset,
+            ),
+            train_cfg=dict(type="LtbenchIterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters + 1, seed=seed),
+            optim_wrapper=dict(
+                type="OptimWrapper",
+                optimizer=dict(type="SGD", lr=float(schedule["lr"]), momentum=float(schedule["momentum"]), weight_decay=float(schedule["weight_decay"])),
+                clip_grad=dict(max_norm=float(schedule["grad_clip"])) if schedule.get("grad_clip") else None,
+            ),
+            param_scheduler=schedulers,
+            default_hooks=dict(
+                timer=dict(type="IterTimerHook"),
+                logger=dict(type="LoggerHook", interval=max(1, min(20, max_iters // 10 or 1))),
+                param_scheduler=dict(type="ParamSchedulerHook"),
+                checkpoint=dict(type="CheckpointHook", interval=period, by_epoch=False, save_last=True, max_keep_ckpts=-1),
+                sampler_seed=dict(type="DistSamplerSeedHook"),
+            ),
+            custom_hooks=[dict(type="LtbenchProgressHook", batch_size=batch, epoch_length=_epoch_length(train_dataset, split))],
+            randomness=dict(seed=seed),
+            resume=True,
+            default_scope="mmdet",
+            log_level="INFO",
+            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="gloo")),
+            visualizer=dict(type="DetLocalVisualizer", vis_backends=[]),
+        )
+        with _trusted_checkpoints():
+            runner.train()
+        final = workdir / f"iter_{max_iters}.pth"
+        if not final.is_file():
+            raise LtbenchError("mmengine did not write the final checkpoint", path=final, expected=f"iter_{max_iters}.pth")
+        write_json(workdir / base.DONE_FILE, {"run_id": run_config.get("id"), "checkpoint": final.name, "iterations": max_iters, "framework": self.name})
+        return final
+
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: base.DataPaths, *, split: str = "val", out_dir: Path) -> dict:
+        register()
+        import torch
+        from mmdet.registry import DATASETS
+        from mmengine.dataset import pseudo_collate
+        from mmengine.runner.checkpoint import load_checkpoint
+
+        base.threads_from_env()
+        view_config = view_config or {"id": "plain", "name": "plain"}
+        if split not in ("train", "val"):
+            raise LtbenchError(f"unknown split {split!r}", key="split", expected="train or val")
+        workdir = Path(workdir)
+        checkpoint = base.final_checkpoint(workdir)
+        train_split = base.load_lvis_split(Path(data.train), Path(data.image_root))
+        stage1 = None
+        if run_config.get("stage2"):
+            stage1 = (base._read_json_file(workdir / "stage1_run_config.json"), None)
+        model, cfg = self._build_model(run_config, train_split, data, stage1=stage1)
+        with _trusted_checkpoints():
+            load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True, logger="silent")
+        model.eval()
+        head = model.roi_head.bbox_head
+        stats = {"category_ids": train_split.category_ids, "instance_counts": train_split.instance_counts, "image_counts": train_split.image_counts}
+        name = view_config.get("name", "plain")
+        if name == "recurrent_step":
+            head.inference_step = int(view_config.get("step", 1))
+        ann = Path(data.val if split == "val" else data.train)
+
+        def run_pass(ann_file: Path, *, detections: bool) -> dict:
+            dataset = DATASETS.build(_dataset_cfg(cfg, str(ann_file), test_mode=True))
+            eval_split = dataset._split
+            index = {cid: k for k, cid in enumerate(train_split.category_ids)}
+            gt = {r.image_id: r for r in eval_split.images}
+            pstats = base.ProposalStats(train_split.category_ids, self.background)
+            dets: list[dict] = []
+            with torch.no_grad():
+                for i in range(len(dataset)):
+                    head.last_inference = []
+                    (sample,) = model.test_step(pseudo_collate([dataset[i]]))
+                    for image_id, rois, probs in head.last_inference:
+                        record = gt[image_id]
+                        pstats.add(rois.numpy(), probs.numpy(), record.boxes, [index[eval_split.category_ids[k]] for k in record.classes.tolist()])
+                    if detections:
+                        pred = sample.pred_instances
+                        masks = pred.masks.cpu().numpy() if "masks" in pred else None
+                        dets.extend(
+                            base.detections_for_image(
+                                int(sample.metainfo["img_id"]), pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy(),
+                                pred.labels.cpu().numpy(), train_split.category_ids, masks, limit=cfg.model.test_cfg.rcnn.max_per_img,
+                            )
+                        )
+            return {"detections": dets, "stats": pstats, "num_images": len(dataset)}
+
+        if name == "cm_calibration":
+            source_ann = ann if view_config.get("source", "val") == "val" else Path(data.train)
+            cm = run_pass(source_ann, detections=False)["stats"]
+            stats.update({"cm_sum": cm.cm_sum, "cm_count": cm.cm_count})
+        head.probability_transform = base.view_transform(view_config, self.background, stats)
+        result = run_pass(ann, detections=True)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dets_path = base.write_detections(out_dir / "detections.json", result["detections"])
+        stats_path = result["stats"].save(out_dir / "proposal_stats.npz")
+        return {"detections": str(dets_path), "proposal_stats": str(stats_path), "num_images": result["num_images"],
+                "num_detections": len(result["detections"]), "view": view_config.get("id", name)}
+
+
+def _epoch_length(train_dataset: dict, split: base.LvisSplit) -> int:
+    """Images per epoch: the split's images, or the sum of ceil(repeat factor) under RFS."""
+    if train_dataset.get("type") != "ClassBalancedDataset":
+        return len(split.images)
+    t = float(train_dataset["oversample_thr"])
+    counts = {k: n for k, n in enumerate(split.image_counts)}
+    factors = base.repeat_factors([set(r.classes.tolist()) for r in split.images], counts, len(split.images), t)
+    return int(sum(math.ceil(f) for f in factors))
+
