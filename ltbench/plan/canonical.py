@@ -45,7 +45,7 @@ def normalize_run(run: dict[str, Any]) -> dict[str, Any]:
     """
     run = copy.deepcopy(run)
     reg = run.get("regularizer")
-    if isinstance(reg, dict) and reg.get("name") == "pcb" and float(reg.get("alpha", 1.0)) == 0.0:
+    if isinstance(reg, dict) and reg.get("name") == "pcb" and reg.get("alpha", 1.0) == 0:
         run["regularizer"] = None
     sampler = run.get("sampler")
     if isinstance(sampler, dict) and sampler.get("name") == "rfs":
@@ -64,7 +64,7 @@ def normalize_view(view: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     view = _normalize_numbers(copy.deepcopy(view))
     head = run.get("head") or {}
     if view.get("name") == "recurrent_step" and head.get("name") in ("iterative", "dsn"):
-        if int(view.get("step", -1)) == int(head.get("steps", 0)):
+        if view.get("step", -1) == head.get("steps", 0):
             return {"name": "plain"}
     return view
 

@@ -82,7 +82,17 @@ def val_images(dataset: str) -> int:
 
 def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str) -> dict[str, Any]:
     """The paper-scale schedule block: name, epochs (epoch-based only), iterations, steps (iterations), optimizer."""
+    if not isinstance(schedule, (str, dict)):
+        raise LtbenchError(f"schedule {schedule!r} is neither a name nor a mapping", key="schedule",
+                           expected="1x, 2x, 3x, or {epochs: E} / {iterations: N}")
     spec = {"name": schedule} if isinstance(schedule, str) else dict(schedule)
+    for key in ("epochs", "iterations", "batch_size", "lr"):
+        value = spec.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and math.isfinite(value) and value > 0):
+            raise LtbenchError(f"schedule {key} is {value!r}", key=f"schedule.{key}", expected="a finite number > 0")
+    if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in spec.get("steps", [])):
+        raise LtbenchError(f"schedule steps {spec.get('steps')!r}", key="schedule.steps", expected="a list of numbers")
     name = spec.get("name")
     per_epoch = math.ceil(train_images(dataset) / spec.get("batch_size", PAPER_OPTIMIZER["batch_size"]))
     out: dict[str, Any] = {"name": name or "custom"}
@@ -118,6 +128,9 @@ def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str)
     out["momentum"] = spec.get("momentum", PAPER_OPTIMIZER["momentum"])
     out["weight_decay"] = spec.get("weight_decay", PAPER_OPTIMIZER["weight_decay"])
     out["warmup_iters"] = spec.get("warmup_iters", 1000 if framework == "detectron2" else 500)
+    if out["iterations"] < 1:
+        raise LtbenchError(f"schedule {schedule!r} gives {out['iterations']} iterations", key="schedule",
+                           expected="at least one iteration")
     out["checkpoint_period"] = max(1, out["iterations"] // 12)
     return out
 

@@ -29,6 +29,20 @@ from ltbench.spec.yaml_text import printed_text, read_spec_yaml
 
 KeyPath = Sequence[str | int]
 
+REQUIRED_RUN_KEYS = ("framework", "detector", "backbone", "dataset", "schedule")
+# component parameters the planner computes with; they must be finite numbers when present
+NUMERIC_PARAMS = (
+    ("regularizer", "alpha"), ("regularizer", "momentum"), ("regularizer", "start_epoch"),
+    ("sampler", "t"), ("head", "steps"),
+)
+NUMERIC_VIEW_PARAMS = ("step", "threshold", "gamma")
+
+
+def _finite_number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def describe_path(data: Any, path: KeyPath) -> str:
     """``["tables", 1, "rows", 3, "run"]`` -> ``tables[1] (table 2).rows[3] (row 'RFS').run``."""
@@ -171,6 +185,14 @@ class _Checker:
         run = merge_run(merge_run(merge_run(defaults["run"], table_raw.get("run")), row.group.run), row.run)
         if row.stage1:
             run = merge_run(run, row.stage1)
+        for key in REQUIRED_RUN_KEYS:
+            if run.get(key) is None:
+                self.fail(f"the resolved run has no {key}", [*keys, "run"],
+                          expected=f"`{key}:` in defaults.run, the table, its column group or the row")
+        for (part, param) in NUMERIC_PARAMS:
+            value = (run.get(part) or {}).get(param) if isinstance(run.get(part), dict) else None
+            if value is not None and not _finite_number(value):
+                self.fail(f"{part}.{param} is {value!r}", [*keys, "run", part, param], expected="a finite number")
         for key in vocab.COMPONENT_VOCAB:
             value = run.get(key)
             if isinstance(value, dict) and "name" not in value:
@@ -179,6 +201,9 @@ class _Checker:
         view = merge_view(merge_view(merge_view(defaults.get("view"), table_raw.get("view")), row.group.view), row.view)
         if "name" not in view:
             self.fail("the resolved view has no name", [*keys, "view"], expected="one of " + ", ".join(vocab.VIEWS))
+        for param in NUMERIC_VIEW_PARAMS:
+            if param in view and not _finite_number(view[param]):
+                self.fail(f"view {param} is {view[param]!r}", [*keys, "view", param], expected="a finite number")
 
     # pass 3 -----------------------------------------------------------------------------------------
     def build(self) -> PaperSpec:

@@ -32,6 +32,12 @@ def _component(names: tuple[str, ...], *, nullable: bool = False) -> dict[str, A
     return {"anyOf": [obj, {"type": "null"}]} if nullable else obj
 
 
+def _stage2() -> dict[str, Any]:
+    component = _component(vocab.STAGE2_METHODS, nullable=True)
+    component["anyOf"][0]["properties"]["schedule"] = _schedule()
+    return component
+
+
 def _schedule() -> dict[str, Any]:
     return {
         "anyOf": [
@@ -72,7 +78,7 @@ def build_schema() -> dict[str, Any]:
             "mask_head": _component(vocab.MASK_HEADS),
             "class_agnostic": {"type": "boolean"},
             "fp16": {"type": "boolean"},
-            "stage2": _component(vocab.STAGE2_METHODS, nullable=True),
+            "stage2": _stage2(),
         },
         "additionalProperties": False,
     }
