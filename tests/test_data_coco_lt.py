@@ -178,3 +178,43 @@ def test_cli_coco_lt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     assert "COCO-LT (simcal)" in out and f"{NUM_CATS} categories" in out and "down to 1" in out
     assert main(["data", "coco-lt", "--variant", "bags", "--coco", str(src), "--out", str(tmp_path / "o.json")]) == 2
+
+
+def _random_coco(data) -> dict:  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    n_cats = data.draw(st.integers(1, 5))
+    n_images = data.draw(st.integers(1, 25))
+    cats = [{"id": 7 * (k + 1), "name": f"k{k}"} for k in range(n_cats)]
+    images, anns, aid = [], [], 1
+    for i in range(1, n_images + 1):
+        images.append({"id": i, "file_name": f"{i}.jpg"})
+        for cat_index in data.draw(st.lists(st.integers(0, n_cats - 1), max_size=6)):
+            crowd = data.draw(st.integers(0, 9)) == 0
+            anns.append({"id": aid, "image_id": i, "category_id": cats[cat_index]["id"], "iscrowd": int(crowd)})
+            aid += 1
+    return {"categories": cats, "images": images, "annotations": anns}
+
+
+def test_property_kept_is_capped_target_for_any_input() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.data())
+    def check(data) -> None:  # type: ignore[no-untyped-def]
+        coco = _random_coco(data)
+        if data.draw(st.booleans()):
+            doc, report = build_coco_lt(coco, "simcal", min_count=data.draw(st.integers(1, 4)), seed=data.draw(st.integers(0, 3)))
+        else:
+            lvis = [{"id": i, "instance_count": n} for i, n in enumerate(data.draw(st.lists(st.integers(1, 30), min_size=1, max_size=9)))]
+            doc, report = build_coco_lt(coco, "bags", lvis_categories=lvis)
+        available = _available(coco)
+        kept = _kept(doc)
+        for cid, r in report.items():
+            assert kept[cid] == r["kept"] == min(r["target"], available[cid])
+        selected = {im["id"] for im in doc["images"]}
+        assert {a["image_id"] for a in doc["annotations"]} <= selected
+        assert {a["image_id"] for a in doc["annotations"] if not a["iscrowd"]} == selected
+
+    check()

@@ -122,3 +122,32 @@ def test_cli_subset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "4 images" in text and "4 categories" in text and "r: 1" in text
     assert len((tmp_path / "l.txt").read_text().splitlines()) == 4
     assert main(["data", "subset", "--ann", str(src), "--out", str(tmp_path / "s.json"), "--images", "40"]) == 2
+
+
+def test_property_subset_invariants() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.data())
+    def check(data) -> None:  # type: ignore[no-untyped-def]
+        freqs = data.draw(st.lists(st.sampled_from("rcf"), min_size=1, max_size=6))
+        cats = [{"id": 3 * (k + 1), "frequency": f} for k, f in enumerate(freqs)]
+        n_images = data.draw(st.integers(1, 20))
+        images = [{"id": 100 + i, "neg_category_ids": [], "not_exhaustive_category_ids": []} for i in range(n_images)]
+        anns = []
+        for im in images:
+            for k in data.draw(st.lists(st.integers(0, len(cats) - 1), max_size=4)):
+                anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": cats[k]["id"]})
+        doc = {"categories": cats, "images": images, "annotations": anns}
+        n = data.draw(st.integers(1, n_images))
+        sub = make_subset(doc, n, seed=data.draw(st.integers(0, 5)))
+        ids = {im["id"] for im in sub["images"]}
+        assert len(ids) == n and sub["categories"] == cats
+        assert sub["annotations"] == [a for a in anns if a["image_id"] in ids]
+        freq = {c["id"]: c["frequency"] for c in cats}
+        source_groups = {freq[a["category_id"]] for a in anns}
+        if n >= 3:
+            assert {freq[a["category_id"]] for a in sub["annotations"]} == source_groups
+
+    check()

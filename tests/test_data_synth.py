@@ -213,3 +213,33 @@ def test_category_table_matches_shared_sources(lvis_samples: Path) -> None:
     expected = [(c["id"], c["name"], c["synset"], c["image_count"], v05[c["synset"]]["id"], v05[c["synset"]]["name"])
                 for _, c in sorted(v1.items()) if c["synset"] in v05]
     assert list(LVIS_CATEGORY_TABLE) == expected
+
+
+def test_image_counts_hit_their_targets(smoke: Path) -> None:
+    manifest = json.loads((smoke / "manifest.json").read_text())
+    targets = {c.rank: c.target_train_images for c in synth.select_classes(synth.PRESETS["smoke"])}
+    for c in manifest["classes"]:
+        assert c["train_image_count"] == targets[c["rank"]], c["name"]
+
+
+def test_layout_draws_every_assigned_class_even_when_crowded() -> None:
+    preset = synth.PRESETS["smoke"]
+    classes = synth.select_classes(preset)
+    for seed in range(25):
+        rng = np.random.default_rng(seed)
+        members = [0] + sorted(rng.choice(np.arange(1, 40), size=9, replace=False).tolist())  # ~2x the usual load
+        pixels, instances, not_exhaustive = synth._draw_image(classes, members, preset, rng)
+        assert pixels.shape == (128, 128, 3) and pixels.dtype == np.uint8
+        annotated = {i.cls for i in instances if i.annotated}
+        assert annotated == set(members)  # the first instance of a class is always drawn and annotated
+        assert not_exhaustive <= annotated
+
+
+def test_assignment_is_exact_and_balanced() -> None:
+    rng = np.random.default_rng(0)
+    counts = [90, 60, 30, 5, 1]
+    members = synth._assign_images(counts, 100, rng)
+    for j, n in enumerate(counts):
+        assert sum(j in m for m in members) == n
+    loads = [len(m) for m in members]
+    assert max(loads) - min(loads) <= 1

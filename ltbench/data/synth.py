@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ltbench.data.lvis_meta import lvis_frequency
 from ltbench.data.shapes import SHAPES, polygon_area, shape_polygons
 from ltbench.errors import LtbenchError
 
@@ -99,15 +100,6 @@ class SynthClass:
     colour_name: str
     colour: tuple[int, int, int]
     confusable_with: int | None  # rank of the head class it imitates
-
-
-def lvis_frequency(image_count: int) -> str:
-    """LVIS frequency group of a class from its number of training images: r <= 10, c 11-100, f > 100."""
-    if image_count <= 10:
-        return "r"
-    if image_count <= 100:
-        return "c"
-    return "f"
 
 
 def _target_train_images(real: int, preset: SynthPreset, real_max: int) -> int:
