@@ -1,0 +1,88 @@
+"""`ltbench plan` and `ltbench reported` from the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from ltbench.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_paper_pcb_json(capsys):
+    code, out, _ = run_cli(capsys, "plan", "--paper", "pcb", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["rows"] == 69 and data["runs"] == 26 and data["cited_rows"] == 13
+    assert {"views", "gpu_hours", "run_list", "row_list", "view_list", "tables"} <= set(data)
+    run = data["run_list"][0]
+    assert {"id", "config", "cells", "gpu_hours"} <= set(run)
+    assert run["cells"][0]["paper"] == "pcb" and "columns" in run["cells"][0]
+
+
+def test_plan_text_lists_shared_runs(capsys):
+    code, out, _ = run_cli(capsys, "plan", "tables/pcb_table1.md", "tables/pcb_table4.md")
+    assert code == 0
+    assert "rows 15:" in out and "runs shared by more than one table:" in out
+    assert "pcb T4 'CM† + N/A' [cm-train]" in out
+
+
+def test_emit_run_and_view_write_the_configs(tmp_path: Path, capsys):
+    code, out, _ = run_cli(capsys, "plan", "tables/pcb_table7.md", "--format", "json")
+    data = json.loads(out)
+    step1 = next(r for r in data["row_list"] if r["label"] == "RFS [12] step 1")
+    run_id, view_id = step1["run_ids"][0], step1["view_id"]
+    run_json, view_json = tmp_path / "R.json", tmp_path / "V.json"
+    assert run_cli(capsys, "plan", "--emit-run", run_id, "--out", str(run_json))[0] == 0
+    assert run_cli(capsys, "plan", "--emit-view", run_id, view_id, "--out", str(view_json))[0] == 0
+    config = json.loads(run_json.read_text())
+    assert config["id"] == run_id and config["head"]["name"] == "iterative"
+    assert json.loads(view_json.read_text()) == {"id": "step1", "name": "recurrent_step", "step": 1}
+
+
+def test_plan_errors_are_one_line_with_exit_2(capsys):
+    code, _, err = run_cli(capsys, "plan", "--emit-run", "v0.5-mask-nope", "--out", "x.json")
+    assert code == 2 and "is not in the plan" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "plan", "tables/pcb_table9.md")
+    assert code == 2 and "has no table '9'" in err
+    code, _, err = run_cli(capsys, "plan", "--paper", "pbc")
+    assert code == 2 and "did you mean 'pcb'" in err
+    code, _, err = run_cli(capsys, "plan", "--all", "--paper", "pcb")
+    assert code == 2
+
+
+def test_reported_csv_header_and_values_as_printed(capsys):
+    code, out, _ = run_cli(capsys, "reported", "--paper", "pcb", "--format", "csv")
+    assert code == 0
+    assert out.splitlines()[0] == "paper,table,row,column,value"
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert len(records) == 373
+    cell = {(r["table"], r["row"], r["column"]): r["value"] for r in records}
+    assert cell[("2", "Seesaw [34] + PCB (LVIS v0.5)", "PwB")] == "7.0"
+    assert cell[("2", "Softmax (LVIS v1.0)", "segm.AP")] == "19.0"
+    assert cell[("3", "LVIS v1.0 R-101-FPN: Seesaw + PCB", "segm.AP50")] == "43.3"
+    assert ("2", "RFS [12] (LVIS v1.0)", "PwB") not in cell  # printed "-"
+
+
+def test_reported_markdown(capsys):
+    code, out, _ = run_cli(capsys, "reported", "--paper", "pcb", "--format", "markdown")
+    assert code == 0
+    assert "## pcb Table 2 (reproduce)" in out
+    assert "| Softmax + PCB" in out and "LVIS v1.0 PwB ↓ [PwB]" in out
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from ltbench.cli import main; "
+            "import contextlib, io; f = io.StringIO()\n"
+            "with contextlib.redirect_stdout(f): main(['plan', '--help']); main(['reported', '--help'])\n"
+            "assert not {'torch', 'pandas', 'mmdet'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True)
