@@ -277,13 +277,58 @@ def load_detections(path: str | PathLike[str], gt: GroundTruth, iou_types: Seque
         raise LtbenchError("no detections in the file", path=path,
                            expected="at least one detection (the LVIS API cannot evaluate an empty list)")
     need_segm = "segm" in iou_types
+    if not _detections_look_valid(dets, gt, need_segm) or check_rle_runs:
+        _find_bad_detection(dets, path, gt, need_segm, check_rle_runs)
+    return dets
+
+
+def _detections_look_valid(dets: list, gt: GroundTruth, need_segm: bool) -> bool:
+    """Whole-list checks at C speed (map/itemgetter/sum/translate); False at the first sign of
+    trouble, which :func:`_find_bad_detection` then pins down record by record."""
+    from operator import eq, itemgetter
+
+    import numpy as np
+
+    try:
+        if not all(type(d) is dict for d in dets):
+            return False
+        img_ids = list(map(itemgetter("image_id"), dets))
+        if not set(img_ids) <= gt.image_sizes.keys():
+            return False
+        if not set(map(itemgetter("category_id"), dets)) <= gt.frequency.keys():
+            return False
+        # sum() raises TypeError on a non-number; inf/nan anywhere makes the total non-finite.
+        if not math.isfinite(sum(map(itemgetter("score"), dets))):
+            return False
+        boxes = list(map(itemgetter("bbox"), dets))
+        if set(map(len, boxes)) != {4} or not math.isfinite(sum(map(sum, boxes))):
+            return False
+        if min(map(itemgetter(2), boxes)) < 0 or min(map(itemgetter(3), boxes)) < 0:
+            return False
+        if need_segm:
+            segms = list(map(itemgetter("segmentation"), dets))
+            if not all(type(sg) is dict for sg in segms):
+                return False
+            if not all(map(eq, map(itemgetter("size"), segms), map(gt.image_sizes.__getitem__, img_ids))):
+                return False
+            counts = list(map(itemgetter("counts"), segms))
+            # join: TypeError unless every counts is a str; encode: error on non-ASCII.
+            if min(map(len, counts)) == 0:
+                return False
+            chars = np.frombuffer("".join(counts).encode("ascii"), dtype=np.uint8)
+            if chars.min() < 48 or chars.max() > 111:  # outside the RLE alphabet '0'..'o'
+                return False
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _find_bad_detection(dets: list, path: str, gt: GroundTruth, need_segm: bool, check_rle_runs: bool) -> None:
+    """Raise the precise error for the first bad detection (record-by-record check)."""
     sizes, cats = gt.image_sizes, gt.frequency
     isfinite = math.isfinite
-    counts_strings: list[str] = []
-    add_counts = counts_strings.append
-    i = -1
-    try:
-        for i, d in enumerate(dets):
+    for i, d in enumerate(dets):
+        try:
             if type(d) is not dict or d.get("category_id") not in cats:
                 raise ValueError
             size = sizes[d["image_id"]]
@@ -294,20 +339,12 @@ def load_detections(path: str | PathLike[str], gt: GroundTruth, iou_types: Seque
             if need_segm:
                 segm = d["segmentation"]
                 counts = segm["counts"]
-                if segm["size"] != size or type(counts) is not str or not counts:
+                if segm["size"] != size or type(counts) is not str or not counts or _BAD_RLE_CHAR.search(counts):
                     raise ValueError
-                add_counts(counts)
-    except (ValueError, TypeError, KeyError):
-        raise _explain_bad_detection(i, dets[i], path, gt, need_segm) from None
-    if need_segm:
-        joined = "".join(counts_strings)
-        if _BAD_RLE_CHAR.search(joined) or check_rle_runs:
-            for i, d in enumerate(dets):
-                counts = d["segmentation"]["counts"]
-                size = sizes[d["image_id"]]
-                if _BAD_RLE_CHAR.search(counts) or (check_rle_runs and not _rle_covers(counts, size[0] * size[1])):
-                    raise _explain_bad_detection(i, d, path, gt, need_segm)
-    return dets
+                if check_rle_runs and not _rle_covers(counts, size[0] * size[1]):
+                    raise ValueError
+        except (ValueError, TypeError, KeyError):
+            raise _explain_bad_detection(i, d, path, gt, need_segm) from None
 
 
 def limit_dets_per_image(dets: Sequence[dict], max_dets: int = MAX_DETS) -> list[dict]:
@@ -437,8 +474,45 @@ def run_lvis_api(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = I
 _FORK_SHARED: dict[str, Any] = {}
 
 
+def _evaluate_pairs(ev: Any) -> None:
+    """``COCOeval_faster.evaluate`` without its per-(image, category) Python dictionaries.
+
+    faster-coco-eval 1.8.0 builds a dict over *every* image x category pair (6 million on LVIS v1
+    val) before its C++ matcher runs, and computes mask IoUs in a thread pool; both cost more than the
+    matching itself. Here IoUs are computed only for the pairs that have both ground truth and
+    detections (``_nonempty_iou_pairs``, which faster-coco-eval itself uses to skip the rest), every
+    other entry is the same empty list, and the C++ matcher/accumulator is called exactly as
+    faster-coco-eval calls it. Equality with the LVIS API is what the tests check.
+    """
+    import copy
+
+    import numpy as np
+
+    p = ev.params
+    p.imgIds = list(np.unique(p.imgIds))
+    p.catIds = list(np.unique(p.catIds))
+    p.maxDets = sorted(p.maxDets)
+    ev._prepare()
+    pairs = getattr(ev, "_nonempty_iou_pairs", None)
+    if pairs is None:  # another faster-coco-eval version: take its own (slower) route
+        ev.evaluate()
+        return
+    from faster_coco_eval import faster_eval_api_cpp as _C
+
+    img_pos = {int(i): n for n, i in enumerate(p.imgIds)}
+    cat_pos = {int(c): k for k, c in enumerate(p.catIds)}
+    empty: list = []
+    ious = [[empty] * len(p.catIds) for _ in p.imgIds]
+    for img_id, cat_id in pairs:
+        ious[img_pos[img_id]][cat_pos[cat_id]] = ev.computeIoU(img_id, cat_id)
+    ev._paramsEval = copy.deepcopy(p)
+    ev.eval = _C.COCOevalEvaluateAccumulate(ev._paramsEval, ious, ev.gt_dataset, ev.dt_dataset,
+                                            p.imgIds, p.catIds, True)
+
+
 def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[int], Any, Any]:
-    """faster-coco-eval in LVIS mode on one iou type (and optionally a subset of categories).
+    """faster-coco-eval in LVIS mode on one iou type (and optionally a subset of categories, given
+    only that subset's ground truth and detections — categories are evaluated independently).
     Returns (iou_type, category ids, precision (T,R,K,A), recall (T,K,A))."""
     import numpy as np
     from faster_coco_eval import COCO
@@ -446,26 +520,33 @@ def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[
 
     gt: GroundTruth = _FORK_SHARED["gt"]
     dets: list[dict] = _FORK_SHARED["dets"]
+    gt_data = gt.data
+    if cat_ids is not None:
+        keep = set(cat_ids)
+        gt_data = {**gt.data, "annotations": [a for a in gt.data["annotations"] if a["category_id"] in keep]}
+        dets = [d for d in dets if d["category_id"] in keep]
     silent = logging.getLogger("faster_coco_eval").debug
-    coco_gt = COCO(gt.data, print_function=silent)
+    coco_gt = COCO(gt_data, print_function=silent)
     coco_dt = coco_gt.loadRes(dets)
-    ev = COCOeval_faster(coco_gt, coco_dt, iouType=iou_type, lvis_style=True, print_function=silent)
+    ev = COCOeval_faster(coco_gt, coco_dt, iouType=iou_type, lvis_style=True, print_function=silent,
+                         rle_iou_max_workers=1)
     ev.params.maxDets = [MAX_DETS]
     # LVIS evaluates every ground-truth image (not only images with detections) and every category.
     ev.params.imgIds = sorted(gt.image_sizes)
     ev.params.catIds = list(gt.category_ids if cat_ids is None else cat_ids)
-    ev.evaluate()
-    ev.accumulate()
+    _evaluate_pairs(ev)
     precision = np.asarray(ev.eval["precision"])[..., -1]  # (T, R, K, A, M) -> (T, R, K, A)
     recall = np.asarray(ev.eval["recall"])[..., -1]  # (T, K, A, M) -> (T, K, A)
-    return iou_type, list(ev.params.catIds), precision, recall
+    return iou_type, [int(c) for c in ev.params.catIds], precision, recall
 
 
 def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
-             workers: int | None = None, category_shards: int = 1) -> dict[str, IouTypeResult]:
+             workers: int | None = None, category_shards: int | None = None) -> dict[str, IouTypeResult]:
     """The fast path: truncate to LVIS' top 300 per image, then faster-coco-eval (LVIS mode) per iou
-    type and category shard, in up to ``workers`` forked processes (default: one per task, at most the
-    CPU count; 1 = in this process)."""
+    type and category shard. ``workers`` processes share the work (default: the CPU count, at most
+    one per task; 1 = all in this process): this process takes the heaviest task and forked children
+    the others, reading the parsed data copy-on-write. ``category_shards`` (default: enough for
+    every worker to have a task) splits each iou type's categories into independent parts."""
     import numpy as np
 
     # LVIS truncates first, then drops detections of categories neither in the image's ground truth
@@ -473,12 +554,16 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
     # the work, and avoids its crash on an image whose detections are all dropped
     # (faster-coco-eval 1.8.0 looks up that image's size and fails with "unordered_map::at").
     evaluated = federated_filter(gt, limit_dets_per_image(dets, MAX_DETS))
-    groups = [list(gt.category_ids)]
-    if category_shards > 1:
-        groups = [list(g) for g in np.array_split(np.asarray(gt.category_ids), category_shards) if len(g)]
-    tasks = [(t, None if len(groups) == 1 else g) for t in iou_types for g in groups]
     if workers is None:
-        workers = min(len(tasks), os.cpu_count() or 1)
+        workers = os.cpu_count() or 1
+    workers = max(1, int(workers))
+    if category_shards is None:
+        category_shards = max(1, -(-workers // len(iou_types)))
+    groups: list[list[int] | None] = [None]
+    if category_shards > 1:
+        groups = [[int(c) for c in g] for g in np.array_split(np.asarray(gt.category_ids), category_shards) if len(g)]
+    # segm first: it is the heavier half, and the first task runs in this process.
+    tasks = [(t, g) for t in sorted(iou_types, key=lambda t: t != "segm") for g in groups]
     _FORK_SHARED.update(gt=gt, dets=evaluated)
     try:
         if workers <= 1 or len(tasks) == 1:
@@ -488,9 +573,9 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = [pool.submit(_fast_task, *task) for task in tasks]
-                parts = [f.result() for f in futures]
+            with ProcessPoolExecutor(max_workers=min(workers - 1, len(tasks) - 1), mp_context=ctx) as pool:
+                futures = [pool.submit(_fast_task, *task) for task in tasks[1:]]
+                parts = [_fast_task(*tasks[0])] + [f.result() for f in futures]
     finally:
         _FORK_SHARED.clear()
     out = {}
@@ -536,7 +621,7 @@ def evaluate(
     bins: str = "lvis",
     train_counts: Mapping[int, int] | None = None,
     workers: int | None = None,
-    category_shards: int = 1,
+    category_shards: int | None = None,
     return_results: bool = False,
 ) -> dict[str, float]:
     """Evaluate an LVIS results file against LVIS-format ground truth.
