@@ -301,6 +301,9 @@ def test_simcal_views_and_calibration(specs):
     assert spec.row_run(cal) == spec.row_run(dual)  # one calibrated run, two views
     assert spec.row_run(cal)["stage2"]["head"] == "3fc_ft"
     assert spec.row_run(cal)["stage2"]["sampler"] == {"name": "bilevel", "classes_per_batch": 16, "images_per_class": 1}
+    # calibration: plain SGD (no momentum, no weight decay), 12 x 1000 steps, lr drops at 8k and 11k
+    assert spec.row_run(cal)["stage2"]["schedule"] == {"iterations": 12000, "steps": [8000, 11000], "lr": 0.01, "momentum": 0.0,
+                                                        "weight_decay": 0.0, "batch_size": 16, "warmup_iters": 0}
     assert spec.row_view(dual) == {"name": "dual_head", "threshold": 300, "combiner": "select"}
     # Table 4 'ours' and Table 3 r50 mask cal+dual are the same (run, view) with the same numbers
     ours = _find_row(spec, "4", "ours")
@@ -350,16 +353,17 @@ def test_stage2_rows_resolve_to_their_recipes(specs):
     assert ours["pretrain"] == "coco" and ours["detector"] == "faster_rcnn"
     assert ours["schedule"]["lr"] == 0.01 and ours["schedule"]["epochs"] == 12
     assert ours["stage2"] == {"name": "bags", "groups": [10, 100, 1000], "background_group": True, "others": True,
-                              "beta": 8, "epochs": 12, "trainable": "fc_cls"}
+                              "beta": 8, "trainable": "fc_cls",
+                              "schedule": {"epochs": 12, "lr": 0.01, "steps": [8, 11], "batch_size": 16, "warmup_iters": 500}}
     tune = _find_row(bags, "5", "(3) tune head")
     assert tune.stage1 is not None and tune.stage1["stage2"]["beta"] == 1
 
     dis = specs["disalign"]
     v05 = dis.row_run(_find_row(dis, "7", "R-50 DisAlign", "mask_rcnn"))
-    assert v05["stage2"]["iterations"] == 4500 and v05["stage2"]["rho"] == 0.8
+    assert v05["stage2"]["schedule"]["iterations"] == 4500 and v05["stage2"]["rho"] == 0.8
     assert v05["schedule"]["iterations"] == 90000
     v1 = dis.row_run(_find_row(dis, "9", "ResNet-50 DisAlign*"))
-    assert v1["dataset"] == "lvis_v1" and v1["stage2"]["iterations"] == 9000
+    assert v1["dataset"] == "lvis_v1" and v1["stage2"]["schedule"]["iterations"] == 9000
     assert v1["schedule"]["iterations"] == 180000 and v1["classifier"]["name"] == "cosine"
     assert v1["detector"] == "cascade_mask_rcnn"
     # Table 7 R-50 DisAlign (mask 24.2) and Table 8 ImageNet DisAlign (mask 24.3) are one run and view
