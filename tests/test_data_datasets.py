@@ -101,3 +101,13 @@ def test_repository_config_is_complete() -> None:
             assert entry.get("synth") or entry.get("how_to_get"), (scale, name)
             resolve(name, scale, check=False, config=path)
     assert doc["smoke"]["lvis_v0.5"]["synth"]["preset"] == "smoke"
+
+
+def test_ensure_unwritable_folder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LTBENCH_DATA", str(blocker))  # <file>/synth cannot be created
+    path = tmp_path / "datasets.yaml"
+    path.write_text(CONFIG)
+    with pytest.raises(LtbenchError, match=r"smoke\.lvis_v1\.synth\.out: cannot write synthetic data"):
+        ensure("lvis_v1", "smoke", config=path)

@@ -32,6 +32,14 @@ def synth_command(out: str, seed: int, preset: str, force: bool) -> None:
         f"images, annotations/lvis_v0.5_{{train,val}}.json and lvis_v1_{{train,val}}.json "
         f"({time.perf_counter() - start:.1f} s)"
     )
+    from ltbench.data.lvis_meta import class_stats
+
+    stats = class_stats(result.out / "annotations" / "lvis_v1_train.json")
+    groups = "/".join(str(stats.frequencies.count(g)) for g in "rcf")
+    click.echo(
+        f"  r/c/f classes {groups}; training images per class {min(stats.image_counts)}..{max(stats.image_counts)}, "
+        f"instances {sum(stats.instance_counts)} ({min(stats.instance_counts)}..{max(stats.instance_counts)} per class)"
+    )
 
 
 @command.command("subset")

@@ -151,11 +151,18 @@ def ensure(dataset: str, scale: str, *, config: str | Path | None = None) -> Dat
         preset = str(synth.get("preset", "smoke"))
         seed = int(synth.get("seed", 0))
         if not synth_mod.is_complete(out, preset, seed):
-            out.mkdir(parents=True, exist_ok=True)
-            with open(out / ".generate.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be generating the same data
-                try:
-                    synth_mod.generate(out, seed=seed, preset=preset)
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                with open(out / ".generate.lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be generating the same data
+                    try:
+                        synth_mod.generate(out, seed=seed, preset=preset)
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+            except OSError as exc:
+                raise LtbenchError(
+                    f"cannot write synthetic data for {dataset!r} (scale {scale!r}) to {out}: {exc.strerror or exc}",
+                    path=config_path, key=[scale, dataset, "synth", "out"], expected="a writable folder",
+                    hint="set LTBENCH_DATA to a writable folder",
+                ) from None
     return resolve(dataset, scale, config=config)
