@@ -111,3 +111,13 @@ def test_ensure_unwritable_folder_is_a_clear_error(tmp_path: Path, monkeypatch: 
     path.write_text(CONFIG)
     with pytest.raises(LtbenchError, match=r"smoke\.lvis_v1\.synth\.out: cannot write synthetic data"):
         ensure("lvis_v1", "smoke", config=path)
+
+
+def test_cli_resolve(config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from ltbench.cli import main
+
+    monkeypatch.setenv("LTBENCH_DATASETS_CONFIG", str(config))
+    assert main(["data", "resolve", "lvis_v1", "--scale", "smoke"]) == 2
+    assert "ltbench data synth --out" in capsys.readouterr().err
+    assert main(["data", "resolve", "lvis_v1", "--scale", "smoke", "--ensure"]) == 0
+    assert f"image_root: {tmp_path}/data/synth/images" in capsys.readouterr().out
