@@ -320,12 +320,27 @@ class _Checker:
         for ci, claim in enumerate(d.get("claims", [])):
             check_refs(claim.get("assumptions", []), ["claims", ci, "assumptions"])
         defaults = d["defaults"]
-        return PaperSpec(
+        spec = PaperSpec(
             paper=paper, title=d["title"], source=d["source"], path=self.path,
             defaults_run=defaults["run"], defaults_view=defaults.get("view") or {"name": "plain"},
             seeds=defaults.get("seeds", 1), assumptions=assumptions, tables=tables,
             claims=list(d.get("claims", [])), raw=d,
         )
+        self.check_claims(spec)
+        return spec
+
+    def check_claims(self, spec: PaperSpec) -> None:
+        from ltbench.spec import claims
+
+        seen: set[str] = set()
+        for ci, claim in enumerate(spec.claims):
+            if claim["id"] in seen:
+                self.fail(f"duplicate claim id {claim['id']!r}", ["claims", ci, "id"], expected="unique ids")
+            seen.add(claim["id"])
+            try:
+                claims.check(spec, claim["predicate"])
+            except LtbenchError as exc:
+                self.fail(exc.message, ["claims", ci, "predicate"], expected=exc.expected)
 
 
 @functools.lru_cache(maxsize=1)

@@ -73,3 +73,6 @@ METRIC_KEYS: tuple[str, ...] = (
 # Columns of tables that are not reproduced (statistics, out-of-scope tasks) use free keys under
 # these prefixes, e.g. `stats.train_categories.r`, `other.top1.many`.
 FREE_KEY_PREFIXES = ("stats.", "other.")
+
+# claims (issue 8): predicate kinds, see ltbench/spec/claims.py
+CLAIM_KINDS = ("compare", "difference", "correlation", "argbest", "monotonic", "all")
