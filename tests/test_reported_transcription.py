@@ -279,6 +279,13 @@ def test_named_assumptions_exist_and_are_used(specs):
     assert "100" in specs["simcal"].assumptions["simcal-dual-t"].text
 
 
+@pytest.mark.parametrize("paper", PAPERS)
+def test_every_assumption_is_attached_somewhere(specs, paper):
+    spec = specs[paper]
+    used = {a for t in spec.tables for a in t.assumptions} | {a for r in spec.rows() for a in r.assumptions}
+    assert set(spec.assumptions) <= used, f"{paper}: unattached assumptions {sorted(set(spec.assumptions) - used)}"
+
+
 def test_row_parameters_are_attributes_not_metrics(specs):
     table = specs["bags"].table("4")
     assert table.attribute_columns == ["ID", "b", "o", "N"]
