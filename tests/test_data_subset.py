@@ -151,3 +151,11 @@ def test_property_subset_invariants() -> None:
             assert {freq[a["category_id"]] for a in sub["annotations"]} == source_groups
 
     check()
+
+
+def test_subset_loads_in_lvis_api(real_val: Path, tmp_path: Path) -> None:
+    from lvis import LVIS
+
+    write_subset(real_val, tmp_path / "s.json", n_images=15, seed=1)
+    api = LVIS(str(tmp_path / "s.json"))
+    assert len(api.get_img_ids()) == 15 and len(api.get_cat_ids()) == 1230

@@ -243,3 +243,19 @@ def test_assignment_is_exact_and_balanced() -> None:
         assert sum(j in m for m in members) == n
     loads = [len(m) for m in members]
     assert max(loads) - min(loads) <= 1
+
+
+def test_regenerating_smaller_removes_stale_images(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    synth.generate(out, seed=0, preset="tiny")
+    stale = out / "images" / "val" / "999999.png"  # pretend an earlier, larger dataset left this one
+    stale.write_bytes(b"x")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["images"].append("val/999999.png")
+    manifest["params_hash"] = "older"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    unrelated = out / "images" / "notes.txt"
+    unrelated.write_text("user file")
+    assert not synth.generate(out, seed=0, preset="tiny").skipped
+    assert not stale.exists() and unrelated.exists()
+    assert synth.is_complete(out, preset="tiny", seed=0)

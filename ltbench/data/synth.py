@@ -369,6 +369,19 @@ def generate(out: str | Path, *, seed: int = 0, preset: str = "smoke", force: bo
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
         return SynthResult(out, True, digest, manifest["num_train_images"], manifest["num_val_images"], p.num_classes)
 
+    # The manifest is the completion marker: remove it first, so an interrupted run is never taken as
+    # finished; remember the images it listed, to delete those the new parameters do not make.
+    old_images: list[str] = []
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        try:
+            old_images = list(json.loads(manifest_path.read_text(encoding="utf-8")).get("images", []))
+        except (json.JSONDecodeError, AttributeError):
+            old_images = []
+        manifest_path.unlink()
+
+    from PIL import Image
+
     classes = select_classes(p)
     root_rng = np.random.default_rng(np.random.SeedSequence([int(seed), GENERATOR_VERSION]))
     split_rngs = dict(zip(("train", "val"), root_rng.spawn(2)))
@@ -388,8 +401,6 @@ def generate(out: str | Path, *, seed: int = 0, preset: str = "smoke", force: bo
         for i in range(n_images):
             pixels, instances, not_exhaustive = _draw_image(classes, members[i], p, rng)
             rel = f"{split}/{next_image_id:06d}.png"
-            from PIL import Image
-
             with atomic_open(out / "images" / rel, "wb") as handle:
                 Image.fromarray(pixels, "RGB").save(handle, format="PNG", optimize=False)
             image_rel_paths.append(rel)
@@ -472,6 +483,10 @@ def generate(out: str | Path, *, seed: int = 0, preset: str = "smoke", force: bo
             path = out / "annotations" / name
             write_json(path, doc, indent=None)
             annotation_digests[name] = _sha256(path)
+
+    for rel in sorted(set(old_images) - set(image_rel_paths)):
+        if rel.count("/") == 1 and rel.split("/")[0] in ("train", "val"):  # only files this generator names
+            (out / "images" / rel).unlink(missing_ok=True)
 
     write_json(out / "manifest.json", {
         "params": params,
