@@ -474,6 +474,34 @@ def run_lvis_api(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = I
 _FORK_SHARED: dict[str, Any] = {}
 
 
+def _stub_unmatchable_masks(gt: GroundTruth, dets: list[dict]) -> list[dict]:
+    """Replace the mask of every detection that has no ground truth of its category in its image by
+    an empty mask of the same size (in a copy of the record; the caller's list is not touched).
+
+    Such a detection (a negative category) can only be a false positive: its mask is never compared
+    with anything, and its area for APs/APm/APl is its box's (LVIS and faster-coco-eval both take
+    ``area = w*h`` when results carry a bbox). Decoding those masks is pure cost to faster-coco-eval,
+    which converts every detection's RLE up front.
+    """
+    import numpy as np
+    import pycocotools.mask as mask_utils
+
+    present = {(a["image_id"], a["category_id"]) for a in gt.data["annotations"]}
+    empty: dict[tuple[int, int], dict] = {}
+    out = []
+    for d in dets:
+        if (d["image_id"], d["category_id"]) in present:
+            out.append(d)
+            continue
+        h, w = d["segmentation"]["size"]
+        stub = empty.get((h, w))
+        if stub is None:
+            rle = mask_utils.encode(np.zeros((h, w, 1), dtype=np.uint8, order="F"))[0]
+            stub = empty[(h, w)] = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        out.append({**d, "segmentation": stub})
+    return out
+
+
 def _evaluate_pairs(ev: Any) -> None:
     """``COCOeval_faster.evaluate`` without its per-(image, category) Python dictionaries.
 
@@ -554,6 +582,8 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
     # the work, and avoids its crash on an image whose detections are all dropped
     # (faster-coco-eval 1.8.0 looks up that image's size and fails with "unordered_map::at").
     evaluated = federated_filter(gt, limit_dets_per_image(dets, MAX_DETS))
+    if "segm" in iou_types:
+        evaluated = _stub_unmatchable_masks(gt, evaluated)
     if workers is None:
         workers = os.cpu_count() or 1
     workers = max(1, int(workers))
