@@ -100,8 +100,8 @@ def test_heads_needing_instance_counts_say_so(name):
         build_box_head(name, num_classes=C, background="last", num_box_deltas=4, instance_counts=[1, 2])
 
 
-def test_reweight_head_uses_clamped_inverse_frequency_weights():
-    head = _head("reweight", "first", clamp=(0.1, 10.0))
+def test_reweight_head_uses_clipped_inverse_frequency_weights():
+    head = _head("reweight", "first", clip=(0.1, 10.0))
     mean_inverse = sum(1 / n for n in COUNTS) / C
     expected_fg = [min(10.0, max(0.1, (1 / n) / mean_inverse)) for n in COUNTS]
     assert head.class_weights.tolist() == pytest.approx([1.0, *expected_fg])
@@ -112,10 +112,54 @@ def test_reweight_head_uses_clamped_inverse_frequency_weights():
     assert head.logits_loss(logits, labels)["loss_cls"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_reweight_head_spec_parameters():
+    # SimCal row: N = median instance count (40), clip [0.1, 10]
+    simcal = _head(
+        "reweight", "last", weight="inverse_instance_count", numerator="median_instance_count", clip=[0.1, 10.0], background_weight=1.0
+    )
+    assert simcal.class_weights.tolist() == pytest.approx([10.0, 1.0, 0.1, 0.1, 40 / 7, 1.0], rel=1e-6)
+    # BAGS row: beta 1, normalise by the mean, clip [0.01, 5]
+    bags = _head("reweight", "last", weight="inverse_instance_count", beta=1.0, normalize="mean", clip=[0.01, 5.0])
+    mean_inverse = sum(1 / n for n in COUNTS) / C
+    assert bags.class_weights[:C].tolist() == pytest.approx([min(5.0, max(0.01, 1 / n / mean_inverse)) for n in COUNTS], rel=1e-6)
+    by_images = _head("reweight", "last", weight="inverse_image_count", image_counts=[1, 1, 1, 1, 2], numerator=1.0)
+    assert by_images.class_weights.tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.5, 1.0])
+    with pytest.raises(LtbenchError, match="loss.weight"):
+        _head("reweight", "last", weight="inverse_sqrt_count")
+
+
+def test_unknown_head_option_is_a_clear_error():
+    with pytest.raises(LtbenchError, match="clamp") as info:
+        _head("reweight", "last", clamp=(0.1, 10.0))
+    assert "clip" in str(info.value)
+
+
+def test_focal_head_sigmoid_variant():
+    head = _head("focal", "last", sigmoid=True, gamma=2.0, alpha=0.25)
+    logits = torch.tensor([[0.0] * (C + 1)])
+    labels = torch.tensor([C])  # background RoI targets the background column
+    # every column: p = 0.5, (1 - p_t)^2 = 0.25, log 2; alpha_t = 0.25 for the target, 0.75 otherwise
+    expected = 0.25 * math.log(2) * (0.25 + 0.75 * C)
+    assert head.logits_loss(logits, labels)["loss_cls"].item() == pytest.approx(expected)
+    assert torch.allclose(head.logits_probabilities(logits), torch.full((1, C + 1), 0.5))
+    with pytest.raises(LtbenchError, match="alpha"):
+        _head("focal", "last", sigmoid=False, alpha=0.25)
+
+
+def test_eqlv2_head_without_objectness_at_test_time():
+    head = _head("eqlv2", "last", test_with_obj=False)
+    logits = torch.randn(3, C + 1)
+    assert torch.allclose(head.logits_probabilities(logits), torch.sigmoid(logits))
+    with_obj = _head("eqlv2", "last")
+    assert torch.allclose(with_obj.logits_probabilities(logits)[:, :C], torch.sigmoid(logits[:, :C]) * (1 - torch.sigmoid(logits[:, C:])))
+
+
 def test_class_margin_head_margins_and_inference_without_margin():
-    head = _head("class_margin", "last", max_margin=0.5)
+    head = _head("class_margin", "last", exponent=0.25, max_margin=0.5)
     expected = [0.5 * (2 / n) ** 0.25 for n in COUNTS] + [0.0]
     assert head.margins.tolist() == pytest.approx(expected, rel=1e-6)
+    half = _head("class_margin", "last", exponent=0.5, constant=1.0)
+    assert half.margins.tolist() == pytest.approx([n**-0.5 for n in COUNTS] + [0.0], rel=1e-6)
     logits = torch.randn(3, C + 1)
     assert torch.allclose(head.logits_probabilities(logits), F.softmax(logits, 1))
 
@@ -189,6 +233,15 @@ def test_linear_classifier_init_and_default():
     assert isinstance(layer, torch.nn.Linear)
     assert layer.weight.std().item() == pytest.approx(0.01, rel=0.05)
     assert layer.bias.abs().sum().item() == 0
+
+
+def test_cosine_spec_spelling_from_the_paper_files():
+    layer = build_classifier({"name": "cosine", "scale": 20.0, "learnable_scale": False, "cosine_background": True}, 4, 3)
+    assert not layer.learnable
+    with pytest.raises(LtbenchError, match="cosine_background"):
+        build_classifier({"name": "cosine", "cosine_background": False}, 4, 3)
+    with pytest.raises(LtbenchError, match="learnable"):
+        build_classifier({"name": "cosine", "learnable": True, "learnable_scale": False}, 4, 3)
 
 
 def test_classifier_errors_name_the_key():

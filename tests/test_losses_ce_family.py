@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ltbench.errors import LtbenchError
 from ltbench.methods.conventions import convert_columns, convert_labels
 from ltbench.methods.losses.class_margin import class_margins, margin_columns, margin_cross_entropy
-from ltbench.methods.losses.focal import softmax_focal_loss
+from ltbench.methods.losses.focal import sigmoid_focal_loss, softmax_focal_loss
 from ltbench.methods.losses.label_smoothing import label_smoothing_loss, smoothed_targets
 from ltbench.methods.losses.online_label_smoothing import OnlineLabelSmoothing
 from ltbench.methods.losses.reweight import inverse_frequency_weights, weighted_cross_entropy
@@ -34,6 +35,21 @@ def test_focal_gamma_zero_is_cross_entropy_and_convention_free():
     assert moved.item() == pytest.approx(softmax_focal_loss(logits, labels).item())
 
 
+def test_sigmoid_focal_by_hand_and_gamma_zero_is_bce():
+    z = torch.tensor([[2.0, -1.0]], dtype=torch.float64)
+    t = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    p0, p1 = torch.sigmoid(z)[0].tolist()
+    expected = 0.25 * (1 - p0) ** 2 * -math.log(p0) + 0.75 * p1**2 * -math.log(1 - p1)
+    assert sigmoid_focal_loss(z, t, gamma=2.0, alpha=0.25).item() == pytest.approx(expected)
+    torch.manual_seed(5)
+    z = torch.randn(4, 3, dtype=torch.float64)
+    t = F.one_hot(torch.tensor([0, 2, 1, 2]), 3).double()
+    bce = F.binary_cross_entropy_with_logits(z, t, reduction="sum") / 4
+    assert sigmoid_focal_loss(z, t, gamma=0.0, alpha=None).item() == pytest.approx(bce.item())
+    x = z.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: sigmoid_focal_loss(v, t, 2.0, 0.25), (x,))
+
+
 def test_focal_gradcheck():
     torch.manual_seed(1)
     z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
@@ -44,16 +60,34 @@ def test_focal_gradcheck():
 # -- re-weighting --------------------------------------------------------------------------------
 @pytest.mark.parametrize("background", ["first", "last"])
 def test_inverse_frequency_weights_by_hand(background):
-    w = inverse_frequency_weights([1, 10, 100], background, numerator="mean", clamp=(0.1, 10.0))
+    w = inverse_frequency_weights([1, 10, 100], background, normalize="mean", clip=(0.1, 10.0))
     mean_inverse = (1 + 0.1 + 0.01) / 3
-    fg = [1 / mean_inverse, 0.1 / mean_inverse, 0.1]  # 0.01 / mean = 0.027 -> clamped to 0.1
+    fg = [1 / mean_inverse, 0.1 / mean_inverse, 0.1]  # 0.01 / mean = 0.027 -> clipped to 0.1
     expected = [1.0, *fg] if background == "first" else [*fg, 1.0]
     assert w.tolist() == pytest.approx(expected)
-    w2 = inverse_frequency_weights([1, 10, 100, 0], background, numerator=10.0, clamp=(0.01, 5.0), background_weight=0.5)
-    fg2 = [5.0, 1.0, 0.1, 5.0]  # zero count treated as 1 -> 10, clamped to 5
+    assert inverse_frequency_weights([1, 10, 100], background, clip=(0.1, 10.0)).tolist() == pytest.approx(expected)
+    w2 = inverse_frequency_weights([1, 10, 100, 0], background, numerator=10.0, clip=(0.01, 5.0), background_weight=0.5)
+    fg2 = [5.0, 1.0, 0.1, 5.0]  # zero count treated as 1 -> 10, clipped to 5
     assert w2.tolist() == pytest.approx([0.5, *fg2] if background == "first" else [*fg2, 0.5])
-    with pytest.raises(ValueError):
-        inverse_frequency_weights([1], background, numerator="median")
+
+
+def test_named_numerators_and_effective_number():
+    # median of [1, 10, 100] is 10 -> w = 10 / N_j
+    w = inverse_frequency_weights([1, 10, 100], "last", numerator="median_instance_count", clip=(0.0, 100.0))
+    assert w.tolist() == pytest.approx([10.0, 1.0, 0.1, 1.0])
+    w_mean = inverse_frequency_weights([1, 10, 100], "last", numerator="mean_instance_count", clip=(0.0, 100.0))
+    assert w_mean[:3].tolist() == pytest.approx([37.0, 3.7, 0.37])
+    # beta < 1: (1 - beta) / (1 - beta^N), normalised by the mean
+    beta = 0.9
+    raw = [(1 - beta) / (1 - beta**n) for n in (1, 10, 100)]
+    eff = inverse_frequency_weights([1, 10, 100], "last", beta=beta, clip=(0.0, 100.0))
+    assert eff[:3].tolist() == pytest.approx([r / (sum(raw) / 3) for r in raw])
+    with pytest.raises(LtbenchError, match="numerator"):
+        inverse_frequency_weights([1], "last", numerator="median")
+    with pytest.raises(LtbenchError, match="not both"):
+        inverse_frequency_weights([1], "last", numerator=2.0, normalize="mean")
+    with pytest.raises(LtbenchError, match="beta"):
+        inverse_frequency_weights([1], "last", beta=0.0)
 
 
 def test_weighted_cross_entropy_normalisations():
@@ -76,6 +110,7 @@ def test_class_margins_by_hand():
     assert class_margins([1, 16, 81], max_margin=0.5).tolist() == pytest.approx([0.5, 0.25, 0.5 / 3])
     assert class_margins([1, 16, 81], constant=2.0).tolist() == pytest.approx([2.0, 1.0, 2.0 / 3])
     assert class_margins([0, 16]).tolist() == pytest.approx([0.5, 0.25])  # zero count treated as 1
+    assert class_margins([1, 4], constant=1.0, exponent=0.5).tolist() == pytest.approx([1.0, 0.5])
 
 
 @pytest.mark.parametrize("background", ["first", "last"])

@@ -144,6 +144,19 @@ def test_bilevel_sampler_yields_pairs_of_images_containing_the_sampled_class():
 def test_bilevel_sampler_rejects_bad_batch_size():
     with pytest.raises(LtbenchError, match="multiple"):
         BilevelEpisodicSampler([{0}], classes_per_batch=3, batch_size=4)
+    with pytest.raises(LtbenchError, match="not both"):
+        BilevelEpisodicSampler([{0}], classes_per_batch=1, batch_size=4, images_per_class=4)
+    with pytest.raises(LtbenchError, match="images_per_class"):
+        BilevelEpisodicSampler([{0}], images_per_class=0)
+
+
+def test_bilevel_sampler_spec_parameters():
+    # the spec's {classes_per_batch: 16, images_per_class: 1}: 16 pairs per batch, one image per class
+    sampler = BilevelEpisodicSampler([{0}, {1}, {2, 3}], classes_per_batch=16, images_per_class=1, episodes=2)
+    batches = list(sampler.epoch_batches(0))
+    assert len(batches) == 2 and all(len(b) == 16 for b in batches)
+    two = BilevelEpisodicSampler([{0}, {1}], classes_per_batch=2, images_per_class=3, episodes=1)
+    assert len(next(two.epoch_batches(0))) == 6
 
 
 @pytest.mark.parametrize("background", ["first", "last"])

@@ -6,7 +6,9 @@ Every box head builds its classifier with ``build_classifier(spec, in_features, 
 - ``{"name": "linear"}``: ``nn.Linear`` with weight ~ N(0, 0.01), bias 0 (mmdet/detectron2 ``cls_score``).
 - ``{"name": "cosine", "scale": 20, "learnable": true, "bias": false}``: cosine classifier
   ``s * <x/|x|, w_j/|w_j|>`` (DisAlign's ``NormalizedLinear``: feature and weight normalised, learnable
-  scale initialised at 20, no bias; the background row is cosine too). ``learnable: false`` fixes s.
+  scale initialised at 20, no bias; the background row is cosine too). ``learnable: false`` fixes s
+  (``learnable_scale`` is the spec files' spelling of the same option; ``cosine_background: true`` is the
+  only supported value: the background row is cosine as in DisAlign).
 - ``{"name": "normed_linear", "temperature": 20}``: mmdet's ``NormedLinear`` as in the Seesaw LVIS configs
   (fixed temperature 20, bias kept, ``x / (|x| + eps)``).
 
@@ -27,7 +29,7 @@ from ltbench.errors import LtbenchError
 #: Names accepted in a ``classifier`` spec, with the keys each accepts (besides "name").
 CLASSIFIER_OPTIONS: dict[str, tuple[str, ...]] = {
     "linear": ("bias",),
-    "cosine": ("scale", "learnable", "bias", "eps"),
+    "cosine": ("scale", "learnable", "learnable_scale", "cosine_background", "bias", "eps"),
     "normed_linear": ("temperature", "bias", "eps", "power"),
 }
 
@@ -107,11 +109,23 @@ def build_classifier(spec: dict[str, Any] | None, in_features: int, out_features
             nn.init.zeros_(layer.bias)
         return layer
     if name == "cosine":
+        if "learnable" in spec and "learnable_scale" in spec and spec["learnable"] != spec["learnable_scale"]:
+            raise LtbenchError(
+                "classifier gives both learnable and learnable_scale, with different values",
+                key="classifier",
+                expected="one of them",
+            )
+        if not spec.get("cosine_background", True):
+            raise LtbenchError(
+                "a cosine classifier with a linear background row is not implemented",
+                key="classifier.cosine_background",
+                expected="true (DisAlign: the background row is cosine too)",
+            )
         return NormalizedLinear(
             in_features,
             out_features,
             scale=float(spec.get("scale", 20.0)),
-            learnable=bool(spec.get("learnable", True)),
+            learnable=bool(spec.get("learnable", spec.get("learnable_scale", True))),
             bias=bool(spec.get("bias", False)),
             eps=float(spec.get("eps", 1e-6)),
         )

@@ -12,7 +12,7 @@ them to every step.
 | softmax (box_head.py) | C+1 | CE | softmax |
 | eqlv2 | C+1 sigmoid, bg column = objectness | EQL v2 | sigmoid(z_fg) * (1 - sigmoid(z_bg)) |
 | seesaw | C+2: [classes, obj_fg, obj_bg] | objectness CE + seesaw CE | softmax(classes) * p_obj(fg) |
-| focal | C+1 | softmax focal | softmax |
+| focal | C+1 | softmax focal (or sigmoid focal) | softmax (or sigmoid) |
 | reweight | C+1 | class-weighted CE | softmax |
 | class_margin | C+1 | CE with target margin | softmax (no margin) |
 | label_smoothing | C+1 | smoothed CE | softmax |
@@ -25,6 +25,7 @@ every head accepts them, the heads that need them raise ``LtbenchError`` when th
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,26 @@ def check_class_counts(counts: Sequence[int] | None, num_classes: int, *, param:
             f"box head {head!r}: {param} has {len(values)} entries or invalid values", key=param, expected=expected
         )
     return [int(v) for v in values]
+
+
+#: Keyword options of the shared 2-fc feature head (``BoxHead``).
+FEATURE_OPTIONS = ("in_channels", "pool_size", "hidden")
+
+
+def head_options(cls: type) -> list[str]:
+    """Every keyword option a head class accepts (its own and its bases')."""
+    names: set[str] = set(FEATURE_OPTIONS)
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None or klass in (BoxHead, torch.nn.Module, object):
+            continue
+        names |= {
+            name
+            for name, p in inspect.signature(init).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+    names.discard("num_logits")
+    return sorted(names)
 
 
 class LogitsBoxHead(BoxHead):
@@ -75,6 +96,13 @@ class LogitsBoxHead(BoxHead):
         image_counts: Sequence[int] | None = None,
         **feature_kwargs: Any,
     ) -> None:
+        unknown = sorted(set(feature_kwargs) - set(FEATURE_OPTIONS))
+        if unknown:
+            raise LtbenchError(
+                f"unknown option(s) {', '.join(unknown)} for box head {type(self).__name__}",
+                key="loss",
+                expected="options " + ", ".join(head_options(type(self))),
+            )
         super().__init__(num_classes, background, num_box_deltas, **feature_kwargs)
         self.num_logits = num_logits
         self.instance_counts = None if instance_counts is None else list(instance_counts)
@@ -106,7 +134,8 @@ class LogitsBoxHead(BoxHead):
 class EQLv2BoxHead(LogitsBoxHead):
     """EQL v2 (``ltbench.methods.losses.eqlv2``): C+1 sigmoid logits, the background column is the
     objectness channel. Params: gamma 12, mu 0.8, alpha 4, ``distributed`` (all-reduce the statistics,
-    default True as the official code; False = the mmdet 3.x port). Scores are not normalised."""
+    default True as the official code; False = the mmdet 3.x port), ``test_with_obj`` (True: fg scores
+    multiplied by 1 - sigmoid(z_bg); False: plain sigmoid of every column). Scores are not normalised."""
 
     def __init__(
         self,
@@ -118,12 +147,14 @@ class EQLv2BoxHead(LogitsBoxHead):
         mu: float = 0.8,
         alpha: float = 4.0,
         distributed: bool = True,
+        test_with_obj: bool = True,
         **kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.eqlv2 import EQLv2Loss
 
         super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
         self.loss_eqlv2 = EQLv2Loss(num_classes, background, gamma=gamma, mu=mu, alpha=alpha, distributed=distributed)
+        self.test_with_obj = test_with_obj
 
     def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss_cls": self.loss_eqlv2(logits, labels)}
@@ -131,6 +162,8 @@ class EQLv2BoxHead(LogitsBoxHead):
     def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         from ltbench.methods.losses.eqlv2 import eqlv2_probabilities
 
+        if not self.test_with_obj:
+            return torch.sigmoid(logits)
         return eqlv2_probabilities(logits, self.num_classes, self.background)
 
 
@@ -166,26 +199,14 @@ class SeesawBoxHead(LogitsBoxHead):
 
 @BOX_HEADS.register("focal")
 class FocalBoxHead(LogitsBoxHead):
-    """Multi-class softmax focal loss over C+1 logits, ``-(1 - p_y)^gamma log p_y`` (SimCal Sec. 4.1);
-    ``gamma`` (default 2.0, Lin et al.; SimCal does not report its value)."""
+    """Focal loss over C+1 logits.
 
-    def __init__(
-        self, num_classes: int, background: Background, num_box_deltas: int, *, gamma: float = 2.0, **kwargs: Any
-    ) -> None:
-        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
-        self.gamma = gamma
-
-    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        from ltbench.methods.losses.focal import softmax_focal_loss
-
-        return {"loss_cls": softmax_focal_loss(logits, labels, self.gamma)}
-
-
-@BOX_HEADS.register("reweight")
-class ReweightBoxHead(LogitsBoxHead):
-    """Inverse-frequency re-weighted CE (``ltbench.methods.losses.reweight``). Needs ``instance_counts``.
-    Params: ``numerator`` ("mean" or N), ``clamp`` ([0.1, 10]), ``background_weight`` (1.0),
-    ``normalize`` ("rois" or "weights")."""
+    ``sigmoid=False`` (default): multi-class softmax focal loss ``-(1 - p_y)^gamma log p_y`` (SimCal Sec. 4.1),
+    softmax inference. ``sigmoid=True``: sigmoid focal loss per column with one-hot targets over the C+1
+    columns (background RoIs target the background column), ``alpha`` (0.25) balancing, sum / R; scores
+    are the sigmoids of the columns (BAGS' "focal loss at proposal level"; not normalised).
+    ``gamma`` 2.0 (Lin et al.; neither paper reports it).
+    """
 
     def __init__(
         self,
@@ -193,39 +214,103 @@ class ReweightBoxHead(LogitsBoxHead):
         background: Background,
         num_box_deltas: int,
         *,
-        numerator: float | str = "mean",
-        clamp: Sequence[float] = (0.1, 10.0),
+        gamma: float = 2.0,
+        sigmoid: bool = False,
+        alpha: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
+        if alpha is not None and not sigmoid:
+            raise LtbenchError(
+                "focal alpha is only defined for the sigmoid focal loss", key="loss.alpha", expected="sigmoid: true, or no alpha"
+            )
+        self.gamma, self.sigmoid = gamma, sigmoid
+        self.alpha = (0.25 if alpha is None else alpha) if sigmoid else None
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.focal import sigmoid_focal_loss, softmax_focal_loss
+
+        if self.sigmoid:
+            targets = F.one_hot(labels, self.num_classes + 1)
+            return {"loss_cls": sigmoid_focal_loss(logits, targets, self.gamma, self.alpha)}
+        return {"loss_cls": softmax_focal_loss(logits, labels, self.gamma)}
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.sigmoid else F.softmax(logits, dim=-1)
+
+
+@BOX_HEADS.register("reweight")
+class ReweightBoxHead(LogitsBoxHead):
+    """Inverse-frequency re-weighted CE (``ltbench.methods.losses.reweight``).
+
+    Params (spec names): ``weight`` ("inverse_instance_count" with ``instance_counts``, or
+    "inverse_image_count" with ``image_counts``), ``numerator`` (number, "median_instance_count",
+    "mean_instance_count") or ``normalize`` ("mean", the default when no numerator), ``beta`` (1.0),
+    ``clip`` ([0.1, 10]), ``background_weight`` (1.0), ``reduction`` ("rois" or "weights").
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        weight: str = "inverse_instance_count",
+        numerator: float | str | None = None,
+        normalize: str | None = None,
+        beta: float = 1.0,
+        clip: Sequence[float] = (0.1, 10.0),
         background_weight: float = 1.0,
-        normalize: str = "rois",
+        reduction: str = "rois",
         instance_counts: Sequence[int] | None = None,
+        image_counts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.reweight import inverse_frequency_weights
 
-        counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="reweight")
+        if weight == "inverse_instance_count":
+            counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="reweight")
+        elif weight == "inverse_image_count":
+            counts = check_class_counts(image_counts, num_classes, param="image_counts", head="reweight")
+        else:
+            raise LtbenchError(
+                f"unknown re-weighting {weight!r}", key="loss.weight", expected="inverse_instance_count or inverse_image_count"
+            )
+        if reduction not in ("rois", "weights"):
+            raise LtbenchError(f"unknown reduction {reduction!r}", key="loss.reduction", expected="'rois' or 'weights'")
         super().__init__(
-            num_classes, background, num_box_deltas, num_logits=num_classes + 1, instance_counts=counts, **kwargs
+            num_classes,
+            background,
+            num_box_deltas,
+            num_logits=num_classes + 1,
+            instance_counts=instance_counts,
+            image_counts=image_counts,
+            **kwargs,
         )
-        if normalize not in ("rois", "weights"):
-            raise LtbenchError(f"unknown normalize {normalize!r}", key="normalize", expected="'rois' or 'weights'")
-        lo, hi = clamp
+        lo, hi = clip
         weights = inverse_frequency_weights(
-            counts, background, numerator=numerator, clamp=(lo, hi), background_weight=background_weight
+            counts,
+            background,
+            numerator=numerator,
+            normalize=normalize,
+            beta=beta,
+            clip=(lo, hi),
+            background_weight=background_weight,
         )
         self.register_buffer("class_weights", weights.float())
-        self.normalize = normalize
+        self.reduction = reduction
 
     def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         from ltbench.methods.losses.reweight import weighted_cross_entropy
 
-        return {"loss_cls": weighted_cross_entropy(logits, labels, self.class_weights, self.normalize)}
+        return {"loss_cls": weighted_cross_entropy(logits, labels, self.class_weights, self.reduction)}
 
 
 @BOX_HEADS.register("class_margin")
 class ClassMarginBoxHead(LogitsBoxHead):
     """Class-aware margin CE (``ltbench.methods.losses.class_margin``), Delta_j = K / N_j^(1/4) on the
     target logit during training. Needs ``instance_counts``. Params: ``max_margin`` (0.5), ``constant``
-    (K, overrides max_margin), ``scale`` (1.0)."""
+    (K, overrides max_margin), ``exponent`` (0.25), ``scale`` (1.0)."""
 
     def __init__(
         self,
@@ -235,6 +320,7 @@ class ClassMarginBoxHead(LogitsBoxHead):
         *,
         max_margin: float = 0.5,
         constant: float | None = None,
+        exponent: float = 0.25,
         scale: float = 1.0,
         instance_counts: Sequence[int] | None = None,
         **kwargs: Any,
@@ -245,7 +331,7 @@ class ClassMarginBoxHead(LogitsBoxHead):
         super().__init__(
             num_classes, background, num_box_deltas, num_logits=num_classes + 1, instance_counts=counts, **kwargs
         )
-        margins = class_margins(counts, max_margin=max_margin, constant=constant)
+        margins = class_margins(counts, max_margin=max_margin, constant=constant, exponent=exponent)
         self.register_buffer("margins", margin_columns(margins, background).float())
         self.scale = scale
 

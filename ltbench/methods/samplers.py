@@ -205,14 +205,17 @@ class BilevelEpisodicSampler:
     """SimCal's bi-level sampler: batches of ``(image index, sampled class)`` pairs.
 
     Per batch, ``classes_per_batch`` classes are drawn uniformly with replacement among the classes with
-    at least one image, and ``batch_size // classes_per_batch`` images per drawn class uniformly with
-    replacement from that class's images. The caller keeps, in each image, only the positive RoIs of its
-    sampled class (``compose_bilevel_batch``). SimCal: 16 classes per batch, 1000 batches per epoch.
+    at least one image, and ``images_per_class`` images per drawn class uniformly with replacement from
+    that class's images. The caller keeps, in each image, only the positive RoIs of its sampled class
+    (``compose_bilevel_batch``). SimCal: 16 classes per batch, 1000 batches per epoch; its batch is
+    gpus x imgs_per_gpu images, i.e. 1 image per class with 4 GPUs x 4 images.
 
     Args:
         image_categories or cat_to_images: the dataset (exactly one of them).
         classes_per_batch: n (16).
-        batch_size: images per batch; must be a positive multiple of ``classes_per_batch``.
+        images_per_class: images per drawn class (1).
+        batch_size: alternative to ``images_per_class``: images per batch, a positive multiple of
+            ``classes_per_batch``.
         episodes: batches per epoch (1000).
         seed: epoch e uses a generator seeded with (seed, e).
     """
@@ -223,10 +226,22 @@ class BilevelEpisodicSampler:
         *,
         cat_to_images: Mapping[int, Sequence[int]] | None = None,
         classes_per_batch: int = 16,
-        batch_size: int = 16,
+        images_per_class: int | None = None,
+        batch_size: int | None = None,
         episodes: int = 1000,
         seed: int = 0,
     ) -> None:
+        if images_per_class is not None and batch_size is not None:
+            raise LtbenchError(
+                "give images_per_class or batch_size, not both", key="sampler", expected="one of images_per_class, batch_size"
+            )
+        if batch_size is None:
+            per_class = 1 if images_per_class is None else images_per_class
+            if per_class < 1:
+                raise LtbenchError(
+                    f"images_per_class must be >= 1, got {per_class}", key="sampler.images_per_class", expected=">= 1"
+                )
+            batch_size = per_class * classes_per_batch
         if classes_per_batch < 1 or batch_size < classes_per_batch or batch_size % classes_per_batch:
             raise LtbenchError(
                 f"batch_size {batch_size} is not a positive multiple of classes_per_batch {classes_per_batch}",

@@ -4,7 +4,7 @@
     L = -log( e^(z_y - Delta_y) / (e^(z_y - Delta_y) + sum_{c != y} e^(z_c)) )
 
 The margin is subtracted from the target logit only during training and only for foreground targets
-(background RoIs get no margin). K is a constant: by default it is set so the largest margin equals
+(background RoIs get no margin). ``exponent`` (1/4) is a named option. K is a constant: by default it is set so the largest margin equals
 ``max_margin = 0.5`` (LDAM's official choice); ``constant=`` gives K directly. ``scale`` multiplies the
 logits after the margin (LDAM uses s = 30 with a normalised classifier; 1 = plain logits).
 """
@@ -20,13 +20,17 @@ from ltbench.methods.conventions import Background, foreground_slice
 
 
 def class_margins(
-    instance_counts: Sequence[int], *, max_margin: float = 0.5, constant: float | None = None
+    instance_counts: Sequence[int],
+    *,
+    max_margin: float = 0.5,
+    constant: float | None = None,
+    exponent: float = 0.25,
 ) -> torch.Tensor:
-    """(C,) margins Delta_j = K / N_j^(1/4) in class-index order."""
+    """(C,) margins Delta_j = K / N_j^exponent (exponent 1/4) in class-index order."""
     counts = torch.as_tensor(list(instance_counts), dtype=torch.float64).clamp(min=1)
-    inv_root4 = counts.pow(-0.25)
-    k = float(constant) if constant is not None else max_margin / inv_root4.max().item()
-    return k * inv_root4
+    inv_root = counts.pow(-exponent)
+    k = float(constant) if constant is not None else max_margin / inv_root.max().item()
+    return k * inv_root
 
 
 def margin_columns(margins: torch.Tensor, background: Background) -> torch.Tensor:
