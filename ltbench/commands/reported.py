@@ -51,17 +51,19 @@ def to_markdown(papers: tuple[str, ...] | list[str] | None = None, directory: st
                 for column in group.columns:
                     prefix = f"{group.label} " if len(table.column_groups) > 1 else ""
                     columns.append((group.id, column.key, f"{prefix}{column.header} [{column.key}]"))
-            body = []
+            multi = len(table.column_groups) > 1
+            merged: dict[str, list[str]] = {}  # one line per row label, column groups side by side as printed
+            notes: dict[str, list[str]] = {}
             for row in table.rows:
-                label = row.label + (f" (cited: {row.cited.source})" if row.cited else "")
-                cells = [row.reported.get(key, "") if gid == row.group.id else "" for gid, key, _ in columns]
-                body.append([label, *cells])
-            if len(table.column_groups) > 1:  # one line per row label, groups side by side as printed
-                merged: dict[str, list[str]] = {}
-                for row, line in zip(table.rows, body):
-                    current = merged.setdefault(line[0], [""] * len(columns))
-                    merged[line[0]] = [a or b for a, b in zip(current, line[1:])]
-                body = [[label, *cells] for label, cells in merged.items()]
+                key = row.label if multi else f"{row.label}\x00{row.index}"
+                current = merged.setdefault(key, [""] * len(columns))
+                cells = [row.reported.get(k, "") if gid == row.group.id else "" for gid, k, _ in columns]
+                merged[key] = [a or b for a, b in zip(current, cells)]
+                if row.cited:
+                    where = f"{row.group.label} " if multi else ""
+                    notes.setdefault(key, []).append(f"{where}cited: {row.cited.source}")
+            body = [[key.split("\x00")[0] + "".join(f" ({n})" for n in notes.get(key, [])), *cells]
+                    for key, cells in merged.items()]
             parts.append(tabulate(body, headers=["row", *[c[2] for c in columns]], tablefmt="pipe",
                                   disable_numparse=True) + "\n")
     return "\n".join(parts)
