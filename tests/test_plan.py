@@ -274,3 +274,18 @@ def test_view_ids_are_filename_safe_and_distinct():
         {"name": "norcal", "gamma_grid": [0.1, 0.3]}, {"name": "recurrent_step", "step": 1},
         {"name": "dual_head", "threshold": 300, "combiner": "replace"}]}
     assert len(ids) == 8 and all(c.isalnum() or c in ".-" for i in ids for c in i)
+
+
+def test_served_by_a_cited_row_is_refused():
+    specs = _two_paper_specs()
+    simcal_row = specs["simcal"].table("3").rows[0]
+    simcal_row.cited = type(specs["disalign"].table("8").rows[-1].cited)("[x]", "", None)
+    cited = next(r for r in build_plan(papers=["disalign"], specs=specs).rows if r.label == "SimCal[38] (LVIS v0.5)")
+    assert cited.status == "reported_only" and "itself a cited row" in cited.reason
+
+
+def test_tables_index_lists_stage1_before_stage2_and_costs():
+    plan = build_plan(["tables/pcb_table2.md"], scale="paper")
+    entry = plan.tables_index()["pcb/2"]
+    assert len(entry["runs"]) == 13 and len(entry["views"]) == 13
+    assert entry["gpu_hours"] == pytest.approx(sum(plan.runs[r].gpu_hours for r in entry["runs"]), abs=0.1)

@@ -111,3 +111,16 @@ def test_rich_spec_is_valid_and_plans():
     spec = validate_spec(rich_spec(), "pcb.yaml")
     plan = build_plan(papers=["pcb"], specs={"pcb": spec})
     assert plan.counts()["stage2_runs"] == 2  # cRT row, 2 seeds
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_yaml_text_gives_ltbench_error(tmp_path_factory, text):
+    from ltbench.spec import load_paper
+
+    path = tmp_path_factory.mktemp("spec") / "pcb.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_paper(path)
+    except LtbenchError as exc:
+        assert str(exc).startswith(str(path))

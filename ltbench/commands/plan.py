@@ -17,8 +17,12 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
         f"{c['reported_only_rows']}), not planned {c['not_planned_rows']}",
         f"runs {c['runs']} (stage-2 {c['stage2_runs']}), views {c['views']}, estimated {cost}",
         "",
-        "runs:",
+        "tables (runs needed, cost of that table alone):",
     ]
+    for ref, entry in plan.tables_index().items():
+        hours = f"{entry['gpu_hours']} GPU-h" if plan.scale == "paper" else f"{round(entry['cpu_hours'] * 60, 1)} CPU-min"
+        lines.append(f"  {ref:14s} {len(entry['runs']):3d} runs  {len(entry['views']):3d} views  {hours}")
+    lines += ["", "runs:"]
     for run in plan.runs.values():
         hours = f"{run.gpu_hours:8.1f} GPU-h" if plan.scale == "paper" else f"{run.cpu_hours * 60:6.1f} CPU-min"
         after = f"  after {run.stage1}" if run.stage1 else ""

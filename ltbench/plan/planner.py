@@ -154,13 +154,16 @@ class Plan:
         """``paper/table`` -> the runs and (run, view) pairs its rows need."""
         out: dict[str, dict[str, Any]] = {}
         for row in self.rows:
-            entry = out.setdefault(f"{row.paper}/{row.table}", {"runs": [], "views": []})
+            entry = out.setdefault(f"{row.paper}/{row.table}", {"runs": [], "views": [], "gpu_hours": 0.0, "cpu_hours": 0.0})
             for rid in row.run_ids:
                 for dep in self._with_dependencies(rid):
                     if dep not in entry["runs"]:
                         entry["runs"].append(dep)
                 if row.view_id and [rid, row.view_id] not in entry["views"]:
                     entry["views"].append([rid, row.view_id])
+        for entry in out.values():  # what rendering this table alone would cost (shared runs counted in full)
+            entry["gpu_hours"] = round(sum(self.runs[r].gpu_hours for r in entry["runs"]), 1)
+            entry["cpu_hours"] = round(sum(self.runs[r].cpu_hours for r in entry["runs"]), 3)
         return out
 
     def _with_dependencies(self, rid: str) -> list[str]:
@@ -333,9 +336,10 @@ class _Planner:
                 prow.reason = f"cited from {row.cited.source}; no served_by row"
                 return
             target_spec, target_row = self.find_served(spec, row, served)
-            if target_row.cited and not (target_row.cited.served_by):
+            if target_row.cited:
                 prow.status = REPORTED_ONLY
-                prow.reason = f"served_by row {target_row.display_label!r} is itself reported only"
+                prow.reason = (f"served_by row {target_row.display_label!r} is itself a cited row; "
+                               "point served_by at the row that was actually run")
                 return
             differences = self.cited_differences(spec, table, row, target_spec, target_row)
             if differences:
