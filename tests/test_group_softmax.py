@@ -18,6 +18,7 @@ def test_layout_by_hand():
     assert layout.group_starts == (2, 5, 7, 10)
     assert layout.num_logits == 12 == len(COUNTS) + 2 + layout.num_groups
     assert layout.group_slice(2) == slice(7, 10)
+    assert layout.class_columns == (3, 6, 8, 11, 4, 9)
 
 
 def test_empty_bins_are_left_out_and_edges_are_configurable():

@@ -43,6 +43,14 @@ def test_compensation_clamps_the_target_score_at_eps():
     assert out[0, 1].item() == pytest.approx(math.log(s[1].item() / 0.5))
 
 
+def test_low_precision_logits_get_finite_factors():
+    logits = torch.zeros(1, 3, dtype=torch.float16)
+    counts = torch.tensor([1e9, 1.0, 5.0], dtype=torch.float64)  # (1/1e9)^0.8 underflows in fp16
+    out = seesaw_adjusted_logits(logits, torch.tensor([0]), counts, p=0.8, q=2.0)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert out[0, 1].item() == pytest.approx(0.8 * math.log(1e-9), rel=1e-3)
+
+
 def test_zero_counts_are_clamped_to_one():
     out = seesaw_adjusted_logits(
         torch.zeros(1, 2, dtype=torch.float64), torch.tensor([0]), torch.tensor([4.0, 0.0]), p=0.5, q=0.0

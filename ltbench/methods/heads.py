@@ -417,13 +417,19 @@ class GroupSoftmaxBoxHead(LogitsBoxHead):
             num_classes, background, num_box_deltas, num_logits=layout.num_logits, instance_counts=counts, **kwargs
         )
         self.layout, self.beta = layout, beta
+        table0, tables = layout.label_tables(background)
+        # derived from instance_counts, rebuilt at construction: not saved in the checkpoint
+        self.register_buffer("label_table0", table0, persistent=False)
+        self.register_buffer("label_tables", tables, persistent=False)
+        self.register_buffer("class_columns", torch.tensor(layout.class_columns), persistent=False)
 
     def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         from ltbench.methods.losses.group_softmax import group_softmax_loss
 
-        return {"loss_cls": group_softmax_loss(logits, labels, self.layout, self.background, beta=self.beta)}
+        tables = (self.label_table0, self.label_tables)
+        return {"loss_cls": group_softmax_loss(logits, labels, self.layout, self.background, beta=self.beta, tables=tables)}
 
     def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         from ltbench.methods.losses.group_softmax import group_softmax_probabilities
 
-        return group_softmax_probabilities(logits, self.layout, self.background)
+        return group_softmax_probabilities(logits, self.layout, self.background, self.class_columns)

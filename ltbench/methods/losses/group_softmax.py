@@ -68,16 +68,25 @@ class GroupLayout:
         """Number of foreground groups (group 0 not counted)."""
         return len(self.group_classes)
 
+    @property
+    def class_columns(self) -> tuple[int, ...]:
+        """(C,) the logit column of each foreground class k (class-index order)."""
+        columns = [0] * self.num_classes
+        for start, members in zip(self.group_starts, self.group_classes):
+            for i, k in enumerate(members):
+                columns[k] = start + 1 + i
+        return tuple(columns)
+
     def group_slice(self, g: int) -> slice:
         """Columns of foreground group g (0-based among the foreground groups), others included."""
         start = self.group_starts[g]
         return slice(start, start + len(self.group_classes[g]) + 1)
 
-    def label_tables(self, background: Background) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def label_tables(self, background: Background) -> tuple[torch.Tensor, torch.Tensor]:
         """Maps from labels in ``background`` convention (C+1 values) to in-group labels.
 
-        Returns ``(table0 (C+1,), [table_g (C+1,) for each foreground group])``: table0 is 0 for bg and 1
-        for every class; table_g is the in-group index (1..n_g) for members of g and 0 ("others") otherwise.
+        Returns ``(table0 (C+1,), tables (G, C+1))``: table0 is 0 for bg and 1 for every class; row g of
+        ``tables`` is the in-group index (1..n_g) for members of foreground group g and 0 ("others") otherwise.
         """
         num_classes = self.num_classes
         fg_labels = torch.arange(num_classes + 1)[foreground_slice(num_classes, background)]
@@ -88,7 +97,7 @@ class GroupLayout:
             table = torch.zeros(num_classes + 1, dtype=torch.long)
             table[fg_labels[list(members)]] = torch.arange(1, len(members) + 1)
             tables.append(table)
-        return table0, tables
+        return table0, torch.stack(tables) if tables else torch.zeros(0, num_classes + 1, dtype=torch.long)
 
 
 def group_softmax_loss(
@@ -99,31 +108,40 @@ def group_softmax_loss(
     *,
     beta: float = 8.0,
     generator: torch.Generator | None = None,
+    tables: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """BAGS training loss (module docstring) of (R, K) logits and (R,) labels in ``background`` convention."""
+    """BAGS training loss (module docstring) of (R, K) logits and (R,) labels in ``background`` convention.
+
+    ``tables``: ``layout.label_tables(background)`` already on the labels' device (a head caches them).
+    """
     from ltbench.methods.samplers import bags_others_weights
 
     if logits.shape[1] != layout.num_logits:
         raise ValueError(f"group softmax expects {layout.num_logits} logits, got {logits.shape[1]}")
-    table0, tables = layout.label_tables(background)
+    table0, group_tables = tables if tables is not None else layout.label_tables(background)
     labels0 = table0.to(labels.device)[labels]
     total = F.cross_entropy(logits[:, :2], labels0, reduction="sum") / max(labels.numel(), 1)
-    for g, table in enumerate(tables):
-        in_group = table.to(labels.device)[labels]
+    in_groups = group_tables.to(labels.device)[:, labels]  # (G, R)
+    for g in range(layout.num_groups):
+        in_group = in_groups[g]
         weights = bags_others_weights(in_group, beta, generator=generator).to(logits)
         per_roi = F.cross_entropy(logits[:, layout.group_slice(g)], in_group, reduction="none")
         total = total + (per_roi * weights).sum() / weights.sum().clamp(min=1)
     return total
 
 
-def group_softmax_probabilities(logits: torch.Tensor, layout: GroupLayout, background: Background) -> torch.Tensor:
-    """(R, K) logits -> (R, C+1) merged scores in ``background`` convention (module docstring)."""
+def group_softmax_probabilities(
+    logits: torch.Tensor, layout: GroupLayout, background: Background, class_columns: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(R, K) logits -> (R, C+1) merged scores in ``background`` convention (module docstring).
+
+    ``class_columns``: ``layout.class_columns`` as a tensor on the logits' device (a head caches it).
+    """
     num_classes = layout.num_classes
     p0 = F.softmax(logits[:, :2], dim=1)
-    fg_scores = logits.new_zeros(logits.shape[0], num_classes)
-    for g, members in enumerate(layout.group_classes):
-        p_g = F.softmax(logits[:, layout.group_slice(g)], dim=1)
-        fg_scores[:, list(members)] = p_g[:, 1:]
+    in_group = torch.cat([F.softmax(logits[:, layout.group_slice(g)], dim=1) for g in range(layout.num_groups)], dim=1)
+    columns = class_columns if class_columns is not None else torch.tensor(layout.class_columns, device=logits.device)
+    fg_scores = in_group[:, columns.to(logits.device) - 2]  # in_group starts at column 2 of the logits
     out = logits.new_empty(logits.shape[0], num_classes + 1)
     out[:, foreground_slice(num_classes, background)] = fg_scores * p0[:, 1:2]
     out[:, background_index(num_classes, background)] = p0[:, 0]

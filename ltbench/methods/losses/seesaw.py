@@ -55,20 +55,23 @@ def seesaw_adjusted_logits(
         raise ValueError(f"labels_fg must have shape ({num_rois},), got {tuple(labels_fg.shape)}")
     if cum_samples.shape != (num_classes,):
         raise ValueError(f"cum_samples must have shape ({num_classes},), got {tuple(cum_samples.shape)}")
-    onehot = F.one_hot(labels_fg, num_classes).to(class_logits.dtype)
-    log_factor = torch.zeros_like(class_logits)
+    # factors in at least float32: (N_j/N_i)^p underflows and its log is -inf in fp16 for large counts
+    work_dtype = torch.promote_types(class_logits.dtype, torch.float32)
+    detached = class_logits.detach().to(work_dtype)
+    onehot = F.one_hot(labels_fg, num_classes).to(work_dtype)
+    log_factor = torch.zeros_like(detached)
     if p > 0:
-        counts = cum_samples.to(class_logits.dtype).clamp(min=1)
+        counts = cum_samples.to(work_dtype).clamp(min=1)
         ratio = counts[None, :] / counts[:, None]  # ratio[i, j] = N_j / N_i
         mitigation = torch.where(ratio < 1, ratio.pow(p), torch.ones_like(ratio))
         log_factor = log_factor + mitigation.log()[labels_fg]
     if q > 0:
-        scores = F.softmax(class_logits.detach(), dim=1)
+        scores = F.softmax(detached, dim=1)
         self_scores = scores.gather(1, labels_fg[:, None]).clamp(min=eps)
         score_ratio = scores / self_scores
         compensation = torch.where(score_ratio > 1, score_ratio.pow(q), torch.ones_like(score_ratio))
         log_factor = log_factor + compensation.log()
-    return class_logits + log_factor.detach() * (1 - onehot)
+    return class_logits + (log_factor * (1 - onehot)).to(class_logits.dtype)
 
 
 def seesaw_cross_entropy(
