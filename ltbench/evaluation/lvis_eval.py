@@ -458,7 +458,11 @@ def run_lvis_api(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = I
     _, LVISResults, LVISEval = _lvis_api()
     if lvis_gt is None:
         lvis_gt = _lvis_from_dict(gt.data)
-    lvis_dt = LVISResults(lvis_gt, dets, max_dets=MAX_DETS)
+    import warnings
+
+    with warnings.catch_warnings():  # lvis 0.5.3 calls the deprecated Logger.warn
+        warnings.simplefilter("ignore", DeprecationWarning)
+        lvis_dt = LVISResults(lvis_gt, dets, max_dets=MAX_DETS)
     out = {}
     for iou_type in iou_types:
         ev = LVISEval(lvis_gt, lvis_dt, iou_type=iou_type)
