@@ -81,3 +81,11 @@ def test_format_md_documents_every_vocabulary_name():
                   vocab.STAGE2_METHODS, vocab.VIEWS, vocab.DATASETS, vocab.FRAMEWORKS, vocab.TABLE_SCOPES):
         for name in names:
             assert name in text, f"FORMAT.md does not mention {name!r}"
+
+
+def test_every_pcb_assumption_is_attached_somewhere():
+    spec = load_paper(PAPER_SPECS_DIR / "pcb.yaml")
+    used = {a for t in spec.tables for a in t.assumptions}
+    used |= {a for r in spec.rows() for a in r.assumptions}
+    used |= {a for c in spec.claims for a in c.get("assumptions", [])}
+    assert set(spec.assumptions) == used
