@@ -206,3 +206,11 @@ def test_file_name_must_match_paper(tmp_path: Path):
 def test_load_all_unknown_paper_suggests(tmp_path: Path):
     with pytest.raises(LtbenchError, match="did you mean 'simcal'"):
         load_all(PAPER_SPECS_DIR, ["simcall"])
+
+
+def test_stage1_overrides_need_a_stage2_row():
+    data = minimal_spec()
+    data["tables"][0]["rows"][0]["stage1"] = {"sampler": {"name": "rfs"}}
+    assert "`stage1:` overrides on a row whose run has no stage2" in error_of(data)
+    data["tables"][0]["rows"][0]["run"] = {"stage2": {"name": "crt"}}
+    validate_spec(data, "pcb.yaml")

@@ -184,6 +184,9 @@ class _Checker:
 
         run = merge_run(merge_run(merge_run(defaults["run"], table_raw.get("run")), row.group.run), row.run)
         if row.stage1:
+            if not run.get("stage2"):
+                self.fail("`stage1:` overrides on a row whose run has no stage2", [*keys, "stage1"],
+                          expected="a `stage2:` method in the row's run (or drop `stage1:`)")
             run = merge_run(run, row.stage1)
         for key in REQUIRED_RUN_KEYS:
             if run.get(key) is None:
@@ -298,8 +301,6 @@ class _Checker:
                 cited = None
                 if cited_raw is not None:
                     cited = Cited(cited_raw["source"], cited_raw.get("note", ""), cited_raw.get("served_by"))
-                if r.get("stage1") and not (r.get("run") or {}).get("stage2"):
-                    pass  # allowed: the table/paper may set stage2; checked at planning time
                 table.rows.append(Row(
                     paper=paper, table_id=tid, index=ri, id=row_id, label=r["label"], group=group,
                     multi_group=len(groups) > 1, attributes=dict(r.get("attributes", {})), run=r.get("run", {}),

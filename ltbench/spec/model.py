@@ -106,12 +106,6 @@ class Row:
             return f"{self.label} ({self.group.label or self.group.id})"
         return self.label
 
-    @property
-    def ref(self) -> str:
-        return f"{self.paper}/table{self.table_id}/{self.group.id}/{self.id}" if self.multi_group else (
-            f"{self.paper}/table{self.table_id}/{self.id}"
-        )
-
 
 @dataclass
 class Table:
