@@ -213,96 +213,48 @@ class IndexStream:
         self._order = None
 
 
-def repeat_factors(image_categories: list[set[int]], image_counts: dict[int, int], num_images: int, t: float) -> list[float]:
-    """LVIS repeat factors (Gupta et al. 2019): r_c = max(1, sqrt(t / f_c)) with f_c the fraction of
-    training images containing c; r_i = max over the categories of image i (1 for an image without any)."""
-    per_class = {c: max(1.0, math.sqrt(t / (n / num_images))) for c, n in image_counts.items() if n > 0}
-    return [max((per_class[c] for c in cats), default=1.0) for cats in image_categories]
+def make_epoch_order(sampler: dict | None, image_categories: list[set[int]], seed: int, *, batch_size: int = 1) -> Callable[[int], list]:
+    """``epoch -> list of stream items`` for the run's ``sampler``, built on ``ltbench.methods.samplers``.
 
+    Every sampler seeds its generator from (seed, epoch), so the stream is resumable from (epoch, position).
 
-def _methods_samplers() -> Any:
-    try:
-        from ltbench.methods import samplers  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return samplers
-
-
-def make_epoch_order(sampler: dict | None, image_categories: list[set[int]], seed: int) -> Callable[[int], list[int]]:
-    """``epoch -> list of dataset indices`` for the run's ``sampler``.
-
-    - ``random``: a seeded permutation per epoch.
-    - ``rfs`` (``t``, ``rounding``: ``stochastic`` (detectron2, default) | ``ceil`` (mmdet)): each image
-      repeated by its repeat factor, then permuted. ``ltbench.methods.samplers.repeat_factors`` is used
-      when the methods library provides it.
-    - ``class_aware``: per slot pick a class uniformly, then an image of that class (round robin on a
-      seeded per-class permutation).
+    - ``random``: a seeded permutation of the images per epoch.
+    - ``rfs`` (``t``, ``rounding`` ``ceil`` | ``stochastic``): ``RepeatFactorSampler``.
+    - ``class_aware`` (``num_sample_class``): ``ClassAwareSampler``.
+    - ``bilevel`` (``classes_per_batch``, ``episodes``): SimCal's ``BilevelEpisodicSampler``; items are
+      ``(image index, sampled class)`` pairs, ``batch_size`` per episode. ``image_categories`` then
+      hold class indices, so the sampled class is a class index.
     """
     import numpy as np
+
+    from ltbench.methods import samplers
 
     sampler = sampler or {"name": "random"}
     name = sampler.get("name", "random")
     n = len(image_categories)
     if n == 0:
         raise LtbenchError("no training images with annotations", expected="a training split with instances")
-
-    def generator(epoch: int) -> np.random.Generator:
-        return np.random.default_rng([int(seed), int(epoch), 0x5EED])
-
     if name in ("random", "uniform"):
-        return lambda epoch: generator(epoch).permutation(n).tolist()
+        return lambda epoch: np.random.default_rng([int(seed), int(epoch), 0x5EED]).permutation(n).tolist()
     if name == "rfs":
-        t = float(sampler.get("t", 0.001))
-        rounding = sampler.get("rounding", "stochastic")
-        samplers = _methods_samplers()
-        factors = None
-        if samplers is not None and hasattr(samplers, "repeat_factors"):
-            try:
-                factors = [float(f) for f in samplers.repeat_factors(image_categories, t)]
-            except TypeError:
-                factors = None
-        if factors is None:
-            counts: dict[int, int] = {}
-            for cats in image_categories:
-                for c in cats:
-                    counts[c] = counts.get(c, 0) + 1
-            factors = repeat_factors(image_categories, counts, n, t)
-        rf = np.asarray(factors, dtype=np.float64)
-
-        def rfs_order(epoch: int) -> list[int]:
-            rng = generator(epoch)
-            if rounding == "ceil":
-                reps = np.ceil(rf).astype(np.int64)
-            elif rounding == "stochastic":
-                frac = rf - np.floor(rf)
-                reps = (np.floor(rf) + (rng.random(n) < frac)).astype(np.int64)
-            else:
-                raise LtbenchError(f"unknown RFS rounding {rounding!r}", key="sampler.rounding", expected="stochastic or ceil")
-            indices = np.repeat(np.arange(n), reps)
-            return indices[rng.permutation(len(indices))].tolist()
-
-        return rfs_order
+        rfs = samplers.RepeatFactorSampler(
+            image_categories, float(sampler.get("t", 0.001)), rounding=sampler.get("rounding", "ceil"), seed=int(seed)
+        )
+        return rfs.epoch_indices
     if name == "class_aware":
-        by_class: dict[int, list[int]] = {}
-        for i, cats in enumerate(image_categories):
-            for c in cats:
-                by_class.setdefault(c, []).append(i)
-        classes = sorted(by_class)
-
-        def class_aware_order(epoch: int) -> list[int]:
-            rng = generator(epoch)
-            picks = rng.choice(len(classes), size=n)
-            out = []
-            for k in picks:
-                members = by_class[classes[int(k)]]
-                out.append(members[int(rng.integers(len(members)))])
-            return out
-
-        return class_aware_order
+        aware = samplers.ClassAwareSampler(image_categories, num_sample_class=int(sampler.get("num_sample_class", 1)), seed=int(seed))
+        return aware.epoch_indices
+    if name == "bilevel":
+        per_batch = int(sampler.get("classes_per_batch", 16))
+        per_batch = min(per_batch, batch_size) if batch_size % min(per_batch, batch_size) == 0 else 1
+        bilevel = samplers.BilevelEpisodicSampler(
+            image_categories, classes_per_batch=per_batch, batch_size=batch_size, episodes=int(sampler.get("episodes", 1000)), seed=int(seed)
+        )
+        return lambda epoch: [pair for batch in bilevel.epoch_batches(epoch) for pair in batch]
     raise LtbenchError(
         f"sampler {name!r} is not supported by this adapter",
         key="sampler.name",
-        expected="random, rfs or class_aware (the bi-level sampler is used by SimCal's stage 2 only)",
+        expected="random, rfs, class_aware or bilevel",
     )
 
 
@@ -738,37 +690,38 @@ def _accepted_kwargs(cls: Any) -> set[str] | None:
     return None
 
 
-def build_stage2_head(run_config: dict, stage1_head: Any) -> Any:
-    try:
-        from ltbench.methods import build_stage2  # type: ignore[attr-defined]
-    except ImportError:
-        raise LtbenchError(
-            "stage-2 runs need ltbench.methods.build_stage2, which is not available yet",
-            path=run_label(run_config),
-            key="stage2",
-        ) from None
-    return build_stage2(run_config, stage1_head)
+def build_stage2_head(run_config: dict, stage1_head: Any, split: LvisSplit) -> Any:
+    """``ltbench.methods.build_stage2`` with the training split's class statistics."""
+    from ltbench.methods import build_stage2
+
+    return build_stage2(run_config, stage1_head, instance_counts=list(split.instance_counts), image_counts=list(split.image_counts))
 
 
-def view_transform(view_config: dict, background: str, stats: dict) -> Callable[["torch.Tensor"], "torch.Tensor"] | None:
-    """A function probs (R, C+1) -> probs for a post-hoc view, or None for views read from the head
-    itself (plain, recurrent_step)."""
-    name = (view_config or {}).get("name", "plain")
-    if name in ("plain", "recurrent_step"):
+#: views calibrated with the confusion matrix of a first, plain pass over ``source`` (val or train).
+CONFUSION_VIEWS = ("cm_calibration", "ms_calibration")
+
+
+def confusion_source(view_config: dict) -> str | None:
+    """"val"/"train" when the view needs a plain pass to collect the confusion matrix, else None."""
+    view_config = view_config or {}
+    if view_config.get("name") not in CONFUSION_VIEWS:
         return None
-    try:
-        from ltbench.methods import apply_view  # type: ignore[attr-defined]
-    except ImportError:
-        raise LtbenchError(
-            f"view {name!r} needs ltbench.methods.apply_view, which is not available yet",
-            key="view.name",
-            expected="plain or recurrent_step",
-        ) from None
-    return lambda probs: apply_view(view_config, probs, background, stats)
+    source = view_config.get("source", "val")
+    if source not in ("val", "train"):
+        raise LtbenchError(f"unknown confusion-matrix source {source!r}", key="view.source", expected="val or train")
+    return source
 
 
-def needs_val_confusion(view_config: dict) -> bool:
-    return (view_config or {}).get("name") == "cm_calibration" and (view_config or {}).get("source", "val") == "val"
+def view_function(view_config: dict, stats: dict) -> Callable[[Any, Any], "torch.Tensor"]:
+    """``(head, BoxHeadOutput) -> probs (R, C+1)`` for a view: ``ltbench.methods.view_probabilities``,
+    which reads recurrent steps and stage-1 probabilities from the head and applies post-hoc
+    calibrations (``stats``: class counts, and ``cm_sum``/``cm_count`` for ``cm_calibration``)."""
+    from ltbench.methods import view_probabilities
+
+    view_config = dict(view_config or {"name": "plain"})
+    if view_config.get("name", "plain") == "plain":
+        return lambda head, output: head.probabilities(output)
+    return lambda head, output: view_probabilities(head, output, view_config, stats)
 
 
 # ----------------------------------------------------------------------------------------------

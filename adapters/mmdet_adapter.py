@@ -171,9 +171,10 @@ def register() -> None:
 
         ``forward(x (R, in_channels, 7, 7)) -> (cls_score, bbox_pred)``: in training ``cls_score`` is
         the final logits (R, K) and the full ``BoxHeadOutput`` is kept for ``loss``; in eval it is the
-        class probabilities (R, C+1), bg last, after the view (``probability_transform``) and for the
-        recurrent step ``inference_step``. ``last_inference`` collects (rois in original-image
-        coordinates, probs) per image for the proposal statistics.
+        class probabilities (R, C+1), bg last, read through ``view`` ((head, output) -> probs; None =
+        ``head.probabilities``). ``fit_pass``: ``loss`` feeds ``head.accumulate(output, labels)`` (NCM)
+        instead. ``last_inference`` collects (image id, rois in original-image coordinates, probs) per
+        image for the proposal statistics.
         """
 
         def __init__(self, *, head_class: str, head_params: dict, hidden: int = 1024, **kwargs: Any) -> None:
@@ -186,8 +187,8 @@ def register() -> None:
                 self.num_classes, "last", deltas, in_channels=self.in_channels, pool_size=self.roi_feat_size[0], hidden=hidden, **head_params
             )
             self._output = None
-            self.inference_step: int | None = None
-            self.probability_transform = None
+            self.view = None
+            self.fit_pass = False
             self.last_inference: list = []
 
         def forward(self, x: torch.Tensor) -> tuple:
@@ -195,21 +196,14 @@ def register() -> None:
             if self.training:
                 self._output = output
                 return output.final_logits, self.box_head.regression_deltas(output)
-            if self.inference_step is not None:
-                from ltbench.methods.box_head import BoxHeadOutput
-
-                k = int(self.inference_step)
-                if not 1 <= k <= len(output.class_logits):
-                    raise LtbenchError(
-                        f"recurrent step {k} requested, the head has {len(output.class_logits)}", key="view.step"
-                    )
-                output = BoxHeadOutput(output.class_logits[:k], output.box_deltas[:k], output.features, output.extras)
-            probs = self.box_head.probabilities(output)
-            if self.probability_transform is not None:
-                probs = self.probability_transform(probs)
+            probs = self.view(self.box_head, output) if self.view is not None else self.box_head.probabilities(output)
             return probs, self.box_head.regression_deltas(output)
 
         def loss(self, cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights, reduction_override=None):  # noqa: ANN001
+            if self.fit_pass:
+                self.box_head.accumulate(self._output, labels)
+                self._output = None
+                return {}
             losses = super().loss(None, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights, reduction_override)
             losses.update(self.box_head.classification_losses(self._output, labels))
             self._output = None
@@ -394,7 +388,9 @@ def _train_dataset_cfg(cfg: Any, sampler: dict | None) -> dict:
             )
         return dict(type="ClassBalancedDataset", oversample_thr=float(sampler.get("t", 0.001)), dataset=dataset)
     raise LtbenchError(
-        f"sampler {name!r} is not wired in the mmdet adapter", key="sampler.name", expected="random or rfs"
+        f"sampler {name!r} is not wired in the mmdet adapter",
+        key="sampler.name",
+        expected="random or rfs (class_aware and SimCal's bilevel: use the torchvision adapter)",
     )
 
 
@@ -429,8 +425,9 @@ class MMDetAdapter(base.Adapter):
         for p in model.parameters():
             p.requires_grad_(False)
         bbox_head = model.roi_head.bbox_head
-        bbox_head.box_head = base.build_stage2_head(run_config, bbox_head.box_head)
-        if not any(p.requires_grad for p in bbox_head.box_head.parameters()):
+        bbox_head.box_head = base.build_stage2_head(run_config, bbox_head.box_head, split)
+        trains = getattr(bbox_head.box_head, "requires_training", True)
+        if trains and not any(p.requires_grad for p in bbox_head.box_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
         for module in model.modules():
             if isinstance(module, __import__("torch").nn.modules.batchnorm._BatchNorm):
@@ -465,6 +462,8 @@ class MMDetAdapter(base.Adapter):
             write_json(workdir / "stage1_run_config.json", stage1_config)
         model, cfg = self._build_model(run_config, split, data, stage1=stage1)
         write_json(workdir / "run_config.json", run_config)
+        if stage2 and not getattr(model.roi_head.bbox_head.box_head, "requires_training", True):
+            return self._finish_without_training(run_config, workdir, model, cfg)
         schedule = base.schedule_of(run_config, stage2=bool(stage2))
         max_iters = int(schedule["iterations"])
         batch = int(schedule["batch_size"])
@@ -519,6 +518,31 @@ class MMDetAdapter(base.Adapter):
         write_json(workdir / base.DONE_FILE, {"run_id": run_config.get("id"), "checkpoint": final.name, "iterations": max_iters, "framework": self.name})
         return final
 
+    def _finish_without_training(self, run_config: dict, workdir: Path, model: Any, cfg: Any) -> Path:
+        """Stage-2 heads without an optimiser: tau-norm directly; NCM after one pass over the training
+        images through mmdet's training forward (RoIs assigned and sampled as in training)."""
+        import torch
+        from mmdet.registry import DATASETS
+        from mmengine.dataset import pseudo_collate
+
+        from ltbench.io import write_json
+
+        bbox_head = model.roi_head.bbox_head
+        if getattr(bbox_head.box_head, "fit_pass", False):
+            dataset = DATASETS.build(_dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False))
+            model.train()
+            bbox_head.fit_pass = True
+            base.seed_everything(int(run_config.get("seed", 0)))
+            with torch.no_grad():
+                for i in range(len(dataset)):
+                    batch = model.data_preprocessor(pseudo_collate([dataset[i]]), True)
+                    model.loss(batch["inputs"], batch["data_samples"])
+            bbox_head.fit_pass = False
+        final = Path(workdir) / "iter_0.pth"
+        base.save_checkpoint(workdir, final.name, {"state_dict": model.state_dict(), "meta": {"run_id": run_config.get("id")}}, update_pointer=False)
+        write_json(Path(workdir) / base.DONE_FILE, {"run_id": run_config.get("id"), "checkpoint": final.name, "iterations": 0, "framework": self.name})
+        return final
+
     def predict(self, run_config: dict, view_config: dict, workdir: Path, data: base.DataPaths, *, split: str = "val", out_dir: Path) -> dict:
         register()
         import torch
@@ -543,8 +567,6 @@ class MMDetAdapter(base.Adapter):
         head = model.roi_head.bbox_head
         stats = {"category_ids": train_split.category_ids, "instance_counts": train_split.instance_counts, "image_counts": train_split.image_counts}
         name = view_config.get("name", "plain")
-        if name == "recurrent_step":
-            head.inference_step = int(view_config.get("step", 1))
         ann = Path(data.val if split == "val" else data.train)
 
         def run_pass(ann_file: Path, *, detections: bool) -> dict:
@@ -572,11 +594,12 @@ class MMDetAdapter(base.Adapter):
                         )
             return {"detections": dets, "stats": pstats, "num_images": len(dataset)}
 
-        if name == "cm_calibration":
-            source_ann = ann if view_config.get("source", "val") == "val" else Path(data.train)
+        source = base.confusion_source(view_config)
+        if source is not None:
+            source_ann = ann if source == "val" else Path(data.train)
             cm = run_pass(source_ann, detections=False)["stats"]
             stats.update({"cm_sum": cm.cm_sum, "cm_count": cm.cm_count})
-        head.probability_transform = base.view_transform(view_config, self.background, stats)
+        head.view = base.view_function(view_config, stats)
         result = run_pass(ann, detections=True)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -590,8 +613,8 @@ def _epoch_length(train_dataset: dict, split: base.LvisSplit) -> int:
     """Images per epoch: the split's images, or the sum of ceil(repeat factor) under RFS."""
     if train_dataset.get("type") != "ClassBalancedDataset":
         return len(split.images)
-    t = float(train_dataset["oversample_thr"])
-    counts = {k: n for k, n in enumerate(split.image_counts)}
-    factors = base.repeat_factors([set(r.classes.tolist()) for r in split.images], counts, len(split.images), t)
+    from ltbench.methods.samplers import repeat_factors
+
+    factors = repeat_factors([set(r.classes.tolist()) for r in split.images], float(train_dataset["oversample_thr"]))
     return int(sum(math.ceil(f) for f in factors))
 

@@ -40,17 +40,19 @@ def _roi_heads_class() -> type:
     class LtbenchRoIHeads(RoIHeads):
         """torchvision's RoIHeads with the box path replaced by an ltbench ``BoxHead`` (bg = 0).
 
-        ``box_head`` is the BoxHead; ``box_predictor`` is unused (None). At inference:
-        ``inference_step`` (1-based, None = final) selects a recurrent step of the head;
-        ``probability_transform`` (probs (R, C+1) -> probs) applies a post-hoc view;
-        ``last_inference`` keeps the scored RoIs and their probabilities per image (resized coordinates)
-        for the proposal statistics.
+        ``box_head`` is the BoxHead; ``box_predictor`` is unused (None). Hooks set by the adapter:
+        ``view`` ((head, BoxHeadOutput) -> probs (R, C+1), bg first) reads a (run, view) at inference
+        (None: ``head.probabilities``); ``bilevel_classes`` (one class index per image, or None) keeps
+        only SimCal's bi-level RoIs in training; ``fit_pass`` makes a training forward feed
+        ``head.accumulate(output, labels)`` (NCM) instead of computing losses. ``last_inference`` keeps
+        the scored RoIs and their probabilities per image (resized coordinates) for proposal statistics.
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.inference_step: int | None = None
-            self.probability_transform = None
+            self.view = None
+            self.bilevel_classes: list[int] | None = None
+            self.fit_pass = False
             self.last_inference: dict | None = None
 
         def box_regression_loss(self, deltas: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -61,16 +63,14 @@ def _roi_heads_class() -> type:
             column = labels[pos] if per_class.shape[1] > 1 else torch.zeros_like(labels[pos])
             return F.smooth_l1_loss(per_class[pos, column], targets[pos], beta=1 / 9, reduction="sum") / labels.numel()
 
-        def _step_output(self, output: Any) -> Any:
-            if self.inference_step is None:
-                return output
-            from ltbench.methods.box_head import BoxHeadOutput
+        def _bilevel_keep(self, labels: torch.Tensor, counts: list[int]) -> torch.Tensor:
+            """Indices of SimCal's calibration RoIs: positives of each image's sampled class + as many negatives."""
+            from ltbench.methods.samplers import compose_bilevel_batch
 
-            k = int(self.inference_step)
-            steps = len(output.class_logits)
-            if not 1 <= k <= steps:
-                raise LtbenchError(f"recurrent step {k} requested, the head has {steps}", key="view.step", expected=f"1..{steps}")
-            return BoxHeadOutput(output.class_logits[:k], output.box_deltas[:k], output.features, output.extras)
+            image_index = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+            return compose_bilevel_batch(
+                labels, image_index, self.bilevel_classes, num_classes=self.box_head.num_classes, background="first"
+            )
 
         def postprocess(self, probs: torch.Tensor, deltas: torch.Tensor, proposals: list, image_shapes: list) -> list[dict]:
             """probs (R, C+1) bg-first, deltas (R, D) -> per image boxes/scores/labels (labels 1..C)."""
@@ -99,18 +99,22 @@ def _roi_heads_class() -> type:
                 if targets is None:
                     raise ValueError("targets are required in training mode")
                 proposals, matched_idxs, labels, regression_targets = self.select_training_samples(proposals, targets)
-                output = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+                pooled = self.box_roi_pool(features, proposals, image_shapes)
                 label_vec = torch.cat(labels)
+                target_vec = torch.cat(regression_targets)
+                if self.bilevel_classes is not None:
+                    keep = self._bilevel_keep(label_vec, [len(p) for p in proposals])
+                    pooled, label_vec, target_vec = pooled[keep], label_vec[keep], target_vec[keep]
+                output = self.box_head(pooled)
+                if self.fit_pass:
+                    self.box_head.accumulate(output, label_vec)
+                    return [], {}
                 losses.update(self.box_head.classification_losses(output, label_vec))
-                losses["loss_box_reg"] = self.box_regression_loss(
-                    self.box_head.regression_deltas(output), label_vec, torch.cat(regression_targets)
-                )
+                losses["loss_box_reg"] = self.box_regression_loss(self.box_head.regression_deltas(output), label_vec, target_vec)
                 result: list[dict] = []
             else:
-                output = self._step_output(self.box_head(self.box_roi_pool(features, proposals, image_shapes)))
-                probs = self.box_head.probabilities(output)
-                if self.probability_transform is not None:
-                    probs = self.probability_transform(probs)
+                output = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+                probs = self.view(self.box_head, output) if self.view is not None else self.box_head.probabilities(output)
                 result = self.postprocess(probs, self.box_head.regression_deltas(output), proposals, image_shapes)
                 counts = [len(p) for p in proposals]
                 self.last_inference = {"proposals": proposals, "probs": list(probs.split(counts)), "image_shapes": list(image_shapes)}
@@ -339,6 +343,10 @@ class TorchvisionAdapter(base.Adapter):
             stage1_checkpoint = base.final_checkpoint(Path(stage1_workdir), what="stage-1 model")
             stage1_config = _read_json(Path(stage1_workdir) / "run_config.json")
             model = self._stage2_model(run_config, split, stage1_config, base.load_checkpoint(stage1_checkpoint))
+            if not getattr(model.roi_heads.box_head, "requires_training", True):
+                write_json(workdir / "stage1_run_config.json", stage1_config)
+                write_json(workdir / "run_config.json", run_config)
+                return self._finish_without_training(run_config, workdir, model, split)
             # Prediction rebuilds the stage-1 architecture from this copy, without the stage-1 workdir.
             write_json(workdir / "stage1_run_config.json", stage1_config)
         else:
@@ -355,12 +363,19 @@ class TorchvisionAdapter(base.Adapter):
         if stage2 and isinstance(stage2, dict) and "sampler" in stage2:
             sampler = stage2["sampler"]
         sampler = _adapter_sampler(sampler)
-        stream = base.IndexStream(base.make_epoch_order(sampler, [r.category_ids for r in split.images], int(run_config.get("seed", 0))))
+        bilevel = (sampler or {}).get("name") == "bilevel"
+        # The bi-level sampler draws class indices (so the sampled class is the RoI label space's).
+        categories = [set(r.classes.tolist()) for r in split.images] if bilevel else [r.category_ids for r in split.images]
+        order = base.make_epoch_order(sampler, categories, int(run_config.get("seed", 0)), batch_size=int(schedule["batch_size"]))
+        stream = base.IndexStream(order)
         with_masks = run_config.get("detector", "mask_rcnn") == "mask_rcnn"
         head = model.roi_heads.box_head
 
-        def step(indices: list[int], iteration: int) -> dict:
+        def step(items: list, iteration: int) -> dict:
             images, targets = [], []
+            indices = [item[0] for item in items] if bilevel else items
+            if bilevel:
+                model.roi_heads.bilevel_classes = [int(item[1]) for item in items]
             for i in indices:
                 record = split.images[i]
                 image = base.read_image(record)
@@ -396,12 +411,39 @@ class TorchvisionAdapter(base.Adapter):
             model.load_state_dict(stage1_state["model"])
         for p in model.parameters():
             p.requires_grad_(False)
-        new_head = base.build_stage2_head(run_config, model.roi_heads.box_head)
+        new_head = base.build_stage2_head(run_config, model.roi_heads.box_head, split)
         model.roi_heads.box_head = new_head
-        if not any(p.requires_grad for p in new_head.parameters()):
+        trains = getattr(new_head, "requires_training", True)
+        if trains and not any(p.requires_grad for p in new_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2", path=base.run_label(run_config))
         _keep_batchnorm_in_eval(model)
         return model
+
+    def _finish_without_training(self, run_config: dict, workdir: Path, model: Any, split: base.LvisSplit) -> Path:
+        """Stage-2 heads without an optimiser (tau-norm; NCM after its one statistics pass over the
+        training images, in training mode so that RoIs are sampled and labelled as in training)."""
+        import torch
+
+        from ltbench.io import write_json
+
+        head = model.roi_heads.box_head
+        if getattr(head, "fit_pass", False):
+            with_masks = run_config.get("detector", "mask_rcnn") == "mask_rcnn"
+            model.train()
+            model.roi_heads.fit_pass = True
+            base.seed_everything(int(run_config.get("seed", 0)))
+            with torch.no_grad():
+                for record in split.images:
+                    target = {"boxes": torch.from_numpy(record.boxes), "labels": torch.from_numpy(record.classes) + 1}
+                    if with_masks:
+                        target["masks"] = base.instance_masks(record)
+                    model([base.read_image(record)], [target])
+            model.roi_heads.fit_pass = False
+        state = {"run_id": run_config.get("id"), "iteration": 0, "model": model.state_dict(), "framework": self.name,
+                 "category_ids": split.category_ids}
+        final = base.save_checkpoint(workdir, base.FINAL_CHECKPOINT, state)
+        write_json(workdir / base.DONE_FILE, {"run_id": run_config.get("id"), "checkpoint": base.FINAL_CHECKPOINT, "iterations": 0})
+        return final
 
     # -- prediction ------------------------------------------------------------------------------
     def _load_for_predict(self, run_config: dict, workdir: Path, split_for_classes: base.LvisSplit) -> Any:
@@ -450,14 +492,12 @@ class TorchvisionAdapter(base.Adapter):
             "image_counts": train_split.image_counts,
         }
         name = view_config.get("name", "plain")
-        if name == "recurrent_step":
-            roi.inference_step = int(view_config.get("step", 1))
-        if name == "cm_calibration":
-            source = view_config.get("source", "val")
+        source = base.confusion_source(view_config)
+        if source is not None:
             pass_split = eval_split if source == "val" else base.load_lvis_split(Path(data.train), Path(data.image_root))
             cm = self._run_split(model, pass_split, train_split.category_ids, detections=False)["stats"]
             stats.update({"cm_sum": cm.cm_sum, "cm_count": cm.cm_count})
-        roi.probability_transform = base.view_transform(view_config, self.background, stats)
+        roi.view = base.view_function(view_config, stats)
         with torch.no_grad():
             result = self._run_split(model, eval_split, train_split.category_ids, detections=True)
         out_dir = Path(out_dir)

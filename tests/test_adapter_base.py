@@ -36,21 +36,14 @@ def test_index_stream_resumes_exactly() -> None:
     assert sorted(expected[:5]) == [0, 1, 2, 3, 4]  # an epoch is a permutation
 
 
-def test_repeat_factors_follow_lvis_formula() -> None:
-    # 10 images; class 1 in all, class 2 in one image. t = 0.5:
-    # r_1 = max(1, sqrt(0.5/1)) = 1, r_2 = sqrt(0.5/0.1) = sqrt(5).
-    cats = [{1}] * 9 + [{1, 2}]
-    factors = base.repeat_factors(cats, {1: 10, 2: 1}, 10, 0.5)
-    assert factors[:9] == [1.0] * 9
-    assert factors[9] == pytest.approx(math.sqrt(5))
-
-
 def test_rfs_ceil_repeats_rare_images_every_epoch() -> None:
+    # 10 images; class 1 in all, class 2 in one image. t = 0.5: r_2 = sqrt(0.5 / 0.1) = sqrt(5) -> ceil 3.
     cats = [{1}] * 9 + [{1, 2}]
     order = base.make_epoch_order({"name": "rfs", "t": 0.5, "rounding": "ceil"}, cats, seed=0)
     epoch = order(0)
     assert len(epoch) == 9 + math.ceil(math.sqrt(5))
     assert epoch.count(9) == 3
+    assert order(0) == epoch and order(1) != epoch  # seeded per epoch
 
 
 def test_rfs_stochastic_rounding_mean() -> None:
@@ -59,6 +52,20 @@ def test_rfs_stochastic_rounding_mean() -> None:
     counts = [order(e).count(9) for e in range(400)]
     assert set(counts) <= {2, 3}
     assert np.mean(counts) == pytest.approx(math.sqrt(5), abs=0.08)
+
+
+def test_bilevel_stream_yields_image_class_pairs() -> None:
+    cats = [{0}, {0}, {1}, {2}, {0, 2}]
+    order = base.make_epoch_order({"name": "bilevel", "classes_per_batch": 2, "episodes": 5}, cats, seed=1, batch_size=4)
+    items = order(0)
+    assert len(items) == 20
+    for image, cls in items:
+        assert cls in cats[image]
+    stream = base.IndexStream(order)
+    first = stream.take(6)
+    again = base.IndexStream(order)
+    again.load_state_dict(stream.state_dict())
+    assert first + again.take(14) == items
 
 
 def test_unknown_sampler_is_a_clear_error() -> None:
