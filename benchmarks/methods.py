@@ -42,31 +42,48 @@ def build(method: str, num_classes: int, background: str):
     return head
 
 
-def time_method(method: str, args, device) -> list[float]:
-    import torch
+class Case:
+    """One method's head and a fixed batch: R pooled RoIs, 25% foreground labels."""
 
-    torch.manual_seed(0)
-    head = build(method, args.classes, args.background).to(device)
-    pooled = torch.randn(args.rois, 256, 7, 7, device=device)
-    num_fg = args.rois // 4
-    bg_label = args.classes if args.background == "last" else 0
-    fg_labels = torch.randint(0, args.classes, (num_fg,), device=device) + (1 if args.background == "first" else 0)
-    labels = torch.cat([fg_labels, torch.full((args.rois - num_fg,), bg_label, device=device)])
-    times = []
-    for i in range(args.warmup + args.repeats):
-        if device.type == "cuda":
+    def __init__(self, method: str, args, device) -> None:
+        import torch
+
+        torch.manual_seed(0)
+        self.head = build(method, args.classes, args.background).to(device)
+        self.pooled = torch.randn(args.rois, 256, 7, 7, device=device)
+        self.num_fg = args.rois // 4
+        bg_label = args.classes if args.background == "last" else 0
+        fg = torch.randint(0, args.classes, (self.num_fg,), device=device) + (1 if args.background == "first" else 0)
+        self.labels = torch.cat([fg, torch.full((args.rois - self.num_fg,), bg_label, device=device)])
+        self.device = device
+
+    def iteration_ms(self) -> float:
+        import torch
+
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        out = head(pooled)
-        losses = head.classification_losses(out, labels)
-        deltas = head.regression_deltas(out)
-        loss = sum(losses.values()) + deltas[:num_fg].abs().mean()
+        out = self.head(self.pooled)
+        losses = self.head.classification_losses(out, self.labels)
+        deltas = self.head.regression_deltas(out)
+        loss = sum(losses.values()) + deltas[: self.num_fg].abs().mean()
         loss.backward()
-        head.zero_grad(set_to_none=True)
-        if device.type == "cuda":
+        self.head.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
             torch.cuda.synchronize()
-        if i >= args.warmup:
-            times.append((time.perf_counter() - start) * 1000)
+        return (time.perf_counter() - start) * 1000
+
+
+def time_methods(methods: list[str], args, device) -> dict[str, list[float]]:
+    """Times per method; methods are interleaved within each repeat so that load from other processes
+    (shared CPUs) affects every method alike."""
+    cases = {method: Case(method, args, device) for method in methods}
+    times: dict[str, list[float]] = {method: [] for method in methods}
+    for i in range(args.warmup + args.repeats):
+        for method, case in cases.items():
+            elapsed = case.iteration_ms()
+            if i >= args.warmup:
+                times[method].append(elapsed)
     return times
 
 
@@ -93,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"device: {name}; C={args.classes}, R={args.rois} RoIs of 256x7x7, {args.repeats} repeats (median)")
     results: dict[str, float] = {}
-    for method in args.methods.split(","):
-        times = time_method(method, args, device)
+    for method, times in time_methods(args.methods.split(","), args, device).items():
         results[method] = statistics.median(times)
         print(f"  {method:14s} {results[method]:10.1f} ms/iter  (min {min(times):.1f}, max {max(times):.1f})", flush=True)
     base = results.get("softmax")
