@@ -289,3 +289,12 @@ def test_tables_index_lists_stage1_before_stage2_and_costs():
     entry = plan.tables_index()["pcb/2"]
     assert len(entry["runs"]) == 13 and len(entry["views"]) == 13
     assert entry["gpu_hours"] == pytest.approx(sum(plan.runs[r].gpu_hours for r in entry["runs"]), abs=0.1)
+
+
+def test_run_ids_match_the_store_contract_check():
+    """The store re-derives hash8 with a plain sorted-keys json.dumps: emitted configs must agree."""
+    from ltbench.store.records import run_id_matches
+
+    for scale in ("smoke", "paper"):
+        plan = build_plan(scale=scale)
+        assert all(run_id_matches(run.config) for run in plan.runs.values())

@@ -26,7 +26,7 @@ def _normalize_numbers(obj: Any) -> Any:
 
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, normalized numbers (docs/CONTRACTS.md)."""
-    return json.dumps(_normalize_numbers(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(_normalize_numbers(obj), sort_keys=True, separators=(",", ":"))
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -141,6 +141,12 @@ def run_slug(config: dict[str, Any]) -> str:
         parts.append("st2-" + config["stage2"]["name"].replace("_", ""))
     parts.append(f"s{config.get('seed', 0)}")
     return re.sub(r"[^a-z0-9.-]+", "", "-".join(str(p).lower() for p in parts))
+
+
+def normalize_numbers(obj: Any) -> Any:
+    """Public form of the number normalization, applied to whole configs before they are emitted, so that
+    a plain ``json.dumps(config, sort_keys=True, separators=(",", ":"))`` gives the canonical text."""
+    return _normalize_numbers(obj)
 
 
 def run_id(config: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ltbench.errors import LtbenchError, did_you_mean
 from ltbench.plan import cost, scales
-from ltbench.plan.canonical import normalize_run, normalize_view, run_id, view_id
+from ltbench.plan.canonical import normalize_numbers, normalize_run, normalize_view, run_id, view_id
 from ltbench.spec import vocab
 from ltbench.spec.model import PaperSpec, Row, Table, merge_run
 
@@ -280,6 +280,7 @@ class _Planner:
         for key in ("detector", "backbone", "dataset", "schedule"):
             if config[key] is None:
                 raise LtbenchError(f"resolved run has no {key}", key=key, expected=f"`{key}:` in defaults.run")
+        config = normalize_numbers(config)
         config["id"] = run_id(config)
         return config
 
@@ -307,7 +308,7 @@ class _Planner:
             raise LtbenchError(exc.message, path=spec.path,
                                key=f"table {row.table_id}, row {row.display_label!r}: {exc.key or ''}".rstrip(": "),
                                expected=exc.expected, hint=exc.hint) from None
-        view_config = {"id": view_id(view), **view}
+        view_config = normalize_numbers({"id": view_id(view), **view})
         self._resolved[key] = (finals, every, view_config)
         return self._resolved[key]
 
