@@ -185,7 +185,7 @@ def load_proposal_stats(path: str | PathLike[str]) -> dict[str, Any]:
                            key="cls_pred", expected="two (M,) arrays of the same length")
     for key, arr in (("cls_pred", pred), ("cls_target", target)):
         if not np.issubdtype(arr.dtype, np.integer) or (arr.size and (arr.min() < -1 or arr.max() >= C)):
-            raise LtbenchError(f"{key} holds values outside -1..{C - 1}", path=path, key=key,
+            raise LtbenchError(f"holds values outside -1..{C - 1}", path=path, key=key,
                                expected="class indices, -1 = background")
     return data
 
