@@ -273,7 +273,7 @@ class _Planner:
             "pretrain": run.get("pretrain", "imagenet"),
             "sampler": run.get("sampler"), "classifier": run.get("classifier"), "loss": run.get("loss"),
             "head": run.get("head"), "regularizer": regularizer, "mask_head": run.get("mask_head"),
-            "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)),
+            "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)) and self.scale == "paper",  # CPU smoke runs train in fp32
             "stage2": stage2, "stage1": stage1, "seed": seed,
             "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework),
         }
