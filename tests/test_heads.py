@@ -25,14 +25,20 @@ PART1_HEADS = [
     "label_smoothing",
     "online_label_smoothing",
     "group_softmax",
+    "bce",
+    "eql",
 ]
 CLASSIFIERS = [{"name": "linear"}, {"name": "cosine", "scale": 20, "learnable": False}, {"name": "normed_linear"}]
+#: options a head cannot do without besides the class statistics
+REQUIRED = {"eql": {"num_images": 10000}}
 NORMALISED = {"softmax", "seesaw", "focal", "reweight", "class_margin", "label_smoothing", "online_label_smoothing"}
 
 
 def _head(name, background, **params):
     params.setdefault("instance_counts", COUNTS)
     params.setdefault("image_counts", COUNTS)
+    for key, value in REQUIRED.get(name, {}).items():
+        params.setdefault(key, value)
     return build_box_head(
         name, num_classes=C, background=background, num_box_deltas=4 * C, hidden=16, pool_size=2, in_channels=4, **params
     )
@@ -195,6 +201,20 @@ def test_online_label_smoothing_head_advances_with_set_progress():
     head.set_progress(1, 4, 11, 40)
     assert int(head.ols.epoch) == 1
     assert head.ols.soft_labels[1].tolist() == pytest.approx(F.softmax(logits[0], 0).tolist())
+
+
+def test_eql_head_tail_classes_and_bias_prior():
+    head = _head("eql", "last", num_images=10000, threshold=0.00177)
+    # f = counts / 10000 = [2e-4, 4e-3, 0.04, 0.4, 7e-4]: classes 0 and 4 are below lambda
+    assert head.tail_mask.tolist() == [True, False, False, False, True]
+    assert head.num_logits == C
+    assert torch.allclose(head.cls_score.bias, torch.full((C,), -math.log(999.0)))
+    with pytest.raises(LtbenchError, match="num_images"):
+        build_box_head("eql", num_classes=C, background="last", num_box_deltas=4, image_counts=COUNTS)
+    with pytest.raises(LtbenchError, match="image_counts"):
+        build_box_head("eql", num_classes=C, background="last", num_box_deltas=4, num_images=10)
+    bce = _head("bce", "first")
+    assert not bce.tail_mask.any()
 
 
 def test_group_softmax_head_width():

@@ -18,6 +18,8 @@ them to every step.
 | label_smoothing | C+1 | smoothed CE | softmax |
 | online_label_smoothing | C+1 | OLS | softmax |
 | group_softmax | C+2+G: [bg, fg] + per group [others, classes] | per-group CE, others sampling | BAGS merge |
+| bce | C sigmoid (no bg logit) | BCE, bg RoIs all-zero targets | sigmoid, bg score 0 |
+| eql | C sigmoid (no bg logit) | EQL v1 (rare negatives dropped for fg RoIs) | sigmoid, bg score 0 |
 
 Class statistics come as ``instance_counts=`` / ``image_counts=`` (lists of C ints in class-index order);
 every head accepts them, the heads that need them raise ``LtbenchError`` when they are missing.
@@ -26,6 +28,7 @@ every head accepts them, the heads that need them raise ``LtbenchError`` when th
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -433,3 +436,59 @@ class GroupSoftmaxBoxHead(LogitsBoxHead):
         from ltbench.methods.losses.group_softmax import group_softmax_probabilities
 
         return group_softmax_probabilities(logits, self.layout, self.background, self.class_columns)
+
+
+@BOX_HEADS.register("bce")
+class SigmoidBCEBoxHead(LogitsBoxHead):
+    """Sigmoid BCE over C logits without a background logit (EQL's sigmoid baseline): background RoIs
+    have all-zero targets, loss = sum BCE / R, scores = sigmoid with a dummy 0 background score.
+    Params: ``prior_prob`` (0.001): a linear classifier's bias starts at -log((1 - pi) / pi)."""
+
+    def __init__(
+        self, num_classes: int, background: Background, num_box_deltas: int, *, prior_prob: float = 0.001, **kwargs: Any
+    ) -> None:
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes, **kwargs)
+        bias = getattr(self.cls_score, "bias", None)
+        if bias is not None and prior_prob is not None:
+            torch.nn.init.constant_(bias, -math.log((1 - prior_prob) / prior_prob))
+        self.register_buffer("tail_mask", torch.zeros(num_classes, dtype=torch.bool), persistent=False)
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ltbench.methods.losses.eql import eql_loss
+
+        return {"loss_cls": eql_loss(logits, labels, self.tail_mask, self.background)}
+
+    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        from ltbench.methods.losses.eql import sigmoid_probabilities_with_dummy_background
+
+        return sigmoid_probabilities_with_dummy_background(logits, self.background)
+
+
+@BOX_HEADS.register("eql")
+class EQLBoxHead(SigmoidBCEBoxHead):
+    """Equalization loss v1 (``ltbench.methods.losses.eql``): the ``bce`` head where foreground RoIs do not
+    push down the logits of classes with image frequency below ``threshold`` (lambda, 0.00177).
+    Needs ``image_counts`` and ``num_images`` (the number of training images, for f_j = image_count_j / num_images)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        background: Background,
+        num_box_deltas: int,
+        *,
+        threshold: float = 0.00177,
+        num_images: int | None = None,
+        image_counts: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        counts = check_class_counts(image_counts, num_classes, param="image_counts", head="eql")
+        if num_images is None or int(num_images) < 1 or int(num_images) < max(counts, default=0):
+            raise LtbenchError(
+                f"box head 'eql' needs num_images (training images) >= every image count, got {num_images!r}",
+                key="num_images",
+                expected="a positive integer",
+            )
+        super().__init__(num_classes, background, num_box_deltas, image_counts=counts, **kwargs)
+        frequencies = torch.tensor(counts, dtype=torch.float64) / int(num_images)
+        self.tail_mask = frequencies < threshold
+        self.threshold, self.num_images = threshold, int(num_images)
