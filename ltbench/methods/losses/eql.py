@@ -5,8 +5,7 @@ columns and all-zero for background RoIs. Per RoI r and class j:
 
     w_rj = 1 - E(r) * T(f_j) * (1 - y_rj)
     E(r) = 1 for a foreground RoI, 0 for background;  T(f) = 1 if f < lambda else 0
-    f_j  = image_count_j / number of training images   (lambda = 0.00177 in the official config;
-                                                           the paper reports 1.76e-3)
+    f_j  = image_count_j / number of training images   (lambda = 0.00177 in the official config)
     loss = sum_rj BCE(z_rj, y_rj) * w_rj / R
 
 i.e. for foreground RoIs the negative gradients of the rare classes (f < lambda) are dropped. With
