@@ -1,0 +1,78 @@
+"""Scales (paper/smoke schedules, model blocks, PCB gate) and the cost model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ltbench.errors import LtbenchError
+from ltbench.plan import cost, scales
+
+
+def test_paper_schedules_per_framework():
+    mm = scales.paper_schedule("1x", "mmdet", "lvis_v1")
+    per_epoch = math.ceil(100170 / 16)
+    assert mm["epochs"] == 12 and mm["iterations"] == 12 * per_epoch and mm["steps"] == [8 * per_epoch, 11 * per_epoch]
+    assert mm["warmup_iters"] == 500 and mm["lr"] == 0.02 and mm["batch_size"] == 16
+    d2 = scales.paper_schedule("1x", "detectron2", "lvis_v0.5")
+    assert d2["iterations"] == 90000 and d2["steps"] == [60000, 80000] and "epochs" not in d2
+    assert scales.paper_schedule("2x", "detectron2", "lvis_v1")["iterations"] == 360000
+    explicit = scales.paper_schedule({"iterations": 4500, "steps": [4000], "warmup_iters": 1000}, "detectron2", "lvis_v0.5")
+    assert explicit["iterations"] == 4500 and explicit["steps"] == [4000] and explicit["warmup_iters"] == 1000
+    custom = scales.paper_schedule({"epochs": 12, "lr": 0.01, "steps": [8, 11]}, "mmdet", "lvis_v0.5")
+    assert custom["lr"] == 0.01 and custom["steps_epochs"] == [8, 11]
+
+
+def test_smoke_schedules_keep_the_shape():
+    assert scales.smoke_schedule("1x", "torchvision", "lvis_v0.5")["iterations"] == 60
+    two = scales.smoke_schedule("2x", "detectron2", "lvis_v1")
+    assert two["iterations"] == 120 and two["steps"] == [80, 110] and two["batch_size"] == 4
+    assert scales.smoke_schedule("3x", "mmdet", "lvis_v1")["iterations"] == 150  # clipped
+    stage2 = scales.smoke_schedule({"iterations": 4500, "steps": [4000]}, "detectron2", "lvis_v0.5")
+    assert stage2["iterations"] == 20 and stage2["steps"] == [18]  # 4000/4500 of 20
+    assert scales.smoke_schedule({"epochs": 12, "lr": 0.01}, "mmdet", "lvis_v0.5")["lr"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": float("nan")}, {"epochs": 0}, {"iterations": -5}, 3, {"name": "4x"},
+                                 {"epochs": 12, "steps": ["a"]}, {"epochs": 1e-9}])
+def test_bad_schedules_are_clear_errors(bad):
+    with pytest.raises(LtbenchError, match="schedule"):
+        scales.resolve_schedule(bad, "paper", "mmdet", "lvis_v0.5")
+
+
+def test_unknown_scale():
+    with pytest.raises(LtbenchError, match="did you mean 'smoke'"):
+        scales.check_scale("smok")
+
+
+def test_model_blocks_and_pcb_gate():
+    assert scales.model_block("smoke", "r101_fpn", "torchvision")["backbone_depth"] == 18
+    paper = scales.model_block("paper", "r101_fpn", "mmdet")
+    assert paper["backbone_depth"] == 101 and paper["detections_per_img"] == 300 and paper["score_thresh"] == 0.0001
+    gate = {"name": "pcb", "start_epoch": 17}
+    assert scales.regularizer_start_iteration(gate, {"epochs": 24, "iterations": 2400}) == 1600
+    assert scales.regularizer_start_iteration(gate, {"iterations": 120}) == 80
+    assert scales.regularizer_start_iteration({"name": "pcb"}, {"iterations": 120}) == 0
+
+
+def _config(**overrides):
+    config = {"scale": "paper", "detector": "mask_rcnn", "backbone": "r50_fpn", "dataset": "lvis_v0.5",
+              "sampler": {"name": "random"}, "head": {"name": "standard"}, "stage2": None,
+              "schedule": scales.paper_schedule("2x", "mmdet", "lvis_v0.5")}
+    config.update(overrides)
+    return config
+
+
+def test_cost_model_factors():
+    base = cost.run_gpu_hours(_config())
+    assert base == pytest.approx((24 * math.ceil(57263 / 16) * 16 * 0.30 + 5000 * 0.15) / 3600)
+    assert cost.run_gpu_hours(_config(detector="cascade_mask_rcnn")) > base
+    assert cost.run_gpu_hours(_config(backbone="x101_64x4d_fpn")) > cost.run_gpu_hours(_config(backbone="r101_fpn")) > base
+    assert cost.run_gpu_hours(_config(sampler={"name": "rfs", "t": 0.001})) > base  # mmdet RFS enlarges epochs
+    d2 = _config(sampler={"name": "rfs", "t": 0.001}, schedule=scales.paper_schedule("1x", "detectron2", "lvis_v0.5"))
+    assert cost.images_seen(d2) == 90000 * 16  # iteration-based: no enlargement
+    assert cost.run_gpu_hours(_config(stage2={"name": "crt"})) < base
+    assert cost.estimate(_config())["cpu_hours"] == 0
+    smoke = _config(scale="smoke", schedule=scales.smoke_schedule("2x", "torchvision", "lvis_v0.5"))
+    assert cost.estimate(smoke, n_views=2) == {"gpu_hours": 0.0, "cpu_hours": round((120 * 0.9 + 120) / 3600, 4)}
