@@ -405,3 +405,29 @@ def test_pcb_eqlv2_head_uses_raw_sigmoid_statistics(background):
     expected = reference(z, labels, targets=targets)
     got = pcb.pcb_eqlv2_loss(z, labels, m[:, [0, 1]].t(), 0.2, EQLv2Loss(2, background))
     torch.testing.assert_close(got, expected)
+
+
+def test_pcb_refused_on_heads_without_an_official_variant():
+    with pytest.raises(LtbenchError, match="not on the 'focal' head"):
+        build_box_head("pcb", num_classes=3, background="last", num_box_deltas=12, base="focal", **SMALL)
+    # the recurrent paradigm alone works with any base head (K = C+2+G logits for group softmax)
+    head = build_box_head(
+        "iterative", num_classes=3, background="last", num_box_deltas=12, base="group_softmax",
+        instance_counts=[5, 50, 5000], **SMALL,
+    )
+    out = head(torch.randn(2, 4, 7, 7))
+    assert head.mlp_cls[0].in_features == out.class_logits[0].shape[1] > 4
+    assert head.probabilities(out).shape == (2, 4)
+
+
+@pytest.mark.parametrize("background", ["first", "last"])
+def test_confusion_rows_stay_distributions_under_random_updates(background):
+    torch.manual_seed(10)
+    head = make_head(background, pcb={"momentum": 0.9})
+    for _ in range(5):
+        labels = torch.randint(0, 4, (8,))
+        out = head(torch.randn(8, 4, 7, 7))
+        head.classification_losses(out, labels)
+    seen = head.confusion.seen > 0
+    torch.testing.assert_close(head.confusion.matrix[seen].sum(1), torch.ones(int(seen.sum())))
+    assert bool((head.confusion.matrix[~seen] == 0).all())

@@ -396,6 +396,13 @@ class IterativeBoxHead(BoxHead):
         self.read_step = steps - 1 if read_step is None else read_step
         if not 0 <= self.read_step < steps:
             raise LtbenchError(f"read_step {read_step} outside [0, {steps})", key="head.read_step", expected=f"0..{steps - 1}")
+        if pcb is not None and self.variant == "ce" and base != "softmax":
+            # PCB's CE variant replaces the base loss by CE (+ PCB): only meaningful on the softmax CE head.
+            raise LtbenchError(
+                f"PCB is defined for the ce, seesaw and eqlv2 losses, not on the {base!r} head",
+                key="regularizer",
+                expected="loss ce, seesaw or eqlv2 with regularizer pcb",
+            )
         self.pcb = self._pcb_config(pcb)
         if self.pcb is not None:
             self.confusion = ConfusionMatrixEMA(
