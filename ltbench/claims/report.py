@@ -1,0 +1,56 @@
+"""Claims as Markdown (for the audit report) and as JSON-ready dicts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ltbench.claims.evaluate import ClaimResult, evaluate_claims
+
+MARK = {"holds": "✓ holds", "fails": "✗ fails", "undetermined": "? undetermined"}
+
+
+def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = None,
+                 results_dir: str | Path | None = None, with_reported: bool = True) -> list[tuple[ClaimResult | None, ClaimResult]]:
+    """Every claim of ``papers``: (verdict on the paper's numbers, verdict on the current results)."""
+    from ltbench.claims.results import load_reproduced
+    from ltbench.spec import load_all
+
+    out: list[tuple[ClaimResult | None, ClaimResult]] = []
+    for spec in load_all(papers=list(papers)).values():
+        values = load_reproduced(spec, scale=scale, framework=framework, results_dir=results_dir)
+        reproduced = evaluate_claims(spec, values, mode="paper" if scale == "paper" else "smoke")
+        reported = evaluate_claims(spec) if with_reported else [None] * len(reproduced)
+        out += list(zip(reported, reproduced))
+    return out
+
+
+def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, evidence: bool = True) -> str:
+    """A Markdown section: a summary line, one table row per claim, then the evidence per claim."""
+    from tabulate import tabulate
+
+    counts = Counter(r.verdict for _, r in pairs)
+    lines = ["## Claims", "",
+             f"{len(pairs)} claims: {counts['holds']} hold, {counts['fails']} fail, {counts['undetermined']} undetermined "
+             "on the current results.", ""]
+    rows = []
+    for reported, result in pairs:
+        text = result.text if len(result.text) <= 90 else result.text[:87] + "..."
+        rows.append([result.id, f"“{text}”", result.where, MARK[reported.verdict] if reported else "",
+                     MARK[result.verdict] + f" ({result.mode})"])
+    lines.append(tabulate(rows, headers=["claim", "text", "where", "paper's numbers", "reproduced"], tablefmt="pipe"))
+    if evidence:
+        for _, result in pairs:
+            lines += ["", f"### {result.id}: {MARK[result.verdict]}", ""]
+            lines += [f"- {d}" for d in result.details]
+            cells = [e.describe() for e in result.evidence]
+            if cells:
+                lines.append("- cells: " + "; ".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def claims_json(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]]) -> list[dict[str, Any]]:
+    return [{**result.to_dict(), "reported_verdict": None if reported is None else reported.verdict}
+            for reported, result in pairs]
