@@ -78,7 +78,7 @@ class SynthPreset:
 
 
 PRESETS: dict[str, SynthPreset] = {
-    "smoke": SynthPreset("smoke", 40, 600, 120, 128, 0.45, 3, 4.0),
+    "smoke": SynthPreset("smoke", 40, 600, 120, 128, 0.45, 3, 4.5),
     "tiny": SynthPreset("tiny", 12, 130, 30, 128, 0.9, 2, 2.0),
 }
 
