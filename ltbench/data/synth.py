@@ -18,8 +18,8 @@ Design (each choice serves a method the benchmark must be able to show an effect
 - Every class is a distinct (shape, colour) pair drawn on a noisy background, so a small CNN can learn it.
   A few tail classes (``num_confusable``) copy a head class's shape with a close colour, so a confusion
   matrix has off-diagonal mass between head and tail (what PCB calibrates).
-- The top class has several instances per image (over 1000 instances at smoke scale), so instance-count
-  groups up to ``>= 1000`` (BAGS) and ``>= 8000``-style bins are exercised as far as the size allows.
+- The top class has several instances per image (over 1000 training instances at smoke scale), so all
+  four instance-count groups of BAGS / bins of SimCal on LVIS (<10, 10-100, 100-1000, >=1000) are populated.
 - Federated annotation as in LVIS: each image lists ``neg_category_ids`` (classes verified absent) and
   ``not_exhaustive_category_ids`` (classes of which one drawn instance is deliberately left unannotated).
   Every class appears in val, so APr is defined.
@@ -139,17 +139,12 @@ def select_classes(preset: SynthPreset) -> list[SynthClass]:
         confusable[j] = i
     classes = []
     next_combo = 0
-    used_combos: set[tuple[int, int]] = set()
     looks: dict[int, tuple[str, str, tuple[int, int, int]]] = {}
     for j in range(k):
         if j in confusable:
             continue
-        while True:
-            combo = combos[int(order[next_combo])]
-            next_combo += 1
-            if combo not in used_combos:
-                break
-        used_combos.add(combo)
+        combo = combos[int(order[next_combo])]  # a permutation: every class its own (shape, colour)
+        next_combo += 1
         name, rgb = PALETTE[combo[1]]
         looks[j] = (SHAPES[combo[0]], name, rgb)
     for j, head in confusable.items():
