@@ -121,6 +121,7 @@ def test_top_300_per_image_across_categories(tmp_path: Path, evaluator: str) -> 
     assert m["bbox.AR@300"] == pytest.approx(100.0)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # lvis 0.5.3 calls Logger.warn
 def test_limit_dets_per_image_matches_lvis_results() -> None:
     _, LVISResults, _ = le._lvis_api()
     gt = synthetic.make_ground_truth(5, 6, seed=3)

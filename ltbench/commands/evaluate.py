@@ -24,8 +24,10 @@ import click
               help="Also write plots here: per-class AP vs training instances (needs --train-ann) and the "
                    "log2 confusion-matrix heatmap (needs --proposal-stats).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metrics JSON to write.")
+@click.option("-v", "--verbose", is_flag=True, help="Log the time of each phase.")
 def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_ann: str | None, bins: str,
-            proposal_stats: str | None, workers: int | None, plot_dir: str | None, out_path: str) -> None:
+            proposal_stats: str | None, workers: int | None, plot_dir: str | None, out_path: str,
+            verbose: bool) -> None:
     """LVIS metrics of record (bbox/segm, bins, PwB) for a detections file.
 
     Writes a flat JSON object of canonical keys (bbox.AP, segm.APr, segm.AP1, PwB, cls.ACC, ...) in AP
@@ -37,6 +39,11 @@ def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_
     from ltbench.io import write_json
 
     start = time.perf_counter()
+    if verbose:
+        import logging
+
+        logging.basicConfig(format="%(name)s: %(message)s")
+        logging.getLogger("ltbench.evaluation").setLevel(logging.INFO)
     train_counts = None
     if train_ann is not None:
         from ltbench.evaluation.bins import training_instance_counts

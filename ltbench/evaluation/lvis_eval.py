@@ -565,11 +565,20 @@ def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[
     ev.params.maxDets = [MAX_DETS]
     # LVIS evaluates every ground-truth image (not only images with detections) and every category.
     ev.params.imgIds = sorted(gt.image_sizes)
-    ev.params.catIds = list(gt.category_ids if cat_ids is None else cat_ids)
-    _evaluate_pairs(ev)
-    precision = np.asarray(ev.eval["precision"])[..., -1]  # (T, R, K, A, M) -> (T, R, K, A)
-    recall = np.asarray(ev.eval["recall"])[..., -1]  # (T, K, A, M) -> (T, K, A)
-    return iou_type, [int(c) for c in ev.params.catIds], precision, recall
+    wanted = list(gt.category_ids if cat_ids is None else cat_ids)
+    # A category without ground truth has precision and recall -1 whatever its detections (LVIS skips
+    # it in accumulate): it is left out of the matcher and filled in here.
+    with_gt = {a["category_id"] for a in gt_data["annotations"]}
+    ev.params.catIds = [c for c in wanted if c in with_gt]
+    T, R, A = len(ev.params.iouThrs), len(ev.params.recThrs), len(ev.params.areaRng)
+    precision = -np.ones((T, R, len(wanted), A))
+    recall = -np.ones((T, len(wanted), A))
+    if ev.params.catIds:
+        _evaluate_pairs(ev)
+        pos = [wanted.index(c) for c in ev.params.catIds]
+        precision[:, :, pos, :] = np.asarray(ev.eval["precision"])[..., -1]  # (T, R, K, A, M) -> (T, R, K, A)
+        recall[:, pos, :] = np.asarray(ev.eval["recall"])[..., -1]  # (T, K, A, M) -> (T, K, A)
+    return iou_type, [int(c) for c in wanted], precision, recall
 
 
 def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
@@ -629,6 +638,26 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
 # --------------------------------------------------------------------------------------------------
 # The public entry point.
 # --------------------------------------------------------------------------------------------------
+_log = logging.getLogger("ltbench.evaluation")
+
+
+class _phase:
+    """Logs the wall time of a phase at INFO level (``ltbench evaluate -v`` shows them)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        import time
+
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        _log.info("%-28s %7.2f s", self.name, time.perf_counter() - self.start)
+
+
 def _points(value: float) -> float:
     """[0, 1] -> AP points; LVIS' "undefined" -1 stays -1."""
     return -1.0 if value == -1 else float(value) * 100.0
@@ -675,15 +704,19 @@ def evaluate(
     if evaluator not in EVALUATORS:
         raise LtbenchError(f"unknown evaluator {evaluator!r}", key="evaluator", expected=" or ".join(EVALUATORS))
     bin_edges(bins)  # fail early on a bad scheme name
-    gt = load_ground_truth(gt_path)
-    dets = load_detections(dets_path, gt, iou_types)
+    with _phase("read + check ground truth"):
+        gt = load_ground_truth(gt_path)
+    with _phase("read + check detections"):
+        dets = load_detections(dets_path, gt, iou_types)
     if train_counts is None and train_ann is not None:
-        train_counts = training_instance_counts(train_ann)
+        with _phase("count training instances"):
+            train_counts = training_instance_counts(train_ann)
 
-    if evaluator == "lvis-api":
-        results = run_lvis_api(gt, dets, iou_types)
-    else:
-        results = run_fast(gt, dets, iou_types, workers=workers, category_shards=category_shards)
+    with _phase(f"evaluate ({evaluator})"):
+        if evaluator == "lvis-api":
+            results = run_lvis_api(gt, dets, iou_types)
+        else:
+            results = run_fast(gt, dets, iou_types, workers=workers, category_shards=category_shards)
 
     metrics: dict[str, float] = {}
     for iou_type in iou_types:
