@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -175,3 +177,31 @@ def test_probabilities_rule_and_sum_to_one(background):
     expected_last = torch.cat([p_cls, p_obj[1:]])
     assert torch.allclose(convert_columns(probs, background, "last")[0], expected_last)
     assert probs.sum().item() == pytest.approx(1.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(-30, 30), min_size=5, max_size=5),
+    st.sampled_from(["first", "last"]),
+)
+def test_probabilities_sum_to_one_for_any_logits(values, background):
+    logits = torch.tensor([values], dtype=torch.float64)  # C = 3 classes + 2 objectness
+    probs = seesaw_probabilities(logits, 3, background)
+    assert probs.sum().item() == pytest.approx(1.0)
+    assert (probs >= 0).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e6), min_size=4, max_size=4),
+    st.integers(0, 3),
+    st.floats(0, 2),
+)
+def test_mitigation_never_raises_and_compensation_never_lowers_a_logit(counts, label, p):
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.0]], dtype=torch.float64)
+    cum = torch.tensor(counts, dtype=torch.float64)
+    mitigated = seesaw_adjusted_logits(logits, torch.tensor([label]), cum, p=p, q=0.0)
+    assert (mitigated <= logits + 1e-12).all()
+    compensated = seesaw_adjusted_logits(logits, torch.tensor([label]), cum, p=0.0, q=2.0)
+    assert (compensated >= logits - 1e-12).all()
+    assert mitigated[0, label] == logits[0, label] and compensated[0, label] == logits[0, label]

@@ -62,9 +62,9 @@ def seesaw_adjusted_logits(
     log_factor = torch.zeros_like(detached)
     if p > 0:
         counts = cum_samples.to(work_dtype).clamp(min=1)
-        ratio = counts[None, :] / counts[:, None]  # ratio[i, j] = N_j / N_i
+        ratio = counts[None, :] / counts[labels_fg][:, None]  # (R, C): N_j / N_i for the RoI's class i
         mitigation = torch.where(ratio < 1, ratio.pow(p), torch.ones_like(ratio))
-        log_factor = log_factor + mitigation.log()[labels_fg]
+        log_factor = log_factor + mitigation.log()
     if q > 0:
         scores = F.softmax(detached, dim=1)
         self_scores = scores.gather(1, labels_fg[:, None]).clamp(min=eps)
