@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ltbench.methods.conventions import convert_columns, convert_labels
 from ltbench.methods.losses.eqlv2 import EQLv2Loss, EQLv2Weights, eqlv2_probabilities
+from ltbench.methods.losses.online_label_smoothing import OnlineLabelSmoothing
 
 
 def test_initial_weights_are_one_so_the_loss_is_plain_bce_summed_over_columns_over_rois():
@@ -144,11 +145,19 @@ def _distributed_worker(rank: int, world_size: int, init_file: str, out_dir: str
             targets = F.one_hot(torch.tensor([rank]), 3).double()
             stats.update(probs, targets, torch.ones(1, 3, dtype=torch.float64))
             torch.save(stats.state_dict(), f"{out_dir}/rank{rank}-{all_reduce}.pt")
+        # online label smoothing closes an epoch with the statistics of both processes
+        ols = OnlineLabelSmoothing(3, initial_smoothing=0.0)
+        logits = torch.full((1, 3), -5.0)
+        logits[0, rank] = 5.0
+        ols(logits, torch.tensor([rank]))
+        ols.set_epoch(1)
+        torch.save(ols.state_dict(), f"{out_dir}/ols{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
 def test_statistics_are_all_reduced_across_processes(tmp_path):
+    """EQL v2 statistics (and online label smoothing's epoch statistics) are summed over 2 gloo processes."""
     import torch.multiprocessing as mp
 
     mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
@@ -156,6 +165,11 @@ def test_statistics_are_all_reduced_across_processes(tmp_path):
     for state in reduced:  # both ranks hold the sum: pos 0.5 per class, neg 0.5 per class
         assert state["pos_grad"].tolist() == pytest.approx([0.5, 0.5])
         assert state["neg_grad"].tolist() == pytest.approx([0.5, 0.5])
+    ols = [torch.load(tmp_path / f"ols{r}.pt") for r in range(2)]
+    for state in ols:  # rows 0 and 1 learnt from rank 0 and rank 1 respectively, on both ranks
+        assert state["soft_labels"][0].argmax().item() == 0 and state["soft_labels"][1].argmax().item() == 1
+        assert state["soft_labels"][2].tolist() == [0.0, 0.0, 1.0]  # no correct prediction: kept
+    assert torch.equal(ols[0]["soft_labels"], ols[1]["soft_labels"])
     local = [torch.load(tmp_path / f"rank{r}-False.pt") for r in range(2)]
     assert local[0]["pos_grad"].tolist() == pytest.approx([0.5, 0.0])
     assert local[1]["pos_grad"].tolist() == pytest.approx([0.0, 0.5])

@@ -366,7 +366,8 @@ class LabelSmoothingBoxHead(LogitsBoxHead):
 @BOX_HEADS.register("online_label_smoothing")
 class OnlineLabelSmoothingBoxHead(LogitsBoxHead):
     """Online label smoothing (``ltbench.methods.losses.online_label_smoothing``) over the C+1 columns.
-    Params: ``alpha`` (0.5), ``initial_smoothing`` (0.1), ``empty_rows`` ("keep"). The soft labels advance
+    Params: ``alpha`` (0.5), ``initial_smoothing`` (0.1), ``empty_rows`` ("keep"), ``distributed`` (sum the
+    epoch statistics over processes, True). The soft labels advance
     when ``set_progress`` reports a new epoch."""
 
     def __init__(
@@ -378,13 +379,18 @@ class OnlineLabelSmoothingBoxHead(LogitsBoxHead):
         alpha: float = 0.5,
         initial_smoothing: float = 0.1,
         empty_rows: str = "keep",
+        distributed: bool = True,
         **kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.online_label_smoothing import OnlineLabelSmoothing
 
         super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
         self.ols = OnlineLabelSmoothing(
-            num_classes + 1, alpha=alpha, initial_smoothing=initial_smoothing, empty_rows=empty_rows
+            num_classes + 1,
+            alpha=alpha,
+            initial_smoothing=initial_smoothing,
+            empty_rows=empty_rows,
+            distributed=distributed,
         )
 
     def set_progress(self, epoch: int, max_epochs: int, iteration: int, max_iterations: int) -> None:

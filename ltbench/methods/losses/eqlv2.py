@@ -24,14 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.methods.conventions import Background, background_index, check_background, foreground_slice
-
-
-def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
+from ltbench.methods.losses.distributed import all_reduce_sum
 
 
 class EQLv2Weights(nn.Module):
@@ -106,8 +99,8 @@ class EQLv2Weights(nn.Module):
         pos = (grad * targets * weights).sum(dim=0)[fg]
         neg = (grad * (1 - targets) * weights).sum(dim=0)[fg]
         if self.distributed:
-            pos = _all_reduce_sum(pos.contiguous())
-            neg = _all_reduce_sum(neg.contiguous())
+            pos = all_reduce_sum(pos.contiguous())
+            neg = all_reduce_sum(neg.contiguous())
         self.pos_grad += pos.to(self.pos_grad)
         self.neg_grad += neg.to(self.neg_grad)
         self.pos_neg.copy_(self.pos_grad / (self.neg_grad + 1e-10))

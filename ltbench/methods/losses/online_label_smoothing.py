@@ -11,7 +11,9 @@ A K x K soft-label matrix S (K = C+1 columns, background included at its convent
 - the loss at epoch t+1 is ``alpha * CE(z, y) + (1 - alpha) * soft_CE(z, S[y])`` (alpha = 0.5).
 
 S starts as the label-smoothing matrix ``(1 - e) I + e / K`` (``initial_smoothing=e``, 0.1). All of S,
-the accumulator, the counts and the current epoch are buffers, so a resumed run continues them.
+the accumulator, the counts and the current epoch are buffers, so a resumed run continues them. With
+``torch.distributed`` initialised the accumulator and counts are summed over processes when an epoch
+closes (``distributed=True``), so every process uses the same S.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltbench.methods.losses.distributed import all_reduce_sum
 from ltbench.methods.losses.label_smoothing import soft_cross_entropy
 
 
@@ -27,12 +30,19 @@ class OnlineLabelSmoothing(nn.Module):
     """OLS state and loss over K columns; ``forward(logits (R, K), labels (R,)) -> scalar``."""
 
     def __init__(
-        self, num_columns: int, *, alpha: float = 0.5, initial_smoothing: float = 0.1, empty_rows: str = "keep"
+        self,
+        num_columns: int,
+        *,
+        alpha: float = 0.5,
+        initial_smoothing: float = 0.1,
+        empty_rows: str = "keep",
+        distributed: bool = True,
     ) -> None:
         super().__init__()
         if empty_rows not in ("keep", "zero"):
             raise ValueError(f"empty_rows must be 'keep' or 'zero', got {empty_rows!r}")
         self.num_columns, self.alpha, self.empty_rows = num_columns, alpha, empty_rows
+        self.distributed = distributed
         eye = torch.eye(num_columns, dtype=torch.float64)
         self.register_buffer("soft_labels", (1 - initial_smoothing) * eye + initial_smoothing / num_columns)
         self.register_buffer("accumulator", torch.zeros(num_columns, num_columns, dtype=torch.float64))
@@ -51,6 +61,9 @@ class OnlineLabelSmoothing(nn.Module):
     @torch.no_grad()
     def next_epoch(self) -> None:
         """Close the epoch: turn the accumulated statistics into the soft labels for the next one."""
+        if self.distributed:
+            all_reduce_sum(self.accumulator)
+            all_reduce_sum(self.counts)
         seen = self.counts > 0
         new = torch.zeros_like(self.soft_labels)
         new[seen] = self.accumulator[seen] / self.counts[seen, None]
