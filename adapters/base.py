@@ -639,17 +639,16 @@ def head_for_run(run_config: dict) -> tuple[str, dict]:
 
 
 def head_class_and_params(run_config: dict, split: LvisSplit) -> tuple[Any, dict]:
-    """(BoxHead subclass, constructor params) of the run's head, with the class statistics of the
-    training split (``instance_counts`` / ``image_counts``) added for heads whose constructor takes them."""
+    """(BoxHead subclass, constructor params) of the run's head, with the statistics of the training
+    split (``instance_counts``, ``image_counts`` per class; ``num_images``) added for heads whose
+    constructor takes them (a head with ``**kwargs`` all the way up gets all three)."""
     name, params = head_for_run(run_config)
-    params.setdefault("instance_counts", list(split.instance_counts))
-    params.setdefault("image_counts", list(split.image_counts))
+    stats = {"instance_counts": list(split.instance_counts), "image_counts": list(split.image_counts), "num_images": len(split.images)}
     head_cls = _box_head_class(name)
     accepted = _accepted_kwargs(head_cls)
-    if accepted is not None:
-        for key in ("instance_counts", "image_counts"):
-            if key not in accepted:
-                params.pop(key)
+    for key, value in stats.items():
+        if accepted is None or key in accepted:
+            params.setdefault(key, value)
     return head_cls, params
 
 

@@ -188,3 +188,84 @@ def write_json(path: Path, obj: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Method families (shared by test_adapter_methods*.py and test_adapter_mmdet_methods.py)
+# ----------------------------------------------------------------------------------------------
+TWO_ITERS = {"iterations": 2, "checkpoint_period": 2, "warmup_iters": 1, "steps": [2]}
+
+#: family id -> run-config overrides (vocabulary of workflows/papers/FORMAT.md).
+STAGE1_FAMILIES: dict[str, dict] = {
+    "softmax": {},
+    "cosine": {"classifier": {"name": "cosine"}},
+    "eqlv2": {"loss": {"name": "eqlv2"}},
+    "seesaw": {"loss": {"name": "seesaw"}, "classifier": {"name": "normed_linear"}},
+    "group_softmax": {"loss": {"name": "group_softmax", "bin_edges": [2, 5]}},
+    "focal": {"loss": {"name": "focal"}},
+    "bce": {"loss": {"name": "bce"}},
+    "eql": {"loss": {"name": "eql"}},
+    "reweight": {"loss": {"name": "reweight"}},
+    "class_margin": {"loss": {"name": "class_margin"}},
+    "label_smoothing": {"regularizer": {"name": "label_smoothing"}},
+    "online_label_smoothing": {"regularizer": {"name": "online_label_smoothing"}},
+    "pcb_ce": {"head": {"name": "iterative", "steps": 3}, "regularizer": {"name": "pcb", "start_fraction": 0.0}},
+    "pcb_eqlv2": {"loss": {"name": "eqlv2"}, "head": {"name": "iterative", "steps": 3},
+                  "regularizer": {"name": "pcb", "start_fraction": 0.0}},
+    "pcb_seesaw": {"loss": {"name": "seesaw"}, "head": {"name": "iterative", "steps": 3},
+                   "regularizer": {"name": "pcb", "start_fraction": 0.0}},
+    "pcb_single_step": {"regularizer": {"name": "pcb", "start_fraction": 0.0}},
+    "dsn": {"head": {"name": "dsn", "steps": 3}},
+}
+SLOW_STARTERS = {"cosine"}
+MMDET_FAMILIES = ("eqlv2", "seesaw", "group_softmax", "pcb_ce")
+
+#: stage-2 method -> stage2 block (+ run overrides)
+STAGE2_METHODS: dict[str, dict] = {
+    "disalign": {"stage2": {"name": "disalign"}},
+    "simcal": {"stage2": {"name": "simcal"}, "sampler": {"name": "bilevel", "classes_per_batch": 2, "episodes": 4}},
+    "bags": {"stage2": {"name": "bags", "groups": [2, 5]}},
+    "crt": {"stage2": {"name": "crt"}, "sampler": {"name": "class_aware"}},
+    "lws": {"stage2": {"name": "lws"}},
+    "tau_norm": {"stage2": {"name": "tau_norm", "tau": 1.0}},
+    "ncm": {"stage2": {"name": "ncm"}},
+    "finetune_tail": {"stage2": {"name": "finetune_tail", "trainable": "fc_cls"}},
+}
+MMDET_STAGE2 = ("disalign", "tau_norm", "ncm")
+
+def family_run(framework: str, family: str, schedule: dict | None = None) -> dict:
+    return tiny_run(id=f"tiny-{framework}-{family}-00000000", framework=framework, schedule={**TWO_ITERS, **(schedule or {})},
+                    **STAGE1_FAMILIES.get(family, {}))
+
+def check_outputs(out_dir: Path, *, expect_detections: bool = True) -> list[dict]:
+    """detections.json entries are sane LVIS results; proposal_stats.npz rows sum to their counts."""
+    dets = json.loads((out_dir / "detections.json").read_text())
+    if expect_detections:
+        assert dets, "no detections"
+    for d in dets:
+        assert d["category_id"] in CATEGORY_IDS and 1e-4 <= d["score"] <= 1.0 + 1e-6 and len(d["bbox"]) == 4
+        assert np.isfinite(d["score"])
+    stats = np.load(out_dir / "proposal_stats.npz")
+    assert np.isfinite(stats["cm_sum"]).all()
+    np.testing.assert_allclose(stats["cm_sum"].sum(axis=1), stats["cm_count"], rtol=1e-6)
+    return dets
+
+def stage2_run(framework: str, method: str, stage1_run: dict) -> dict:
+    overrides = dict(STAGE2_METHODS[method])
+    return tiny_run(id=f"tiny-{framework}-{method}-00000000", framework=framework, schedule=TWO_ITERS,
+                    stage1=stage1_run["id"], **overrides)
+
+
+def frozen_outside_head_unchanged(stage1_state: dict, stage2_state: dict, head_prefix: str) -> None:
+    """Stage 2 trains only the new head: every stage-1 tensor outside the box head is unchanged."""
+    import torch
+
+    checked = 0
+    for key, value in stage1_state.items():
+        if key.startswith(head_prefix) or key.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(value, stage2_state[key]), key
+        checked += 1
+    assert checked > 10
+
+

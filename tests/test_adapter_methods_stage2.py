@@ -1,0 +1,108 @@
+"""Stage-2 methods (DisAlign, SimCal with the bi-level sampler, BAGS, cRT, LWS, tau-norm, NCM, fine-tuning)
+and test-time views (CM/MS calibration, NorCal, SimCal's dual head, PCB's recurrent steps) through the
+torchvision adapter, from one trained softmax stage-1 run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from adapters import get_adapter  # noqa: E402
+from adapters_support import (  # noqa: E402
+    STAGE2_METHODS,
+    check_outputs,
+    family_run,
+    frozen_outside_head_unchanged,
+    make_tiny_lvis,
+    stage2_run,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_methods"))
+
+
+@pytest.fixture(scope="module")
+def torchvision_stage1(tmp_path_factory, tiny_data):
+    workdir = tmp_path_factory.mktemp("tv_stage1")
+    run = family_run("torchvision", "softmax", schedule={"iterations": 3, "checkpoint_period": 3, "warmup_iters": 1, "steps": [3]})
+    torch.set_num_threads(1)
+    get_adapter("torchvision").train(run, workdir, tiny_data)
+    return run, workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(STAGE2_METHODS))
+def test_torchvision_stage2_method(method, torchvision_stage1, tiny_data, tmp_path) -> None:
+    stage1_run, stage1_dir = torchvision_stage1
+    run = stage2_run("torchvision", method, stage1_run)
+    adapter = get_adapter("torchvision")
+    final = adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    s1 = torch.load(stage1_dir / "model_final.pth", weights_only=False)["model"]
+    s2 = torch.load(final, weights_only=False)["model"]
+    frozen_outside_head_unchanged(s1, s2, "roi_heads.box_head.")
+    adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_torchvision_simcal_dual_head_views(torchvision_stage1, tiny_data, tmp_path) -> None:
+    stage1_run, stage1_dir = torchvision_stage1
+    run = stage2_run("torchvision", "simcal", stage1_run)
+    adapter = get_adapter("torchvision")
+    adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    scores = {}
+    for combiner in ("replace", "average"):
+        view = {"id": f"dual-t2-{combiner}", "name": "dual_head", "threshold": 2, "combiner": combiner}
+        adapter.predict(run, view, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / combiner)
+        scores[combiner] = [d["score"] for d in check_outputs(tmp_path / combiner)]
+    assert scores["replace"] != scores["average"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "view",
+    [
+        {"id": "cm-val", "name": "cm_calibration", "source": "val"},
+        {"id": "cm-train", "name": "cm_calibration", "source": "train"},
+        {"id": "ms", "name": "ms_calibration"},
+        {"id": "norcal-g0.5", "name": "norcal", "gamma": 0.5},
+    ],
+    ids=lambda v: v["id"],
+)
+def test_torchvision_posthoc_views_change_scores(view, torchvision_stage1, tiny_data, tmp_path) -> None:
+    run, workdir = torchvision_stage1
+    adapter = get_adapter("torchvision")
+    adapter.predict(run, {"id": "plain", "name": "plain"}, workdir, tiny_data, split="val", out_dir=tmp_path / "plain")
+    adapter.predict(run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "view")
+    plain = check_outputs(tmp_path / "plain")
+    viewed = check_outputs(tmp_path / "view")
+    assert sorted(d["score"] for d in plain) != sorted(d["score"] for d in viewed)
+
+
+@pytest.mark.slow
+def test_torchvision_recurrent_step_views(tiny_data, tmp_path) -> None:
+    run = family_run("torchvision", "pcb_ce")
+    adapter = get_adapter("torchvision")
+    adapter.train(run, tmp_path / "w", tiny_data)
+    out = {}
+    for step in (1, 3):
+        adapter.predict(run, {"id": f"step{step}", "name": "recurrent_step", "step": step}, tmp_path / "w", tiny_data,
+                        split="val", out_dir=tmp_path / f"s{step}")
+        out[step] = check_outputs(tmp_path / f"s{step}")
+    adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "plain")
+    # The plain view of a 3-step head is its last step.
+    assert json.loads((tmp_path / "plain" / "detections.json").read_text()) == out[3]
+    assert [d["score"] for d in out[1]] != [d["score"] for d in out[3]]

@@ -1,0 +1,83 @@
+"""Method families through the mmdet adapter: one representative per family (each mmdet run costs a
+Runner start-up): EQL v2, Seesaw, group softmax, PCB; stage 2 (DisAlign, tau-norm, NCM) with the dual-head
+view; the CM-calibration view."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from adapters import get_adapter  # noqa: E402
+from adapters.mmdet_adapter import mmdet_available  # noqa: E402
+from adapters_support import (  # noqa: E402
+    MMDET_FAMILIES,
+    MMDET_STAGE2,
+    check_outputs,
+    family_run,
+    frozen_outside_head_unchanged,
+    make_tiny_lvis,
+    stage2_run,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_methods"))
+
+
+MMDET_OK, MMDET_REASON = mmdet_available()
+pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not MMDET_OK, reason=MMDET_REASON)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", MMDET_FAMILIES)
+def test_mmdet_stage1_family_trains_and_predicts(family, tiny_data, tmp_path) -> None:
+    run = family_run("mmdet", family)
+    adapter = get_adapter("mmdet")
+    adapter.train(run, tmp_path / "w", tiny_data)
+    adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o")
+
+
+@pytest.fixture(scope="module")
+def mmdet_stage1(tmp_path_factory, tiny_data):
+    workdir = tmp_path_factory.mktemp("mm_stage1")
+    run = family_run("mmdet", "softmax")
+    torch.set_num_threads(1)
+    get_adapter("mmdet").train(run, workdir, tiny_data)
+    return run, workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", MMDET_STAGE2)
+def test_mmdet_stage2_method(method, mmdet_stage1, tiny_data, tmp_path) -> None:
+    stage1_run, stage1_dir = mmdet_stage1
+    run = stage2_run("mmdet", method, stage1_run)
+    adapter = get_adapter("mmdet")
+    final = adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    s1 = torch.load(stage1_dir / "iter_2.pth", weights_only=False)["state_dict"]
+    s2 = torch.load(final, weights_only=False)["state_dict"]
+    frozen_outside_head_unchanged(s1, s2, "roi_head.bbox_head.box_head.")
+    view = {"id": "dual-t2-average", "name": "dual_head", "threshold": 2, "combiner": "average"}
+    adapter.predict(run, view, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_mmdet_posthoc_view_and_recurrent_step(mmdet_stage1, tiny_data, tmp_path) -> None:
+    run, workdir = mmdet_stage1
+    adapter = get_adapter("mmdet")
+    adapter.predict(run, {"id": "plain", "name": "plain"}, workdir, tiny_data, split="val", out_dir=tmp_path / "plain")
+    adapter.predict(run, {"id": "cm-val", "name": "cm_calibration", "source": "val"}, workdir, tiny_data, split="val",
+                    out_dir=tmp_path / "cm")
+    plain, cm = check_outputs(tmp_path / "plain"), check_outputs(tmp_path / "cm")
+    assert sorted(d["score"] for d in plain) != sorted(d["score"] for d in cm)
