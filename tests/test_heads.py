@@ -294,3 +294,12 @@ def test_a_few_sgd_steps_reduce_the_loss_on_a_fixed_batch(name):
         loss.backward()
         opt.step()
     assert math.isfinite(loss.item()) and loss.item() < first
+
+
+@pytest.mark.parametrize("name", ["focal", "reweight", "class_margin", "label_smoothing"])
+def test_a_softmax_checkpoint_loads_strictly_into_stateless_ce_family_heads(name):
+    # fine-tuning a plain stage-1 model with another loss (BAGS/SimCal rows) reuses its weights as they are
+    source = _head("softmax", "last")
+    target = _head(name, "last")
+    target.load_state_dict(source.state_dict(), strict=True)
+    assert torch.equal(target.cls_score.weight, source.cls_score.weight)

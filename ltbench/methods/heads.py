@@ -300,7 +300,8 @@ class ReweightBoxHead(LogitsBoxHead):
             clip=(lo, hi),
             background_weight=background_weight,
         )
-        self.register_buffer("class_weights", weights.float())
+        # derived from the class counts at construction: not part of the checkpoint
+        self.register_buffer("class_weights", weights.float(), persistent=False)
         self.reduction = reduction
 
     def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -335,7 +336,7 @@ class ClassMarginBoxHead(LogitsBoxHead):
             num_classes, background, num_box_deltas, num_logits=num_classes + 1, instance_counts=counts, **kwargs
         )
         margins = class_margins(counts, max_margin=max_margin, constant=constant, exponent=exponent)
-        self.register_buffer("margins", margin_columns(margins, background).float())
+        self.register_buffer("margins", margin_columns(margins, background).float(), persistent=False)
         self.scale = scale
 
     def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

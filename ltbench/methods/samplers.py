@@ -2,7 +2,9 @@
 
 Image-level samplers take the training set as ``image_categories: list[set[int]]`` (the category ids
 present in each training image, in dataset order) and produce dataset indices; they use a seedable
-``numpy.random.Generator`` and no framework. An adapter feeds the indices to its data loader.
+``numpy.random.Generator`` and no framework. An adapter feeds the indices to its data loader. Pass the
+images the framework actually trains on (mmdet and detectron2 drop images without annotations before
+computing f(c), so the fractions are over the kept images).
 
 - ``repeat_factors`` / ``RepeatFactorSampler``: repeat-factor sampling (RFS, Gupta et al. 2019):
   f(c) = fraction of images containing c, r(c) = max(1, sqrt(t / f(c))), r(I) = max_{c in I} r(c)
