@@ -1,0 +1,175 @@
+"""Framework sensitivity: the same resolved runs through several frameworks, side by side.
+
+Rows are a table's methods and their baselines (e.g. PCB Table 2: "Softmax" and "Softmax + PCB"); for each
+framework the table shows the metric over seeds (mean ± std (n)) and, on method rows, the gain over the
+baseline (mean difference, with the 95 % Welch interval when both sides have >= 2 seeds). The last column
+answers the users' first question: does the gain survive a change of framework?
+
+- ``yes``: the gain is positive in every framework that has values (beyond the seed spread where there is one)
+- ``no``: the gain is negative beyond the spread in some framework, or its sign differs between frameworks
+- ``unclear``: positive everywhere but within the seed spread somewhere
+- ``—``: fewer than two frameworks have values
+
+Input values are keyed (row label, framework) -> one value per seed (AP points; -1 = undefined, dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ltbench.errors import LtbenchError
+from ltbench.seeds import aggregate, difference_stats
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SURVIVES, BROKEN, UNCLEAR, TOO_FEW = "yes", "no", "unclear", "—"
+
+
+def _gain_verdict(intervals: list[tuple[float, float, float]]) -> str:
+    if len(intervals) < 2:
+        return TOO_FEW
+    signs = {d > 0 for d, _, _ in intervals}
+    if len(signs) > 1 or any(high < 0 for _, _, high in intervals):
+        return BROKEN
+    if signs == {False}:
+        return BROKEN  # no gain anywhere (every framework at or below its baseline)
+    return SURVIVES if all(low > 0 for _, low, _ in intervals) else UNCLEAR
+
+
+def sensitivity_frame(
+    values: Mapping[tuple[str, str], Sequence[float]],
+    pairs: Sequence[tuple[str, str]],
+    frameworks: Sequence[str],
+    *,
+    metric: str = "segm.AP",
+) -> pd.DataFrame:
+    """Method × framework table.
+
+    Args:
+        values: (row label, framework) -> the metric's values, one per seed.
+        pairs: (method row, baseline row) in display order; a baseline shared by several methods appears once.
+        frameworks: column order, e.g. ``["torchvision", "mmdet"]``.
+    Returns:
+        A DataFrame indexed by row label with, per framework ``fw``: ``fw mean``, ``fw std``, ``fw n``,
+        ``fw gain``, ``fw gain low``, ``fw gain high`` (NaN where not applicable), plus ``baseline``,
+        ``role`` (baseline | method) and ``gain survives``. ``attrs["metric"]`` names the metric.
+    """
+    import math
+
+    import pandas as pd
+
+    if not frameworks:
+        raise LtbenchError("a sensitivity table needs at least one framework", expected="e.g. ['torchvision', 'mmdet']")
+    order: list[tuple[str, str, str | None]] = []  # (label, role, baseline)
+    seen: set[str] = set()
+    for method, baseline in pairs:
+        if baseline not in seen:
+            order.append((baseline, "baseline", None))
+            seen.add(baseline)
+        if method in seen:
+            raise LtbenchError(f"row {method!r} appears twice in the sensitivity pairs", expected="each method once")
+        order.append((method, "method", baseline))
+        seen.add(method)
+    records: list[dict[str, Any]] = []
+    nan = math.nan
+    for label, role, baseline in order:
+        rec: dict[str, Any] = {"row": label, "role": role, "baseline": baseline or ""}
+        intervals = []
+        for fw in frameworks:
+            stats = aggregate(values.get((label, fw), []))
+            rec[f"{fw} mean"] = nan if stats is None else stats.mean
+            rec[f"{fw} std"] = nan if stats is None or stats.std is None else stats.std
+            rec[f"{fw} n"] = 0 if stats is None else stats.n
+            gain = None if baseline is None else difference_stats(values.get((label, fw), []), values.get((baseline, fw), []))
+            rec[f"{fw} gain"], rec[f"{fw} gain low"], rec[f"{fw} gain high"] = gain if gain is not None else (nan, nan, nan)
+            if gain is not None:
+                intervals.append(gain)
+        rec["gain survives"] = "" if role == "baseline" else _gain_verdict(intervals)
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records).set_index("row")
+    frame.attrs["metric"] = metric
+    frame.attrs["frameworks"] = list(frameworks)
+    return frame
+
+
+def to_markdown(frame: pd.DataFrame, *, precision: int = 1) -> str:
+    """Markdown (tabulate ``pipe``): one value and one gain column per framework, then ``gain survives``."""
+    import math
+
+    from tabulate import tabulate
+
+    frameworks = frame.attrs.get("frameworks") or sorted({c.rsplit(" ", 1)[0] for c in frame.columns if c.endswith(" mean")})
+    metric = frame.attrs.get("metric", "")
+    headers = ["method"]
+    for fw in frameworks:
+        headers += [f"{fw} {metric}".strip(), f"{fw} gain"]
+    headers.append("gain survives")
+    rows = []
+    for label, rec in frame.iterrows():
+        line = [label if rec["role"] == "baseline" else f"  {label}"]
+        for fw in frameworks:
+            mean, std, n = rec[f"{fw} mean"], rec[f"{fw} std"], int(rec[f"{fw} n"])
+            if math.isnan(mean):
+                line.append("pending")
+            elif math.isnan(std):
+                line.append(f"{mean:.{precision}f} (n={n})")
+            else:
+                line.append(f"{mean:.{precision}f} ± {std:.{precision}f} (n={n})")
+            gain, low, high = rec[f"{fw} gain"], rec[f"{fw} gain low"], rec[f"{fw} gain high"]
+            if rec["role"] == "baseline" or math.isnan(gain):
+                line.append("")
+            elif low != high:
+                line.append(f"{gain:+.{precision}f} [{low:+.{precision}f}, {high:+.{precision}f}]")
+            else:
+                line.append(f"{gain:+.{precision}f}")
+        line.append(rec["gain survives"])
+        rows.append(line)
+    note = (f"\nGain = mean(method) − mean(baseline) in {metric} points; [low, high] = 95 % Welch interval over seeds "
+            "(shown when both rows have ≥ 2 seeds). gain survives: yes = positive in every framework (beyond the seed "
+            "spread where known), unclear = positive but within the spread somewhere, no = negative or sign differs, "
+            "— = fewer than two frameworks measured.\n")
+    return tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True) + "\n" + note
+
+
+def pairs_from_claim(spec: Any, claim_id: str) -> list[tuple[str, str]]:
+    """(method, baseline) display labels from a ``compare`` claim's pairs (e.g. PCB ``pcb-improves-every-base``)."""
+    from ltbench.spec.claims import resolve_ref
+
+    claim = next((c for c in spec.claims if c["id"] == claim_id), None)
+    if claim is None:
+        raise LtbenchError(f"paper {spec.paper!r} has no claim {claim_id!r}", path=spec.path, key="claims",
+                           expected="one of " + ", ".join(c["id"] for c in spec.claims))
+    predicate = claim["predicate"]
+    if predicate.get("kind") != "compare":
+        raise LtbenchError(f"claim {claim_id!r} is a {predicate.get('kind')} predicate", expected="a compare predicate with pairs")
+    return [(resolve_ref(spec, a).display_label, resolve_ref(spec, b).display_label) for a, b in predicate["pairs"]]
+
+
+def values_from_store(
+    spec: Any,
+    table_id: str,
+    frameworks: Sequence[str],
+    *,
+    scale: str,
+    metric: str = "segm.AP",
+    results_dir: str | Path | None = None,
+) -> dict[tuple[str, str], list[float]]:
+    """(row display label, framework) -> the metric per seed, from the plan (per framework) and the store."""
+    from ltbench.render.tables import read_store
+    from ltbench.store.workflow import row_pairs
+
+    results = read_store(results_dir).results
+    table = spec.table(table_id)
+    out: dict[tuple[str, str], list[float]] = {}
+    for fw in frameworks:
+        serves = row_pairs(spec.paper, table.id, scale=scale, framework=fw)
+        for row in table.rows:
+            serve = serves.get((row.group.id, row.id))
+            for pair in getattr(serve, "pairs", ()) or ():
+                value = (results.get(tuple(pair)) or {}).get(metric)
+                if value is not None:
+                    out.setdefault((row.display_label, fw), []).append(float(value))
+    return out
