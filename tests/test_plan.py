@@ -34,8 +34,10 @@ def test_pcb_69_rows_on_about_30_runs(pcb_plan):
     assert counts["rows"] == 69
     per_table = {t: sum(1 for r in pcb_plan.rows if r.table == t) for t in "12345678"}
     assert per_table == {"1": 6, "2": 16, "3": 14, "4": 9, "5": 3, "6": 6, "7": 6, "8": 9}
-    assert counts["runs"] == 26  # 20 on LVIS v0.5, 5 on v1.0 R-50, 1 on v1.0 R-101
-    assert counts["cited_rows"] == 13 and counts["served_cited_rows"] == 1 and counts["reported_only_rows"] == 12
+    # 20 on LVIS v0.5, 8 on v1.0 R-50 (3 of them the reproduced cited baselines of Table 2), 1 on v1.0 R-101
+    assert counts["runs"] == 29
+    assert counts["cited_rows"] == 13 and counts["reproduced_cited_rows"] == 3
+    assert counts["served_cited_rows"] == 3 and counts["reported_only_rows"] == 7
     assert counts["stage2_runs"] == 0
 
 
@@ -90,9 +92,66 @@ def test_cited_rows(pcb_plan):
     served = row(pcb_plan, "3", "LVIS v0.5 R-50-FPN: EQL v2 [29]†")
     assert served.status == "served"
     assert served.run_ids == row(pcb_plan, "2", "EQL v2 [29] (LVIS v0.5)").run_ids
-    loce = row(pcb_plan, "2", "RFS [12] (LVIS v1.0)")
+    loce = row(pcb_plan, "3", "LVIS v1.0 R-50-FPN: LOCE [10]†")
     assert loce.status == "reported_only" and loce.run_ids == [] and "[10] LOCE" in loce.reason
-    assert loce.cells["segm.AP"] == "23.7" and "PwB" not in loce.cells
+    rfs = row(pcb_plan, "2", "RFS [12] (LVIS v1.0)")
+    assert rfs.cells["segm.AP"] == "23.7" and "PwB" not in rfs.cells
+
+
+@pytest.mark.parametrize("base, with_pcb", [
+    ("RFS [12] (LVIS v1.0)", "RFS [12] + PCB (LVIS v1.0)"),
+    ("EQL v2 [29] (LVIS v1.0)", "EQL v2 [29] + PCB (LVIS v1.0)"),
+    ("Seesaw [34] (LVIS v1.0)", "Seesaw [34] + PCB (LVIS v1.0)"),
+])
+def test_cited_v1_baselines_are_reproduced_with_pcbs_recipe(pcb_plan, base, with_pcb):
+    """Table 2's copied v1.0 baselines get PCB's own recipe: the + PCB run without the head and regularizer."""
+    cited, pcb = row(pcb_plan, "2", base), row(pcb_plan, "2", with_pcb)
+    assert cited.status == "planned" and cited.cited["reproduce"] is True and cited.cited["source"]
+    assert len(cited.run_ids) == 1 and cited.view_id == "plain"
+    baseline, improved = pcb_plan.runs[cited.run_ids[0]].config, pcb_plan.runs[pcb.run_ids[0]].config
+    assert baseline["dataset"] == "lvis_v1" and baseline["backbone"] == "r50_fpn"
+    assert baseline["schedule"] == improved["schedule"]  # PCB's 2x, not the cited paper's schedule
+    assert baseline["head"] == {"name": "standard"} and baseline["regularizer"] is None
+    differing = {k for k in baseline if k != "id" and baseline[k] != improved[k]}
+    assert differing == {"head", "regularizer"}
+
+
+@pytest.mark.parametrize("table3, table2", [
+    ("LVIS v1.0 R-50-FPN: Seesaw [34]‡", "Seesaw [34] (LVIS v1.0)"),
+    ("LVIS v1.0 R-50-FPN: EQL v2 [29]†", "EQL v2 [29] (LVIS v1.0)"),
+])
+def test_table3_v1_r50_cited_rows_share_table2_reproduced_runs(pcb_plan, table3, table2):
+    t3, t2 = row(pcb_plan, "3", table3), row(pcb_plan, "2", table2)
+    assert t3.status == "served" and t3.run_ids == t2.run_ids and t3.view_id == t2.view_id
+    assert {k: t2.cells[k] for k in ("segm.AP", "segm.APr", "bbox.AP")} == {
+        k: t3.cells[k] for k in ("segm.AP", "segm.APr", "bbox.AP")}
+    assert pcb_plan.runs[t2.run_ids[0]].tables == ["pcb/2", "pcb/3"]
+
+
+def test_r101_cited_and_unmodelled_rows_stay_reported_only(pcb_plan):
+    for label in ["LVIS v1.0 R-101-FPN: Seesaw [10]‡", "LVIS v1.0 R-101-FPN: EQL v2 [29]†",
+                  "LVIS v0.5 R-50-FPN: BAGS [20]†", "LVIS v1.0 R-101-FPN: BAGS [20]†", "LVIS v0.5 R-50-FPN: LOCE [10]†"]:
+        r = row(pcb_plan, "3", label)
+        assert r.status == "reported_only" and r.run_ids == [], label
+
+
+def test_reproduced_cited_row_in_a_minimal_spec():
+    data = minimal_spec()
+    data["tables"][0]["rows"][-1]["cited"]["reproduce"] = True
+    plan = build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})
+    cited = next(r for r in plan.rows if r.label == "RFS (LVIS v1.0)")
+    assert cited.status == "planned" and cited.cited["reproduce"]
+    config = plan.runs[cited.run_ids[0]].config
+    assert config["dataset"] == "lvis_v1" and config["sampler"] == {"name": "rfs", "t": 0.001}
+    assert plan.counts()["runs"] == 3 and plan.counts()["reproduced_cited_rows"] == 1
+
+
+def test_reproduce_and_served_by_together_is_an_error():
+    data = minimal_spec()
+    data["tables"][0]["rows"][-1]["cited"].update(
+        reproduce=True, served_by={"paper": "pcb", "table": "2", "row": "Softmax", "group": "v0.5"})
+    with pytest.raises(LtbenchError, match=r"rows\[2\] \(row 'RFS'.*cited: a cited row cannot both be reproduced and served"):
+        validate_spec(data, "pcb.yaml")
 
 
 def test_run_id_is_slug_plus_hash_of_canonical_config(pcb_plan):
@@ -287,7 +346,7 @@ def test_served_by_a_cited_row_is_refused():
 def test_tables_index_lists_stage1_before_stage2_and_costs():
     plan = build_plan(["tables/pcb_table2.md"], scale="paper")
     entry = plan.tables_index()["pcb/2"]
-    assert len(entry["runs"]) == 13 and len(entry["views"]) == 13
+    assert len(entry["runs"]) == 16 and len(entry["views"]) == 16
     assert entry["gpu_hours"] == pytest.approx(sum(plan.runs[r].gpu_hours for r in entry["runs"]), abs=0.1)
 
 

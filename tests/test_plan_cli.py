@@ -22,7 +22,8 @@ def test_plan_paper_pcb_json(capsys):
     code, out, _ = run_cli(capsys, "plan", "--paper", "pcb", "--format", "json")
     assert code == 0
     data = json.loads(out)
-    assert data["rows"] == 69 and data["runs"] == 26 and data["cited_rows"] == 13
+    assert data["rows"] == 69 and data["runs"] == 29 and data["cited_rows"] == 13
+    assert data["reproduced_cited_rows"] == 3
     assert {"views", "gpu_hours", "run_list", "row_list", "view_list", "tables"} <= set(data)
     run = data["run_list"][0]
     assert {"id", "config", "cells", "gpu_hours"} <= set(run)
@@ -34,6 +35,13 @@ def test_plan_text_lists_shared_runs(capsys):
     assert code == 0
     assert "rows 15:" in out and "runs shared by more than one table:" in out
     assert "pcb T4 'CM† + N/A' [cm-train]" in out
+
+
+def test_plan_text_lists_reproduced_cited_rows(capsys):
+    code, out, _ = run_cli(capsys, "plan", "tables/pcb_table2.md")
+    assert code == 0
+    assert "cited 3 (reproduced 3, served 0, reported only 0)" in out
+    assert "pcb T2 'Seesaw [34] (LVIS v1.0)' -> v1-mask-r50-rfs-seesaw-cosine-s0-" in out
 
 
 def test_emit_run_and_view_write_the_configs(tmp_path: Path, capsys):

@@ -13,7 +13,8 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
     cost = f"{plan.gpu_hours} GPU-hours" if plan.scale == "paper" else f"{plan.cpu_hours} CPU-hours"
     lines = [
         f"plan: {', '.join(plan.papers) or '(nothing)'}  scale={plan.scale}  framework={fw}",
-        f"rows {c['rows']}: cited {c['cited_rows']} (served {c['served_cited_rows']}, reported only "
+        f"rows {c['rows']}: cited {c['cited_rows']} (reproduced {c['reproduced_cited_rows']}, served "
+        f"{c['served_cited_rows']}, reported only "
         f"{c['reported_only_rows']}), not planned {c['not_planned_rows']}",
         f"runs {c['runs']} (stage-2 {c['stage2_runs']}), views {c['views']}, estimated {cost}",
         "",
@@ -34,6 +35,10 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
             uses = sorted({f"{c['paper']} T{c['table']} {c['row']!r} [{c['view']}]" for c in run.cells})
             lines.append(f"  {run.id}:")
             lines += [f"    {u}" for u in uses]
+    reproduced = [r for r in plan.rows if r.status == "planned" and r.cited]
+    if reproduced:
+        lines += ["", "cited rows reproduced with the citing paper's recipe (still marked cited):"]
+        lines += [f"  {r.paper} T{r.table} {r.label!r} -> {' '.join(r.run_ids)}" for r in reproduced]
     other = [r for r in plan.rows if r.status not in ("planned",)]
     if other:
         lines += ["", "rows without their own run:"]

@@ -143,6 +143,7 @@ class Plan:
             "rows": len(self.rows),
             "cited_rows": sum(1 for r in self.rows if r.cited),
             "served_cited_rows": status.count(SERVED),
+            "reproduced_cited_rows": sum(1 for r in self.rows if r.cited and r.cited.get("reproduce")),
             "reported_only_rows": status.count(REPORTED_ONLY),
             "not_planned_rows": sum(1 for s in status if s not in (PLANNED, SERVED, REPORTED_ONLY)),
             "runs": len(self.runs),
@@ -318,7 +319,8 @@ class _Planner:
         prow = PlanRow(paper=spec.paper, table=table.id, row_id=row.id, label=row.display_label, group=row.group.id,
                        status=PLANNED, run_ids=[], view_id=None, cells=cells, assumptions=list(row.assumptions))
         if row.cited:
-            prow.cited = {"source": row.cited.source, "note": row.cited.note, "served_by": row.cited.served_by}
+            prow.cited = {"source": row.cited.source, "note": row.cited.note, "served_by": row.cited.served_by,
+                          "reproduce": row.cited.reproduce}
         self.plan.rows.append(prow)
         if table.scope != "reproduce":
             prow.status = table.scope
@@ -330,17 +332,22 @@ class _Planner:
             prow.reason = closed
             return
         source_spec, source_row = spec, row
-        if row.cited:
+        if row.cited and row.cited.reproduce:
+            # the citing paper states the whole recipe: plan the row's own run (the row stays cited)
+            prow.reason = (f"cited from {row.cited.source}; reproduced with {spec.paper}'s own recipe "
+                           "for this row")
+        elif row.cited:
             served = row.cited.served_by
             if not served:
                 prow.status = REPORTED_ONLY
                 prow.reason = f"cited from {row.cited.source}; no served_by row"
                 return
             target_spec, target_row = self.find_served(spec, row, served)
-            if target_row.cited:
+            if target_row.cited and not target_row.cited.reproduce:
                 prow.status = REPORTED_ONLY
                 prow.reason = (f"served_by row {target_row.display_label!r} is itself a cited row; "
-                               "point served_by at the row that was actually run")
+                               "point served_by at the row that was actually run (or a cited row with "
+                               "`reproduce: true`)")
                 return
             differences = self.cited_differences(spec, table, row, target_spec, target_row)
             if differences:

@@ -300,7 +300,13 @@ class _Checker:
                 cited_raw = r.get("cited")
                 cited = None
                 if cited_raw is not None:
-                    cited = Cited(cited_raw["source"], cited_raw.get("note", ""), cited_raw.get("served_by"))
+                    cited = Cited(cited_raw["source"], cited_raw.get("note", ""), cited_raw.get("served_by"),
+                                  bool(cited_raw.get("reproduce", False)))
+                    if cited.reproduce and cited.served_by:
+                        self.fail("a cited row cannot both be reproduced and served by another row",
+                                  [*keys, "cited"],
+                                  expected="either `reproduce: true` (own run from this paper's recipe) or "
+                                  "`served_by:` (another row's run)")
                 table.rows.append(Row(
                     paper=paper, table_id=tid, index=ri, id=row_id, label=r["label"], group=group,
                     multi_group=len(groups) > 1, attributes=dict(r.get("attributes", {})), run=r.get("run", {}),
@@ -315,7 +321,7 @@ class _Checker:
         spec_defaults = d["defaults"]
         for ti, table in enumerate(tables):
             for row in table.rows:
-                if table.scope != "reproduce" or (row.cited and not row.cited.served_by):
+                if table.scope != "reproduce" or (row.cited and not row.cited.planned):
                     continue
                 self.check_resolved(spec_defaults, d["tables"][ti], row, ["tables", ti, "rows", row.index])
         for ci, claim in enumerate(d.get("claims", [])):

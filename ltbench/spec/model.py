@@ -78,6 +78,12 @@ class Cited:
     source: str
     note: str = ""
     served_by: dict[str, str] | None = None
+    reproduce: bool = False  # plan the row's own run from the citing paper's recipe (still marked cited)
+
+    @property
+    def planned(self) -> bool:
+        """Whether the planner gives the row a run (its own, or the one of the row it is served by)."""
+        return self.reproduce or self.served_by is not None
 
 
 @dataclass

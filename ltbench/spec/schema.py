@@ -121,6 +121,11 @@ def build_schema() -> dict[str, Any]:
                     "source": {"type": "string", "minLength": 1},
                     "note": {"type": "string"},
                     "served_by": {"anyOf": [row_ref, {"type": "null"}]},
+                    "reproduce": {
+                        "type": "boolean",
+                        "description": "plan a run for the cited row from the citing paper's own recipe "
+                        "(defaults, table, group, row); the row stays marked as cited",
+                    },
                 },
                 "additionalProperties": False,
             },
