@@ -85,8 +85,6 @@ class LogitsBoxHead(BoxHead):
         in_channels, pool_size, hidden: shape of the 2-fc feature head.
     """
 
-    name = "logits"
-
     def __init__(
         self,
         num_classes: int,
@@ -101,8 +99,10 @@ class LogitsBoxHead(BoxHead):
     ) -> None:
         unknown = sorted(set(feature_kwargs) - set(FEATURE_OPTIONS))
         if unknown:
+            registered = [n for n in BOX_HEADS.names() if BOX_HEADS.get(n) is type(self)]
+            head = registered[0] if registered else type(self).__name__
             raise LtbenchError(
-                f"unknown option(s) {', '.join(unknown)} for box head {type(self).__name__}",
+                f"unknown option(s) {', '.join(unknown)} for box head {head!r}",
                 key="loss",
                 expected="options " + ", ".join(head_options(type(self))),
             )
