@@ -79,10 +79,16 @@ def step_alpha(alpha: float, step: int, steps: int) -> float:
     return float(alpha) * step / (steps - 1)
 
 
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if _world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
@@ -135,20 +141,29 @@ class ConfusionMatrixEMA(nn.Module):
                 f"expected fg_probs (P, {num_classes}) and labels_fg (P,), got {tuple(fg_probs.shape)} "
                 f"and {tuple(labels_fg.shape)}"
             )
-        sums = torch.zeros_like(self.matrix).index_add_(0, labels_fg, fg_probs.detach().to(self.matrix.dtype))
-        counts = torch.bincount(labels_fg, minlength=num_classes).to(self.seen)
-        if self.distributed:
+        probs = fg_probs.detach().to(self.matrix.dtype)
+        if self.distributed and _world_size() > 1:
+            # every process contributes a full (C, C) sum so that all_reduce shapes agree
+            sums = F.one_hot(labels_fg, num_classes).to(probs.dtype).t() @ probs
+            counts = torch.bincount(labels_fg, minlength=num_classes).to(self.seen)
             sums = _all_reduce_sum(sums)
             counts = _all_reduce_sum(counts)
-        present = counts > 0
-        if present.any():
-            means = sums[present] / counts[present, None].to(sums.dtype)
-            rows = self.momentum * self.matrix[present] + (1.0 - self.momentum) * means
+            rows = torch.nonzero(counts > 0).flatten()
+            sums, row_counts = sums[rows], counts[rows]
+        else:
+            # only the rows present in the batch: (U, C) instead of (C, C)
+            rows, inverse = torch.unique(labels_fg, return_inverse=True)
+            sums = F.one_hot(inverse, max(rows.numel(), 1))[:, : rows.numel()].to(probs.dtype).t() @ probs
+            row_counts = torch.bincount(inverse, minlength=rows.numel()).to(self.seen)
+            counts = torch.zeros_like(self.seen).index_add_(0, rows, row_counts)
+        if rows.numel():
+            means = sums / row_counts[:, None].to(sums.dtype)
+            updated = self.momentum * self.matrix[rows] + (1.0 - self.momentum) * means
             if self.renormalize_rows:
-                rows = rows / rows.sum(dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
-            self.matrix[present] = rows
+                updated = updated / updated.sum(dim=1, keepdim=True).clamp_min(torch.finfo(updated.dtype).tiny)
+            self.matrix[rows] = updated
         self.seen += counts
-        return present
+        return counts > 0
 
 
 def fightback_targets(matrix: torch.Tensor, labels_fg: torch.Tensor, *, normalize_columns: bool = True) -> torch.Tensor:
@@ -164,11 +179,11 @@ def fightback_targets(matrix: torch.Tensor, labels_fg: torch.Tensor, *, normaliz
     Returns:
         (P, C) targets.
     """
-    cm = matrix.detach()
+    columns = matrix.detach()[:, labels_fg]  # (C, P); only the columns needed, not the whole matrix
     if normalize_columns:
-        total = cm.sum(dim=0, keepdim=True)
-        cm = torch.where(total > 0, cm / total.clamp_min(torch.finfo(cm.dtype).tiny), torch.zeros_like(cm))
-    return cm[:, labels_fg].t()
+        total = columns.sum(dim=0, keepdim=True)
+        columns = torch.where(total > 0, columns / total.clamp_min(torch.finfo(columns.dtype).tiny), torch.zeros_like(columns))
+    return columns.t()
 
 
 def foreground_distribution(logits: torch.Tensor, num_classes: int, background: Background, variant: str) -> torch.Tensor:
