@@ -1,0 +1,170 @@
+"""AP-fixed / AP-pool (ltbench.evaluation.ap_fixed) against a hand-computed case and the LVIS API."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ltbench.errors import LtbenchError
+from ltbench.evaluation.ap_fixed import evaluate_fixed, pooled_precision, top_k_per_class
+
+
+def box_ann(ann_id, image_id, category_id, x, y, w=10, h=10):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": [x, y, w, h], "area": w * h,
+            "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]}
+
+
+def det(image_id, category_id, x, y, score, w=10, h=10):
+    return {"image_id": image_id, "category_id": category_id, "bbox": [x, y, w, h], "score": score}
+
+
+def hand_case():
+    """Category 1 ('f'): GT on images 1 and 2. Category 2 ('r'): GT on image 2, listed negative on image 1.
+
+    Image 3 has no annotations and no negative list, so any detection there is not evaluated.
+    """
+    gt = {
+        "images": [
+            {"id": 1, "height": 100, "width": 100, "neg_category_ids": [2], "not_exhaustive_category_ids": []},
+            {"id": 2, "height": 100, "width": 100, "neg_category_ids": [], "not_exhaustive_category_ids": []},
+            {"id": 3, "height": 100, "width": 100, "neg_category_ids": [], "not_exhaustive_category_ids": []},
+        ],
+        "categories": [{"id": 1, "name": "a", "frequency": "f", "image_count": 2, "instance_count": 2},
+                       {"id": 2, "name": "b", "frequency": "r", "image_count": 1, "instance_count": 1}],
+        "annotations": [box_ann(1, 1, 1, 0, 0), box_ann(2, 2, 1, 50, 50), box_ann(3, 2, 2, 20, 70)],
+    }
+    dets = [
+        det(1, 1, 0, 0, 0.9),     # TP for A
+        det(2, 1, 80, 0, 0.8),    # FP for A (no overlap)
+        det(2, 1, 50, 50, 0.7),   # TP for A
+        det(1, 2, 30, 30, 0.95),  # FP for B (B is negative on image 1)
+        det(2, 2, 20, 70, 0.6),   # TP for B
+        det(3, 2, 0, 0, 0.99),    # image 3: B neither positive nor negative -> not evaluated
+    ]
+    return gt, dets
+
+
+# Hand computation (IoU is 1 or 0, so every IoU threshold gives the same curve; 101 recall points):
+# A ranked TP, FP, TP over 2 GT: recall .5 .5 1, precision 1 .5 2/3 -> interpolated 1 up to recall .5
+#   (51 points: 0.00..0.50), 2/3 for 0.51..1.00 (50 points): AP_A = (51 + 50 * 2/3) / 101.
+# B ranked FP, TP over 1 GT: precision 0, .5 -> interpolated .5 everywhere: AP_B = .5.
+# Pool "all": FP(.95) TP(.9) FP(.8) TP(.7) TP(.6) over 3 GT: precision 0 .5 1/3 .5 .6 -> interpolated
+#   .6 at every recall point: AP_pool = .6.
+AP_A = (51 + 50 * 2 / 3) / 101
+AP_B = 0.5
+
+
+def test_hand_computed_case():
+    gt, dets = hand_case()
+    m = evaluate_fixed("<gt>", "<dets>", ("bbox",), gt_data=gt, dets_data=dets)
+    assert m["bbox.APfixed"] == pytest.approx(100 * (AP_A + AP_B) / 2)
+    assert m["bbox.APfixed_f"] == pytest.approx(100 * AP_A)
+    assert m["bbox.APfixed_r"] == pytest.approx(100 * AP_B)
+    assert m["bbox.APfixed_c"] == -1.0 and m["bbox.APpool_c"] == -1.0
+    assert m["bbox.APpool"] == pytest.approx(60.0)
+    assert m["bbox.APpool_f"] == pytest.approx(100 * AP_A)  # a one-category pool is that category's AP
+    assert m["bbox.APpool_r"] == pytest.approx(50.0)
+
+
+def test_per_class_budget_is_applied():
+    gt, dets = hand_case()
+    # K = 2: A keeps TP(.9) and FP(.8) -> recall reaches only .5: AP_A = 51/101; B keeps its two
+    # highest: image 3's (not evaluated) and FP(.95) -> AP_B = 0.
+    m = evaluate_fixed("<gt>", "<dets>", ("bbox",), gt_data=gt, dets_data=dets, dets_per_class=2)
+    assert m["bbox.APfixed_f"] == pytest.approx(100 * 51 / 101)
+    assert m["bbox.APfixed_r"] == pytest.approx(0.0)
+    # pool: FP(.95) TP(.9) FP(.8) over 3 GT: precision 0 .5 1/3 -> .5 up to recall 1/3 (34 points)
+    assert m["bbox.APpool"] == pytest.approx(100 * 0.5 * 34 / 101)
+
+
+def test_no_per_image_cap(tmp_path):
+    """Standard LVIS evaluation keeps the top 300 per image; AP-fixed keeps everything within the class budget."""
+    import json
+
+    from ltbench.evaluation.lvis_eval import evaluate
+
+    gt, dets = hand_case()
+    # 400 false positives of category 1 on image 1, all scored above A's true positive there (.9):
+    # image 1 then has 402 detections and a 300 cap drops that true positive.
+    extra = [det(1, 1, 60, 60 + (i % 30), 0.91 + i * 1e-5) for i in range(400)]
+    fixed = evaluate_fixed("<gt>", "<dets>", ("bbox",), gt_data=gt, dets_data=dets + extra)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets + extra))
+    standard = evaluate(tmp_path / "gt.json", tmp_path / "dets.json", iou_types=("bbox",))
+    # A ranked: 400 FP, TP(.9), FP(.8), TP(.7) over 2 GT -> precision 1/401 at recall .5, 2/403 at 1;
+    # interpolation takes the better 2/403 at every recall point
+    assert fixed["bbox.APfixed_f"] == pytest.approx(100 * 2 / 403)
+    # standard: image 1 keeps its top 300 (B's FP at .95 and 299 of A's FPs), so A's TP there is gone:
+    # 299 FP, FP(.8), TP(.7) -> precision 1/301 up to recall .5, nothing beyond
+    assert standard["bbox.APf"] == pytest.approx(100 * 51 / 301 / 101)
+    assert standard["bbox.APr"] == pytest.approx(fixed["bbox.APfixed_r"])  # B untouched
+
+
+def test_top_k_per_class_keeps_order_and_ties():
+    dets = [det(1, 1, 0, 0, s) for s in (0.5, 0.9, 0.5, 0.7)] + [det(1, 2, 0, 0, 0.1)]
+    kept = top_k_per_class(dets, 2)
+    assert [d["score"] for d in kept if d["category_id"] == 1] == [0.9, 0.7]
+    kept = top_k_per_class(dets, 3)
+    ones = [d for d in kept if d["category_id"] == 1]
+    assert [d["score"] for d in ones] == [0.9, 0.7, 0.5] and ones[2] is not dets[0]  # copies, stable tie
+    assert len(top_k_per_class(dets)) == 5
+    with pytest.raises(LtbenchError, match="dets_per_class"):
+        top_k_per_class(dets, 0)
+
+
+def random_case(seed):
+    rng = random.Random(seed)
+    images = [{"id": i, "height": 64, "width": 64, "neg_category_ids": [], "not_exhaustive_category_ids": []}
+              for i in range(1, 7)]
+    cats = [{"id": c, "name": f"c{c}", "frequency": "rcf"[c % 3]} for c in range(1, 6)]
+    anns, dets = [], []
+    for img in images:
+        for c in rng.sample(range(1, 6), 2):
+            x, y = rng.randint(0, 40), rng.randint(0, 40)
+            anns.append(box_ann(len(anns) + 1, img["id"], c, x, y, 16, 16))
+            for _ in range(3):
+                dets.append(det(img["id"], c, x + rng.randint(-6, 6), y + rng.randint(-6, 6), rng.random(), 16, 16))
+        img["neg_category_ids"] = [c for c in range(1, 6) if rng.random() < 0.3 and
+                                   all(a["category_id"] != c or a["image_id"] != img["id"] for a in anns)]
+        for c in img["neg_category_ids"]:
+            dets.append(det(img["id"], c, rng.randint(0, 40), rng.randint(0, 40), rng.random(), 16, 16))
+    return {"images": images, "categories": cats, "annotations": anns}, dets
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fixed_equals_lvis_api_when_no_cap_binds(seed, tmp_path):
+    """With few detections per image neither budget binds: AP-fixed == the LVIS API's AP (and r/c/f)."""
+    import json
+
+    from ltbench.evaluation.lvis_eval import evaluate
+
+    gt, dets = random_case(seed)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    standard = evaluate(tmp_path / "gt.json", tmp_path / "dets.json", iou_types=("bbox",))
+    fixed = evaluate_fixed(tmp_path / "gt.json", tmp_path / "dets.json", ("bbox",))
+    for ours, theirs in (("APfixed", "AP"), ("APfixed_r", "APr"), ("APfixed_c", "APc"), ("APfixed_f", "APf")):
+        assert fixed[f"bbox.{ours}"] == pytest.approx(standard[f"bbox.{theirs}"], abs=1e-9), ours
+    # pooling is not averaging: AP-pool differs from AP-fixed on random scores
+    assert fixed["bbox.APpool"] != pytest.approx(fixed["bbox.APfixed"], abs=1e-6)
+
+
+def test_pooled_precision_edge_cases():
+    import numpy as np
+
+    assert pooled_precision([], 1, [0.0, 1.0]) is None
+    only_ignored = {"dt_scores": [0.5], "dt_matches": np.zeros((1, 1)), "dt_ignore": np.zeros((1, 1)),
+                    "gt_ignore": np.array([1])}
+    assert pooled_precision([only_ignored], 1, [0.0, 1.0]) is None
+    no_dets = {"dt_scores": [], "dt_matches": np.zeros((1, 0)), "dt_ignore": np.zeros((1, 0)), "gt_ignore": np.array([0])}
+    precision, recall = pooled_precision([no_dets], 1, [0.0, 1.0])
+    assert precision.tolist() == [[0.0, 0.0]] and recall.tolist() == [0.0]
+
+
+def test_bad_arguments():
+    gt, dets = hand_case()
+    with pytest.raises(LtbenchError, match="unknown iou type"):
+        evaluate_fixed("<gt>", None, ("keypoints",), gt_data=gt, dets_data=dets)
+    with pytest.raises(LtbenchError, match="unknown AP-pool pool"):
+        evaluate_fixed("<gt>", None, ("bbox",), gt_data=gt, dets_data=dets, pools=("all", "rare"))
