@@ -335,3 +335,21 @@ def test_cli_bad_input_exits_2_with_the_record(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "d.json: [3].category_id: unknown category_id 12345" in err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_crowd_and_ignore_flags_follow_the_lvis_api(tmp_path: Path) -> None:
+    """LVIS ignores ``iscrowd`` but honours ``ignore``; the fast path must give the same numbers."""
+    gt = synthetic.make_ground_truth(12, 8, seed=11)
+    dets = synthetic.make_detections(gt, 40, seed=12)
+    for k, ann in enumerate(gt["annotations"]):
+        if k % 3 == 0:
+            ann["iscrowd"] = 1
+    gt_file, dets_file = _write(tmp_path, "gt.json", gt), _write(tmp_path, "d.json", dets)
+    ref = le.evaluate(gt_file, dets_file, evaluator="lvis-api")
+    assert _max_diff(ref, le.evaluate(gt_file, dets_file, evaluator="fast", workers=1)) < 1e-9
+    for k, ann in enumerate(gt["annotations"]):
+        ann["ignore"] = int(k % 4 == 0)
+    gt_file = _write(tmp_path, "gt2.json", gt)
+    ref2 = le.evaluate(gt_file, dets_file, evaluator="lvis-api")
+    assert ref2 != ref
+    assert _max_diff(ref2, le.evaluate(gt_file, dets_file, evaluator="fast", workers=1)) < 1e-9

@@ -506,15 +506,17 @@ def _stub_unmatchable_masks(gt: GroundTruth, dets: list[dict]) -> list[dict]:
     return out
 
 
-def _evaluate_pairs(ev: Any) -> None:
-    """``COCOeval_faster.evaluate`` without its per-(image, category) Python dictionaries.
+def _evaluate_pairs(ev: Any, group_size: int = 16) -> None:
+    """``COCOeval_faster.evaluate`` without work on empty (image, category) pairs.
 
     faster-coco-eval 1.8.0 builds a dict over *every* image x category pair (6 million on LVIS v1
-    val) before its C++ matcher runs, and computes mask IoUs in a thread pool; both cost more than the
-    matching itself. Here IoUs are computed only for the pairs that have both ground truth and
-    detections (``_nonempty_iou_pairs``, which faster-coco-eval itself uses to skip the rest), every
-    other entry is the same empty list, and the C++ matcher/accumulator is called exactly as
-    faster-coco-eval calls it. Equality with the LVIS API is what the tests check.
+    val), computes mask IoUs in a thread pool, and its C++ matcher visits every pair. Here IoUs are
+    computed only for the pairs that have both ground truth and detections (``_nonempty_iou_pairs``,
+    which faster-coco-eval itself uses to skip the rest), and the C++ matcher/accumulator is called
+    once per group of categories with only the images those categories touch (ground truth or a
+    detection): an untouched image adds nothing to a category's precision or recall, and categories
+    are accumulated independently, so the arrays are the same. Equality with the LVIS API is what the
+    tests check.
     """
     import copy
 
@@ -531,15 +533,38 @@ def _evaluate_pairs(ev: Any) -> None:
         return
     from faster_coco_eval import faster_eval_api_cpp as _C
 
-    img_pos = {int(i): n for n, i in enumerate(p.imgIds)}
-    cat_pos = {int(c): k for k, c in enumerate(p.catIds)}
-    empty: list = []
-    ious = [[empty] * len(p.catIds) for _ in p.imgIds]
-    for img_id, cat_id in pairs:
-        ious[img_pos[img_id]][cat_pos[cat_id]] = ev.computeIoU(img_id, cat_id)
+    cat_ids = [int(c) for c in p.catIds]
+    img_ids = [int(i) for i in p.imgIds]
+    # Which images each category touches (has ground truth or a detection in, after LVIS' filter).
+    touched: dict[int, set[int]] = {c: set() for c in cat_ids}
+    for ann in ev.cocoGt.dataset["annotations"]:
+        touched[ann["category_id"]].add(ann["image_id"])
+    for det in ev.cocoDt.dataset["annotations"]:
+        if det["category_id"] in touched:
+            touched[det["category_id"]].add(det["image_id"])
+    ious_of = {pair: ev.computeIoU(*pair) for pair in pairs}
     ev._paramsEval = copy.deepcopy(p)
-    ev.eval = _C.COCOevalEvaluateAccumulate(ev._paramsEval, ious, ev.gt_dataset, ev.dt_dataset,
-                                            p.imgIds, p.catIds, True)
+    empty: list = []
+    precisions, recalls, order = [], [], []
+    for group in _category_groups(touched, group_size):
+        imgs = sorted(set().union(*(touched[c] for c in group))) or img_ids[:1]
+        ious = [[ious_of.get((i, c), empty) for c in group] for i in imgs]
+        params = copy.copy(ev._paramsEval)  # the accumulator sizes its arrays from these lists
+        params.imgIds, params.catIds = imgs, group
+        res = _C.COCOevalEvaluateAccumulate(params, ious, ev.gt_dataset, ev.dt_dataset, imgs, group, True)
+        precisions.append(np.asarray(res["precision"]))
+        recalls.append(np.asarray(res["recall"]))
+        order.extend(group)
+    pos = np.argsort([cat_ids.index(c) for c in order], kind="stable")
+    ev.eval = {"precision": np.concatenate(precisions, axis=2)[:, :, pos],
+               "recall": np.concatenate(recalls, axis=1)[:, pos]}
+
+
+def _category_groups(touched: Mapping[int, set[int]], group_size: int) -> list[list[int]]:
+    """Categories in groups of ``group_size``, sorted by how many images they touch, so that each
+    group's image set (the union) stays close to its members' own."""
+    ranked = sorted(touched, key=lambda c: (len(touched[c]), c))
+    return [ranked[k:k + group_size] for k in range(0, len(ranked), group_size)]
 
 
 def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[int], Any, Any]:
@@ -594,6 +619,15 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
     # nor in its negative list. Dropping them here (order kept) changes no number, saves faster-coco-eval
     # the work, and avoids its crash on an image whose detections are all dropped
     # (faster-coco-eval 1.8.0 looks up that image's size and fails with "unordered_map::at").
+    annotations = gt.data["annotations"]
+    if any(a.get("ignore") for a in annotations):
+        # LVIS honours a ground-truth "ignore" flag; faster-coco-eval replaces it by iscrowd.
+        _log.warning("ground truth has 'ignore' flags, which only the LVIS API honours: using it")
+        return run_lvis_api(gt, dets, iou_types)
+    if any(a.get("iscrowd") for a in annotations):
+        # The LVIS API treats every object as non-crowd; faster-coco-eval would not.
+        data = {**gt.data, "annotations": [{k: v for k, v in a.items() if k != "iscrowd"} for a in annotations]}
+        gt = GroundTruth(gt.path, data, gt.image_sizes, gt.category_ids, gt.frequency)
     evaluated = federated_filter(gt, limit_dets_per_image(dets, MAX_DETS))
     if "segm" in iou_types:
         evaluated = _stub_unmatchable_masks(gt, evaluated)
@@ -608,6 +642,8 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
     # segm first: it is the heavier half, and the first task runs in this process.
     tasks = [(t, g) for t in sorted(iou_types, key=lambda t: t != "segm") for g in groups]
     _FORK_SHARED.update(gt=gt, dets=evaluated)
+    # Imported once here, before forking, rather than in every worker.
+    import faster_coco_eval.core.faster_eval_api  # noqa: F401
     try:
         if workers <= 1 or len(tasks) == 1:
             parts = [_fast_task(*task) for task in tasks]
