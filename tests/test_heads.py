@@ -303,3 +303,12 @@ def test_a_softmax_checkpoint_loads_strictly_into_stateless_ce_family_heads(name
     target = _head(name, "last")
     target.load_state_dict(source.state_dict(), strict=True)
     assert torch.equal(target.cls_score.weight, source.cls_score.weight)
+
+
+@pytest.mark.parametrize("name", PART1_HEADS)
+def test_an_empty_batch_gives_zero_loss_not_nan(name):
+    head = _head(name, "first")
+    out = head(torch.randn(0, 4, 2, 2))
+    losses = head.classification_losses(out, torch.zeros(0, dtype=torch.long))
+    assert all(v.item() == 0.0 for v in losses.values())
+    assert head.probabilities(out).shape == (0, C + 1)

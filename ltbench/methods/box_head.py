@@ -176,7 +176,8 @@ class SoftmaxBoxHead(BoxHead):
 
     def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Loss terms of one step's (R, C+1) logits (recurrent heads apply it per step)."""
-        return {"loss_cls": F.cross_entropy(logits, labels)}
+        # mean over the R RoIs; sum / max(R, 1) so an empty batch gives 0 instead of NaN
+        return {"loss_cls": F.cross_entropy(logits, labels, reduction="sum") / max(labels.numel(), 1)}
 
     def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(R, C+1) logits -> (R, C+1) probabilities in ``background`` convention."""

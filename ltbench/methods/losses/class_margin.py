@@ -47,4 +47,5 @@ def margin_cross_entropy(
     """Mean CE over R RoIs of ``scale * (z - Delta_y * onehot(y))``; logits (R, K), margins_k (K,)."""
     shift = margins_k.to(logits)[labels]
     adjusted = logits.scatter_add(1, labels[:, None], -shift[:, None])
-    return F.cross_entropy(scale * adjusted, labels)
+    # sum / max(R, 1): an empty batch gives 0, not NaN
+    return F.cross_entropy(scale * adjusted, labels, reduction="sum") / max(labels.numel(), 1)

@@ -81,7 +81,7 @@ class OnlineLabelSmoothing(nn.Module):
             self.epoch.fill_(epoch)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hard = F.cross_entropy(logits, labels)
+        hard = F.cross_entropy(logits, labels, reduction="sum") / max(labels.numel(), 1)
         soft = soft_cross_entropy(logits, self.soft_labels[labels])
         if self.training:
             self.accumulate(logits.detach(), labels)
