@@ -27,7 +27,7 @@ rule evaluate:
     shell:
         "({params.cmd} evaluate --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann}"
         " --proposal-stats {input.stats} --evaluator {params.evaluator} --out {output.metrics}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --run {wildcards.run} --view {wildcards.view} --stage evaluate --log {log}; exit 1; }}"
+        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage evaluate --log {log}; exit 1; }}"
 
 
 rule record:

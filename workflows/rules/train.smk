@@ -81,7 +81,7 @@ rule train:
         "(OMP_NUM_THREADS={threads} {params.cmd} train --run-config {input.run} --workdir {params.workdir}"
         " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir}"
         " --out {output.done}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --run {wildcards.run} --stage train --log {log}; exit 1; }}"
+        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
 
 
 rule predict:
@@ -113,4 +113,4 @@ rule predict:
     shell:
         "(OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {input.view}"
         " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
+        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"

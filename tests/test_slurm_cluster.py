@@ -1,0 +1,241 @@
+"""The slurm profile works against a real SLURM cluster (Debian slurm-wlm + munge) on localhost.
+
+The test starts its own single-node cluster (munged if none is running, slurmctld and slurmd on
+private ports with their state in a temporary folder), runs the real Snakefile with
+``--profile slurm --config scale=smoke`` in a scratch copy of the workflow, and stops what it started.
+The SLURM job evaluates a detections file built from the ground truth itself, so the metrics must be
+perfect (AP = 100): proof that a real sbatch job ran the evaluate rule end to end.
+
+Skipped where SLURM or munge is not installed, when not running as root (the daemons need it), or
+when a SLURM configuration already exists at /etc/slurm/slurm.conf (a real cluster: left alone).
+
+The configuration must sit at the default path: the SLURM plugin's job step (snakemake-executor-plugin-
+slurm-jobstep 0.6) removes every ``SLURM_*`` variable but a few ids from the environment of its nested
+``srun``, ``SLURM_CONF`` included, so a configuration elsewhere is not found inside the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ltbench import paths
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "scontrol", "munge", "unmunge")
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+
+
+def _skip_reason() -> str | None:
+    missing = [d for d in DAEMONS if _which(d) is None]
+    if missing:
+        return "SLURM/munge not installed (apt-get install slurm-wlm munge): missing " + ", ".join(missing)
+    if os.geteuid() != 0:
+        return "starting slurmctld/slurmd/munged needs root"
+    if not Path("/etc/munge/munge.key").is_file():
+        return "no /etc/munge/munge.key (created by the munge package)"
+    if DEFAULT_CONF.exists():
+        return f"{DEFAULT_CONF} exists (a configured SLURM installation is not touched)"
+    return None
+
+
+def _munge_works() -> bool:
+    try:
+        cred = subprocess.run([_which("munge"), "-n"], capture_output=True, timeout=10, check=True).stdout
+        return subprocess.run([_which("unmunge")], input=cred, capture_output=True, timeout=10).returncode == 0
+    except (subprocess.SubprocessError, OSError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A running single-node cluster; yields the environment that points clients at it."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "log"):
+        (root / sub).mkdir()
+    started_munged = False
+    if not _munge_works():
+        Path("/run/munge").mkdir(parents=True, exist_ok=True)
+        shutil.chown("/run/munge", "munge", "munge")
+        subprocess.run(["runuser", "-u", "munge", "--", _which("munged")], check=True, timeout=30)
+        started_munged = True
+        for _ in range(50):
+            if _munge_works():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.skip("munged did not come up")
+    host = socket.gethostname().split(".")[0]
+    mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
+    conf = DEFAULT_CONF
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(
+        "\n".join([
+            "ClusterName=ltbenchtest",
+            f"SlurmctldHost={host}",
+            f"SlurmctldPort={_free_port()}",
+            f"SlurmdPort={_free_port()}",
+            "AuthType=auth/munge",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            f"StateSaveLocation={root / 'state'}",
+            f"SlurmdSpoolDir={root / 'spool'}",
+            f"SlurmctldPidFile={root / 'slurmctld.pid'}",
+            f"SlurmdPidFile={root / 'slurmd.pid'}",
+            f"SlurmctldLogFile={root / 'log' / 'slurmctld.log'}",
+            f"SlurmdLogFile={root / 'log' / 'slurmd.log'}",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core_Memory",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "SlurmUser=root",
+            "ReturnToService=2",
+            "MinJobAge=600",  # squeue must still see finished jobs when the plugin asks
+            f"NodeName={host} CPUs={os.cpu_count()} RealMemory={mem_mb} State=UNKNOWN",
+            f"PartitionName=ltbench Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+            "",
+        ])
+    )
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    env.pop("SLURM_JOB_ID", None)
+    try:
+        subprocess.run([_which("slurmctld")], env=env, check=True, timeout=60)
+        subprocess.run([_which("slurmd")], env=env, check=True, timeout=60)
+        for _ in range(60):
+            out = subprocess.run([_which("sinfo"), "-h", "-o", "%t"], env=env, capture_output=True, text=True).stdout
+            if out.strip() in ("idle", "mix", "alloc"):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.skip(f"the SLURM node did not become idle: {out!r}; see {root / 'log'}")
+        yield env
+    finally:
+        subprocess.run([_which("scontrol"), "shutdown"], env=env, capture_output=True, timeout=60)
+        for pid_file in (root / "slurmctld.pid", root / "slurmd.pid"):
+            _wait_gone(pid_file)
+        conf.unlink(missing_ok=True)
+        if started_munged:
+            _wait_gone(Path("/run/munge/munged.pid"), kill=True)
+
+
+def _wait_gone(pid_file: Path, kill: bool = False) -> None:
+    """Wait for the daemon of ``pid_file`` to exit (SIGTERM it first when ``kill``), SIGKILL after 20 s."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if kill:
+        _signal(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not _alive(pid):
+            return
+        time.sleep(0.2)
+    _signal(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _scratch_workflow(tmp: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, configs, profiles) so results land in ``tmp``."""
+    work = tmp / "wf"
+    work.mkdir()
+    shutil.copy2(paths.REPO_ROOT / "Snakefile", work / "Snakefile")
+    shutil.copytree(paths.REPO_ROOT / "workflows", work / "workflows", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(paths.REPO_ROOT / "profiles", work / "profiles")
+    (work / "slurm").symlink_to("profiles/slurm")
+    return work
+
+
+def _perfect_detections(gt_path: Path, out_dir: Path) -> None:
+    """Detections = the ground truth with score 1 (AP 100), plus a diagonal confusion matrix."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    gt = json.loads(gt_path.read_text())
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    dets = []
+    for a in gt["annotations"]:
+        h, w = sizes[a["image_id"]]
+        seg = a["segmentation"]
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if isinstance(seg, list) else seg
+        if isinstance(rle["counts"], bytes):
+            rle = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+        dets.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0,
+                     "segmentation": rle})
+    out_dir.mkdir(parents=True)
+    (out_dir / "detections.json").write_text(json.dumps(dets))
+    cats = np.array(sorted(c["id"] for c in gt["categories"]), dtype=np.int64)
+    n = len(cats)
+    np.savez(out_dir / "proposal_stats.npz", category_ids=cats, cm_sum=np.eye(n), cm_count=np.ones(n, dtype=np.int64),
+             cls_pred=np.arange(n, dtype=np.int64), cls_target=np.arange(n, dtype=np.int64))
+
+
+def test_snakemake_slurm_profile_runs_a_smoke_job_through_sbatch(slurm_cluster, tmp_path):
+    from ltbench.data.datasets import ensure
+    from ltbench.plan import build_plan
+
+    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
+    os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]  # for ensure() below, in this process
+    try:
+        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
+        row = next(r for r in plan.rows if r.run_ids and r.group == "v0.5")
+        run_id, view_id = row.run_ids[0], row.view_id
+        data = ensure(plan.runs[run_id].config["dataset"], "smoke")
+    finally:
+        os.environ.pop("LTBENCH_DATA", None)
+    work = _scratch_workflow(tmp_path)
+    _perfect_detections(data.val, work / "results" / "predictions" / run_id / view_id)
+    target = f"results/metrics/{run_id}/{view_id}.json"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", "slurm", "--config", "scale=smoke",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
+        # predictions were made above: only evaluate (and the local data check) may run
+        "--allowed-rules", "evaluate", "data", "--", target,
+    ]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=420)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "SLURM" in log and "jobid" in log.lower(), log[-2000:]
+    metrics = json.loads((work / target).read_text())
+    assert metrics["bbox.AP"] == pytest.approx(100.0, abs=1e-6)
+    assert metrics["segm.AP"] == pytest.approx(100.0, abs=1e-6)
+    # the job really ran under SLURM: its log and SLURM's own job log exist
+    assert (work / "results" / "logs" / run_id / f"evaluate_{view_id}.log").is_file()
+    assert list((work / ".snakemake" / "slurm_logs").rglob("*.log")), "no SLURM job log"
