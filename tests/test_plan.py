@@ -357,3 +357,79 @@ def test_run_ids_match_the_store_contract_check():
     for scale in ("smoke", "paper"):
         plan = build_plan(scale=scale)
         assert all(run_id_matches(run.config) for run in plan.runs.values())
+
+
+# ---- three training stages (NOTES item 5) and post-hoc stage 2 (NOTES item 10) -----------------------
+@pytest.fixture(scope="module")
+def bags_plan():
+    return build_plan(["tables/bags_table5.md", "tables/bags_table1.md"], scale="smoke")
+
+
+def _bags_row(plan, table, label_start):
+    found = [r for r in plan.rows if r.paper == "bags" and r.table == table and r.label.startswith(label_start)]
+    assert len(found) == 1, (table, label_start)
+    return found[0]
+
+
+def test_bags_table5_three_stages_share_the_bags_run(bags_plan):
+    """Rows (3)/(4) fine-tune Table 5 (1)'s BAGS model: one BAGS run, itself after the baseline."""
+    bags_run = _bags_row(bags_plan, "5", "(1)").run_ids[0]
+    baseline = _bags_row(bags_plan, "1", "(1)").run_ids[0]
+    assert bags_plan.runs[bags_run].stage1 == baseline
+    assert bags_plan.runs[baseline].stage1 is None
+    for label in ("(3)", "(4)"):
+        final = bags_plan.runs[_bags_row(bags_plan, "5", label).run_ids[0]]
+        assert final.config["stage2"]["name"] == "finetune" and final.stage1 == bags_run
+    same_name = [r for r in bags_plan.runs.values()
+                 if (r.config["stage2"] or {}).get("name") == "bags" and r.config["stage2"].get("beta") == 1
+                 and r.config["stage2"].get("trainable") == "fc_cls"]
+    assert [r.id for r in same_name] == [bags_run]  # no duplicate without its dependency
+    order = bags_plan.tables_index()["bags/5"]["runs"]
+    assert order.index(baseline) < order.index(bags_run) < order.index(_bags_row(bags_plan, "5", "(3)").run_ids[0])
+
+
+def test_three_stage_chain_in_a_minimal_spec_with_seeds():
+    data = minimal_spec()
+    data["defaults"]["seeds"] = 2
+    bags = {"name": "bags", "beta": 1, "schedule": {"epochs": 12}}
+    data["tables"][0]["rows"] += [
+        {"label": "BAGS", "group": "v0.5", "run": {"stage2": bags}, "reported": {"segm.AP": "23.0"}},
+        {"label": "tune", "group": "v0.5", "run": {"stage2": {"name": "finetune", "schedule": {"epochs": 12}}},
+         "stage1": {"stage2": bags}, "reported": {"segm.AP": "23.1"}}]
+    plan = build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})
+    softmax = next(r for r in plan.rows if r.label == "Softmax (LVIS v0.5)").run_ids
+    bags_ids = next(r for r in plan.rows if r.label == "BAGS (LVIS v0.5)").run_ids
+    tune_ids = next(r for r in plan.rows if r.label == "tune (LVIS v0.5)").run_ids
+    for seed in range(2):
+        tune = plan.runs[tune_ids[seed]].config
+        assert tune["seed"] == seed and tune["stage1"] == bags_ids[seed]
+        assert plan.runs[bags_ids[seed]].config["stage1"] == softmax[seed]
+        assert plan._with_dependencies(tune_ids[seed]) == [softmax[seed], bags_ids[seed], tune_ids[seed]]
+    assert plan.counts()["stage2_runs"] == 4  # 2 seeds x (BAGS, fine-tune); no stage-1 BAGS duplicate
+
+
+def test_post_hoc_stage2_runs_train_nothing():
+    plan = build_plan(["tables/bags_table1.md"], scale="paper")
+    by_method = {}
+    for run in plan.runs.values():
+        if run.config["stage2"]:
+            by_method.setdefault(run.config["stage2"]["name"], []).append(run)
+    for name in ("tau_norm", "ncm"):
+        for run in by_method[name]:
+            assert run.config["schedule"]["iterations"] == 0 and run.config["schedule"]["name"] == "post_hoc"
+    tau = by_method["tau_norm"][0]
+    views = sum(1 for v in plan.views if v.run_id == tau.id)
+    from ltbench.plan import cost
+    assert tau.gpu_hours == pytest.approx(views * 5000 * cost.EVAL_SECONDS_PER_IMAGE / 3600, abs=0.01)  # evaluation only
+    ncm = by_method["ncm"][0]
+    assert 0 < ncm.gpu_hours < by_method["bags"][0].gpu_hours / 5  # one forward pass over train, no training
+    assert tau.gpu_hours < ncm.gpu_hours
+
+
+def test_post_hoc_stage2_with_a_schedule_is_an_error():
+    data = minimal_spec()
+    data["tables"][0]["rows"].append({"label": "tau", "group": "v0.5",
+                                      "run": {"stage2": {"name": "tau_norm", "schedule": {"epochs": 12}}},
+                                      "reported": {"segm.AP": "20.0"}})
+    with pytest.raises(LtbenchError, match=r"row 'tau \(LVIS v0.5\)'.*stage2.schedule.*trains nothing"):
+        build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})

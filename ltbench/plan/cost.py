@@ -12,6 +12,9 @@ Assumptions (estimates, not measurements of ours; change them here and in FORMAT
 - mmdet's RFS (ClassBalancedDataset, ceil repeat) enlarges each epoch: factor 1.5 for epoch-based
   frameworks (estimate; BAGS reports that RFS costs 1.7x the training time). Iteration-based
   frameworks (detectron2) do not enlarge the schedule.
+- Post-hoc stage-2 methods (``tau_norm``, ``ncm``; ``vocab.POST_HOC_STAGE2``) train nothing: zero
+  iterations. NCM's class means need one forward pass over the training images, counted like evaluation
+  (0.15 GPU-seconds per image; 60 CPU-seconds at smoke scale); tau-norm only rescales weights (no cost).
 - Evaluation: 0.15 GPU-seconds per validation image per view (300 detections, masks pasted).
 - Smoke scale: 0.9 CPU-seconds per iteration of 4 images (tiny R-18-FPN model, research/ecosystem_facts.md)
   scaled by batch size, plus 60 CPU-seconds per view for prediction and evaluation.
@@ -60,6 +63,8 @@ def run_gpu_hours(config: dict[str, Any], n_views: int = 1) -> float:
     if config.get("stage2"):
         per_image *= STAGE2_FACTOR
     train_seconds = images_seen(config) * per_image
+    if (config.get("stage2") or {}).get("name") == "ncm":
+        train_seconds += train_images(config["dataset"]) * EVAL_SECONDS_PER_IMAGE  # the class-mean pass
     eval_seconds = n_views * val_images(config["dataset"]) * EVAL_SECONDS_PER_IMAGE
     return (train_seconds + eval_seconds) / 3600.0
 
@@ -68,6 +73,8 @@ def run_cpu_hours(config: dict[str, Any], n_views: int = 1) -> float:
     """Estimated CPU-hours of one run at smoke scale (2 cores)."""
     schedule = config["schedule"]
     seconds = schedule["iterations"] * SMOKE_SECONDS_PER_ITERATION_OF_4 * schedule["batch_size"] / 4
+    if (config.get("stage2") or {}).get("name") == "ncm":
+        seconds += SMOKE_SECONDS_PER_VIEW  # the class-mean pass over the (small) training set
     return (seconds + n_views * SMOKE_SECONDS_PER_VIEW) / 3600.0
 
 

@@ -263,7 +263,13 @@ class _Planner:
         stage2 = copy.deepcopy(run.get("stage2"))
         train_schedule = scales.resolve_schedule(run["schedule"], self.scale, framework, run["dataset"])
         schedule = train_schedule
-        if stage2:
+        if stage2 and stage2.get("name") in vocab.POST_HOC_STAGE2:
+            if "schedule" in stage2:
+                raise LtbenchError(f"stage-2 method {stage2['name']!r} trains nothing but states a schedule",
+                                   key="stage2.schedule",
+                                   expected="no schedule (post-hoc: " + ", ".join(vocab.POST_HOC_STAGE2) + ")")
+            schedule = scales.post_hoc_schedule(self.scale)
+        elif stage2:
             schedule = scales.resolve_schedule(stage2.pop("schedule", "1x"), self.scale, framework, run["dataset"])
         regularizer = copy.deepcopy(run.get("regularizer"))
         if regularizer and regularizer.get("name") == "pcb":
@@ -285,6 +291,20 @@ class _Planner:
         config["id"] = run_id(config)
         return config
 
+    def chain(self, run: dict[str, Any], stage1: dict[str, Any] | None, seed: int) -> list[dict[str, Any]]:
+        """Configs of every training stage of ``run``, first stage first; the last is the row's run.
+
+        A run with ``stage2`` starts from its stage-1 run: the run without ``stage2``, with the row's
+        ``stage1:`` overrides. Those overrides may themselves add a ``stage2`` (BAGS Table 5 (3)/(4) fine-tune
+        a BAGS model), so the stage-1 run is resolved the same way, recursively (without further overrides;
+        every level removes one ``stage2``, so the recursion ends).
+        """
+        if not run.get("stage2"):
+            return [self.make_config(run, seed, None)]
+        stage1_run = normalize_run(merge_run({**run, "stage2": None}, stage1))
+        before = self.chain(stage1_run, None, seed)
+        return [*before, self.make_config(run, seed, before[-1]["id"])]
+
     def resolve(self, spec: PaperSpec, row: Row) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """(final configs per seed, all configs incl. stage-1 ones, view config) of a row."""
         key = (spec.paper, row.table_id, f"{row.group.id}/{row.id}")
@@ -295,15 +315,9 @@ class _Planner:
             finals: list[dict[str, Any]] = []
             every: list[dict[str, Any]] = []
             for seed in range(spec.row_seeds(row)):
-                if paper_run.get("stage2"):
-                    stage1_run = normalize_run(merge_run({**paper_run, "stage2": None}, row.stage1))
-                    first = self.make_config(stage1_run, seed, None)
-                    final = self.make_config(paper_run, seed, first["id"])
-                    every += [first, final]
-                else:
-                    final = self.make_config(paper_run, seed, None)
-                    every.append(final)
-                finals.append(final)
+                chain = self.chain(paper_run, row.stage1, seed)
+                every += chain
+                finals.append(chain[-1])
             view = normalize_view(spec.row_view(row), paper_run)
         except LtbenchError as exc:
             raise LtbenchError(exc.message, path=spec.path,

@@ -164,6 +164,19 @@ def smoke_schedule(schedule: str | dict[str, Any], framework: str, dataset: str)
     }
 
 
+def post_hoc_schedule(scale: str) -> dict[str, Any]:
+    """The schedule block of a stage-2 run that trains nothing (``vocab.POST_HOC_STAGE2``): zero iterations.
+
+    Every key the adapters read is present; adapters finish such runs without an optimiser (tau-norm) or
+    after one statistics pass over the training images (NCM).
+    """
+    check_scale(scale)
+    return {
+        "name": "post_hoc", "iterations": 0, "batch_size": SMOKE_BATCH if scale == "smoke" else PAPER_OPTIMIZER["batch_size"],
+        "lr": 0, "momentum": 0, "weight_decay": 0, "warmup_iters": 0, "steps": [], "checkpoint_period": 1,
+    }
+
+
 def resolve_schedule(schedule: str | dict[str, Any], scale: str, framework: str, dataset: str) -> dict[str, Any]:
     check_scale(scale)
     if scale == "paper":

@@ -38,6 +38,9 @@ MASK_HEADS = ("standard", "normed")
 STAGE2_METHODS = (
     "bags", "simcal", "disalign", "crt", "lws", "tau_norm", "ncm", "finetune", "finetune_tail",
 )
+# stage-2 methods that train nothing (tau-norm rescales the classifier weights; NCM takes class means in one
+# forward pass over the training images): their runs get no schedule and no training cost
+POST_HOC_STAGE2 = ("tau_norm", "ncm")
 VIEWS = ("plain", "cm_calibration", "ms_calibration", "norcal", "recurrent_step", "dual_head", "combine")
 TABLE_SCOPES = ("reproduce", "out_of_scope", "qualitative", "statistics")
 
