@@ -289,15 +289,24 @@ def build_config(run_config: dict, split: base.LvisSplit, data: base.DataPaths) 
     hidden = int(model.get("box_head_hidden", 1024))
     mask_channels = int(model.get("mask_head_channels", min(256, fpn)))
     weights = model.get("weights", run_config.get("weights"))
+    pretrain = run_config.get("pretrain", "imagenet")
     m = cfg.model
     m.backbone.depth = depth
-    if weights:
+    if pretrain == "coco" and not weights:
+        raise LtbenchError(
+            "pretrain 'coco' needs a checkpoint", path=base.run_label(run_config), key="model.weights",
+            expected="a path to the COCO-trained detector's checkpoint in model.weights",
+        )
+    if weights and pretrain != "coco":
         m.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
+    elif run_config.get("scale") == "paper" and pretrain == "imagenet":
+        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=f"torchvision://resnet{depth}")  # mmdet's own default
     else:
-        # Random init: trainable BN in train mode, nothing frozen (cf. the torchvision adapter).
+        # Smoke scale: random init, trainable BN in train mode, nothing frozen (as the torchvision adapter).
         m.backbone.init_cfg = None
         m.backbone.frozen_stages = -1
         m.backbone.norm_eval = False
+    cfg.ltbench_detector_weights = str(weights) if (weights and pretrain == "coco") else None
     m.neck.in_channels = [64, 128, 256, 512] if depth < 50 else [256, 512, 1024, 2048]
     m.neck.out_channels = fpn
     m.rpn_head.in_channels = fpn
@@ -339,12 +348,14 @@ def build_config(run_config: dict, split: base.LvisSplit, data: base.DataPaths) 
 
     # Pipelines: mmdet's, with the run's image size at smoke scale.
     if "min_size" in model or "max_size" in model:
-        short, long = int(model.get("min_size", 800)), int(model.get("max_size", 1333))
+        shorts = model.get("min_size", 800)
+        shorts = [int(v) for v in shorts] if isinstance(shorts, list) else [int(shorts)]
+        long = int(model.get("max_size", 1333))
         for step in cfg.train_pipeline + cfg.test_pipeline:
-            if step["type"] == "RandomChoiceResize":
-                step["scales"] = [(long, short)]
-            elif step["type"] == "Resize":
-                step["scale"] = (long, short)
+            if step["type"] == "RandomChoiceResize":  # multi-scale training: one of the short sides
+                step["scales"] = [(long, short) for short in shorts]
+            elif step["type"] == "Resize":  # testing: the largest
+                step["scale"] = (long, shorts[-1])
     if detector == "faster_rcnn":
         for step in cfg.train_pipeline + cfg.test_pipeline:
             if step["type"] == "LoadAnnotations":
@@ -414,6 +425,8 @@ class MMDetAdapter(base.Adapter):
             cfg = build_config(run_config, split, data)
             model = MODELS.build(cfg.model)
             _quiet_init(model)
+            if cfg.ltbench_detector_weights:  # a COCO-trained detector: every tensor whose shape fits
+                load_checkpoint(model, cfg.ltbench_detector_weights, map_location="cpu", strict=False, logger="current")
             return model, cfg
         stage1_config, stage1_checkpoint = stage1
         cfg = build_config(stage1_config, split, data)

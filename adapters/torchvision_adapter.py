@@ -160,7 +160,8 @@ def _model_settings(run_config: dict) -> dict:
     return {
         "depth": depth,
         "fpn_channels": fpn,
-        "min_size": int(model.get("min_size", 800)),
+        # A list means multi-scale training (a random choice per image); testing uses the last entry.
+        "min_size": tuple(int(v) for v in model["min_size"]) if isinstance(model.get("min_size"), list) else int(model.get("min_size", 800)),
         "max_size": int(model.get("max_size", 1333)),
         "box_head_hidden": int(model.get("box_head_hidden", 1024)),
         "mask_head_channels": int(model.get("mask_head_channels", min(256, fpn))),
@@ -201,10 +202,13 @@ def build_model(run_config: dict, split: base.LvisSplit) -> Any:
         )
     s = _model_settings(run_config)
     weights = s["weights"]
-    norm = misc_ops.FrozenBatchNorm2d if weights else torch.nn.BatchNorm2d
-    resnet = getattr(torchvision.models, f"resnet{s['depth']}")(weights=None, norm_layer=norm)
+    imagenet = _default_imagenet_weights(run_config) if not weights else None
+    pretrained = bool(weights or imagenet)
+    norm = misc_ops.FrozenBatchNorm2d if pretrained else torch.nn.BatchNorm2d
+    resnet = getattr(torchvision.models, f"resnet{s['depth']}")(weights=imagenet, norm_layer=norm)
     if weights:
         _load_weights(resnet, weights, part="backbone")
+    if pretrained:
         # Detection practice with pretrained weights: conv1 and layer1 stay frozen.
         for name, p in resnet.named_parameters():
             if not name.startswith(("layer2", "layer3", "layer4")):
@@ -273,6 +277,26 @@ def build_model(run_config: dict, split: base.LvisSplit) -> Any:
     if weights:
         _load_weights(model, weights, part="detector")
     return model
+
+
+def _default_imagenet_weights(run_config: dict) -> Any:
+    """torchvision's ImageNet weights for a paper-scale run with ``pretrain: imagenet`` and no
+    ``weights`` path (downloaded once into the torch hub cache); None at smoke scale (random init).
+    ``pretrain: coco`` (BAGS' baseline) needs the user's checkpoint."""
+    if run_config.get("scale") != "paper":
+        return None
+    pretrain = run_config.get("pretrain", "imagenet")
+    if pretrain == "imagenet":
+        import torchvision
+
+        depth = _model_settings(run_config)["depth"]
+        return getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
+    raise LtbenchError(
+        f"pretrain {pretrain!r} needs a checkpoint",
+        path=base.run_label(run_config),
+        key="model.weights",
+        expected="a path to the COCO-trained detector's state dict in model.weights",
+    )
 
 
 def _load_weights(module: Any, weights: str, *, part: str) -> None:

@@ -134,3 +134,29 @@ def test_mmdet_config_starts_from_the_wheels_lvis_config(tiny_data) -> None:
     assert cfg.model.roi_head.bbox_head.num_classes == len(CATEGORY_IDS)
     assert cfg.model.test_cfg.rcnn.score_thr == pytest.approx(1e-4) and cfg.model.test_cfg.rcnn.max_per_img == 300
     assert cfg.model.roi_head.bbox_head.loss_bbox.type == "L1Loss"  # mmdet's own box loss is kept
+
+
+def test_mmdet_multiscale_pipeline_from_min_size_list(tiny_data) -> None:
+    from adapters import base
+    from adapters.mmdet_adapter import build_config, register
+
+    register()
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    cfg = build_config(mm_run(model={"min_size": [48, 56, 64], "max_size": 80}), split, tiny_data)
+    (train_resize,) = [s for s in cfg.train_pipeline if s["type"] == "RandomChoiceResize"]
+    (test_resize,) = [s for s in cfg.test_pipeline if s["type"] == "Resize"]
+    assert [tuple(x) for x in train_resize["scales"]] == [(80, 48), (80, 56), (80, 64)]
+    assert tuple(test_resize["scale"]) == (80, 64)
+
+
+def test_mmdet_paper_scale_keeps_mmdets_imagenet_init(tiny_data) -> None:
+    from adapters import base
+    from adapters.mmdet_adapter import build_config, register
+
+    register()
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    cfg = build_config(mm_run(scale="paper", backbone="r50_fpn", model={"backbone_depth": 50}), split, tiny_data)
+    assert cfg.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "torchvision://resnet50"}
+    assert cfg.model.backbone.frozen_stages == 1 and cfg.model.backbone.norm_eval is True
+    with pytest.raises(LtbenchError, match="pretrain 'coco' needs a checkpoint"):
+        build_config(mm_run(scale="paper", pretrain="coco"), split, tiny_data)

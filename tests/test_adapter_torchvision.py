@@ -236,3 +236,36 @@ def test_stage2_without_stage1_workdir_is_a_clear_error(tiny_data, tmp_path) -> 
 def test_unsupported_detector_is_a_clear_error(tiny_data, tmp_path) -> None:
     with pytest.raises(LtbenchError, match="detector 'htc'"):
         get_adapter("torchvision").train(tiny_run(detector="htc"), tmp_path, tiny_data)
+
+
+def test_multiscale_min_size_list_reaches_the_transform(tiny_data) -> None:
+    from adapters.torchvision_adapter import build_model
+
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    model = build_model(tiny_run(model={"min_size": [48, 56, 64]}), split)
+    assert model.transform.min_size == (48, 56, 64)  # torchvision draws one per training image, tests at 64
+    assert model.roi_heads.detections_per_img == 300 and model.roi_heads.score_thresh == pytest.approx(1e-4)
+
+
+def test_paper_scale_coco_pretrain_needs_weights(tiny_data) -> None:
+    from adapters.torchvision_adapter import build_model
+
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    with pytest.raises(LtbenchError, match="pretrain 'coco' needs a checkpoint"):
+        build_model(tiny_run(scale="paper", pretrain="coco"), split)
+
+
+def test_user_backbone_weights_are_loaded_and_bn_frozen(tiny_data, tmp_path) -> None:
+    import torchvision
+
+    from adapters.torchvision_adapter import build_model
+
+    resnet = torchvision.models.resnet18(weights=None)
+    torch.nn.init.constant_(resnet.layer3[0].conv1.weight, 0.125)
+    torch.save(resnet.state_dict(), tmp_path / "r18.pth")
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    model = build_model(tiny_run(model={"weights": str(tmp_path / "r18.pth")}), split)
+    body = model.backbone.body
+    assert torch.all(body.layer3[0].conv1.weight == 0.125)
+    assert type(body.bn1).__name__ == "FrozenBatchNorm2d"
+    assert not body.conv1.weight.requires_grad and body.layer2[0].conv1.weight.requires_grad
