@@ -193,3 +193,21 @@ def test_bags_others_weights():
     a = bags_others_weights(labels, 1.0, generator=torch.Generator().manual_seed(3))
     b = bags_others_weights(labels, 1.0, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_build_image_sampler_from_run_config_objects():
+    from ltbench.methods.samplers import RandomSampler, build_image_sampler
+
+    random_sampler = build_image_sampler(None, HAND, seed=2)
+    assert isinstance(random_sampler, RandomSampler)
+    assert sorted(random_sampler.epoch_indices(0)) == list(range(10))
+    assert random_sampler.epoch_indices(0) != random_sampler.epoch_indices(1)
+    rfs = build_image_sampler({"name": "rfs", "t": 0.9}, HAND, default_rounding="stochastic")
+    assert isinstance(rfs, RepeatFactorSampler) and rfs.rounding == "stochastic"
+    assert build_image_sampler({"name": "rfs", "t": 0.9, "rounding": "ceil"}, HAND).rounding == "ceil"
+    assert build_image_sampler({"name": "rfs"}, HAND).factors.tolist() == pytest.approx(repeat_factors(HAND, 1e-3))
+    assert isinstance(build_image_sampler({"name": "class_aware"}, HAND), ClassAwareSampler)
+    with pytest.raises(LtbenchError, match="sampler.name"):
+        build_image_sampler({"name": "bilevel"}, HAND)
+    with pytest.raises(LtbenchError, match="thresh"):
+        build_image_sampler({"name": "rfs", "thresh": 0.1}, HAND)

@@ -336,3 +336,63 @@ def bags_others_weights(
     order = torch.randperm(len(others), generator=generator, device="cpu")[:keep].to(others.device)
     weights[others[order]] = 1.0
     return weights
+
+
+class RandomSampler:
+    """A seeded permutation of all images per epoch (the default "random" sampler)."""
+
+    def __init__(self, num_images: int, *, seed: int = 0) -> None:
+        self.num_images, self.seed = num_images, seed
+
+    def epoch_indices(self, epoch: int = 0) -> list[int]:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_images).tolist()
+
+
+IMAGE_SAMPLERS = ("random", "rfs", "class_aware")
+
+
+def build_image_sampler(
+    sampler: Mapping[str, Any] | None,
+    image_categories: Sequence[Iterable[int]],
+    *,
+    seed: int = 0,
+    default_rounding: str = "ceil",
+) -> RandomSampler | RepeatFactorSampler | ClassAwareSampler:
+    """The image sampler of a run config's ``sampler`` object; use ``.epoch_indices(epoch)``.
+
+    - ``{"name": "random"}`` (or None): a seeded permutation per epoch.
+    - ``{"name": "rfs", "t": 0.001, "rounding": ...}``: ``RepeatFactorSampler``; without ``rounding`` the
+      framework's own is used, passed as ``default_rounding`` ("ceil" for mmdet, "stochastic" for detectron2).
+    - ``{"name": "class_aware", "num_sample_class": 1}``: ``ClassAwareSampler``.
+
+    SimCal's ``bilevel`` sampler yields (image, class) pairs, not an index order: build
+    ``BilevelEpisodicSampler`` directly.
+    """
+    spec = dict(sampler or {"name": "random"})
+    name = spec.pop("name", "random")
+
+    def check(allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(spec) - set(allowed))
+        if unknown:
+            raise LtbenchError(
+                f"unknown option(s) {', '.join(unknown)} for sampler {name!r}",
+                key="sampler",
+                expected="options " + (", ".join(allowed) or "(none)"),
+            )
+
+    if name == "random":
+        check(())
+        return RandomSampler(len(image_categories), seed=seed)
+    if name == "rfs":
+        check(("t", "rounding"))
+        return RepeatFactorSampler(
+            image_categories, float(spec.get("t", 1e-3)), rounding=spec.get("rounding", default_rounding), seed=seed
+        )
+    if name == "class_aware":
+        check(("num_sample_class",))
+        return ClassAwareSampler(image_categories, num_sample_class=int(spec.get("num_sample_class", 1)), seed=seed)
+    raise LtbenchError(
+        f"unknown image sampler {name!r}",
+        key="sampler.name",
+        expected="one of " + ", ".join(IMAGE_SAMPLERS) + " (bilevel: use BilevelEpisodicSampler)",
+    )
