@@ -353,3 +353,23 @@ def test_crowd_and_ignore_flags_follow_the_lvis_api(tmp_path: Path) -> None:
     ref2 = le.evaluate(gt_file, dets_file, evaluator="lvis-api")
     assert ref2 != ref
     assert _max_diff(ref2, le.evaluate(gt_file, dets_file, evaluator="fast", workers=1)) < 1e-9
+
+
+@pytest.mark.parametrize("use_orjson", [True, False])
+def test_json_loader_with_and_without_orjson(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_orjson: bool) -> None:
+    import sys
+
+    from ltbench.evaluation.jsonload import load_json
+
+    if not use_orjson:
+        monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson -> ImportError
+    elif "orjson" not in sys.modules:
+        pytest.importorskip("orjson")
+    (tmp_path / "ok.json").write_text('[{"a": 1.5}]')
+    assert load_json(tmp_path / "ok.json") == [{"a": 1.5}]
+    (tmp_path / "t.json").write_text('[{"a": 1.5}, {"b"')
+    with pytest.raises(LtbenchError, match="t.json: invalid JSON at line 1.*truncated"):
+        load_json(tmp_path / "t.json")
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe[1]")
+    with pytest.raises(LtbenchError, match="bin.json: "):
+        load_json(tmp_path / "bin.json")

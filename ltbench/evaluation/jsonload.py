@@ -40,4 +40,8 @@ def load_json(path: str | PathLike[str]) -> Any:
             pass
     from ltbench.io import read_json
 
-    return read_json(p)  # raises the detailed LtbenchError
+    try:
+        return read_json(p)  # raises the detailed LtbenchError
+    except UnicodeDecodeError as exc:
+        raise LtbenchError(f"not UTF-8 text (byte {exc.start}): {exc.reason}", path=p,
+                           expected="a UTF-8 JSON document") from None

@@ -27,8 +27,8 @@ def make_ground_truth(num_images: int = 100, num_categories: int = 50, seed: int
 
     rng = np.random.default_rng(seed)
     # LVIS v1: 337 rare, 461 common, 405 frequent of 1203.
-    n_r = max(1, round(num_categories * 337 / 1203))
-    n_f = max(1, round(num_categories * 405 / 1203))
+    n_r = round(num_categories * 337 / 1203)
+    n_f = round(num_categories * 405 / 1203)
     freqs = ["r"] * n_r + ["c"] * (num_categories - n_r - n_f) + ["f"] * n_f
     categories = [{"id": k + 1, "name": f"cat{k + 1}", "synset": f"cat{k + 1}.n.01", "frequency": freqs[k],
                    "image_count": 0, "instance_count": 0} for k in range(num_categories)]
