@@ -76,3 +76,28 @@ def test_cost_model_factors():
     assert cost.estimate(_config())["cpu_hours"] == 0
     smoke = _config(scale="smoke", schedule=scales.smoke_schedule("2x", "torchvision", "lvis_v0.5"))
     assert cost.estimate(smoke, n_views=2) == {"gpu_hours": 0.0, "cpu_hours": round((120 * 0.9 + 120) / 3600, 4)}
+
+
+def test_coco_lt_sizes_are_the_papers_and_cited():
+    from ltbench.plan.cost import dataset_note
+    from ltbench.plan.scales import DATASET_IMAGES, DATASET_SOURCES, paper_schedule
+
+    assert DATASET_IMAGES["coco_lt_bags"] == {"train": 9100, "val": 5000}
+    assert DATASET_IMAGES["coco_lt_simcal"] == {"train": 100000, "val": 5000}
+    assert "9100 training images" in DATASET_SOURCES["coco_lt_bags"]
+    assert "about 100k images" in DATASET_SOURCES["coco_lt_simcal"] and "no split" in DATASET_SOURCES["coco_lt_simcal"]
+    for dataset in DATASET_IMAGES:  # every size says where it comes from
+        assert dataset in DATASET_SOURCES
+    # BAGS Table 6: 12 epochs of 9100 images at batch 16 = 12 x 569 iterations
+    assert paper_schedule({"epochs": 12}, "mmdet", "coco_lt_bags")["iterations"] == 12 * 569
+    assert dataset_note("coco_lt_bags").startswith("9100 train / 5000 val images (BAGS Supp. 7.4.1")
+    assert "assumed" in dataset_note("imagenet_lt")
+
+
+def test_paper_plan_text_lists_dataset_sizes(capsys):
+    from ltbench.cli import main
+
+    assert main(["plan", "tables/bags_table6.md", "--scale", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset sizes in the cost model:" in out
+    assert "coco_lt_bags: 9100 train / 5000 val images" in out

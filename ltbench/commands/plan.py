@@ -23,6 +23,11 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
     for ref, entry in plan.tables_index().items():
         hours = f"{entry['gpu_hours']} GPU-h" if plan.scale == "paper" else f"{round(entry['cpu_hours'] * 60, 1)} CPU-min"
         lines.append(f"  {ref:14s} {len(entry['runs']):3d} runs  {len(entry['views']):3d} views  {hours}")
+    if plan.scale == "paper":
+        from ltbench.plan.cost import dataset_note
+
+        lines += ["", "dataset sizes in the cost model:"]
+        lines += [f"  {d}: {dataset_note(d)}" for d in sorted({r.config["dataset"] for r in plan.runs.values()})]
     lines += ["", "runs:"]
     for run in plan.runs.values():
         hours = f"{run.gpu_hours:8.1f} GPU-h" if plan.scale == "paper" else f"{run.cpu_hours * 60:6.1f} CPU-min"

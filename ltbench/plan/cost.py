@@ -15,6 +15,9 @@ Assumptions (estimates, not measurements of ours; change them here and in FORMAT
 - Post-hoc stage-2 methods (``tau_norm``, ``ncm``; ``vocab.POST_HOC_STAGE2``) train nothing: zero
   iterations. NCM's class means need one forward pass over the training images, counted like evaluation
   (0.15 GPU-seconds per image; 60 CPU-seconds at smoke scale); tau-norm only rescales weights (no cost).
+- Dataset sizes: ``scales.DATASET_IMAGES`` with the sentence each comes from in ``scales.DATASET_SOURCES``
+  (BAGS COCO-LT 9100 train / 5000 val, BAGS Supp. 7.4.1; SimCal COCO-LT "about 100k images", SimCal Sec. 5.1,
+  taken as training images since no split is given, evaluated on COCO minival, 5000 images).
 - Evaluation: 0.15 GPU-seconds per validation image per view (300 detections, masks pasted).
 - Smoke scale: 0.9 CPU-seconds per iteration of 4 images (tiny R-18-FPN model, research/ecosystem_facts.md)
   scaled by batch size, plus 60 CPU-seconds per view for prediction and evaluation.
@@ -86,4 +89,8 @@ def estimate(config: dict[str, Any], n_views: int = 1) -> dict[str, float]:
 
 
 def dataset_note(dataset: str) -> str:
-    return f"{train_images(dataset)} train / {val_images(dataset)} val images"
+    """``"9100 train / 5000 val images (source)"``: the size the cost model uses and where it comes from."""
+    from ltbench.plan.scales import DATASET_SOURCES
+
+    source = DATASET_SOURCES.get(dataset, "no size known: 20000 train / 5000 val assumed")
+    return f"{train_images(dataset)} train / {val_images(dataset)} val images ({source})"

@@ -31,13 +31,28 @@ from ltbench.errors import LtbenchError, did_you_mean
 SCALES = ("smoke", "paper")
 SMOKE_FRAMEWORK = "torchvision"
 
-# Training / validation images per dataset. LVIS counts are the official annotation files'.
-# COCO-LT sizes are not printed in the papers: estimates, used only by the cost model and smoke units.
+# Training / validation images per dataset (the cost model and paper-scale epoch lengths use them).
+# LVIS counts are the official annotation files'; the COCO-LT sizes are the papers' own (DATASET_SOURCES).
 DATASET_IMAGES: dict[str, dict[str, int]] = {
     "lvis_v0.5": {"train": 57263, "val": 5000},
     "lvis_v1": {"train": 100170, "val": 19809},
-    "coco_lt_bags": {"train": 20000, "val": 5000},     # estimate (BAGS samples COCO train2017 to LVIS-like counts)
-    "coco_lt_simcal": {"train": 20000, "val": 5000},   # estimate (evaluated on COCO minival)
+    "coco_lt_bags": {"train": 9100, "val": 5000},
+    "coco_lt_simcal": {"train": 100000, "val": 5000},
+}
+# Where each size comes from (quoted), and what is assumed where the paper is vague.
+DATASET_SOURCES: dict[str, str] = {
+    "lvis_v0.5": "lvis_v0.5_train.json / lvis_v0.5_val.json image counts",
+    "lvis_v1": "lvis_v1_train.json / lvis_v1_val.json image counts",
+    "coco_lt_bags": (
+        "BAGS Supp. 7.4.1: 'COCO-LT only contains 9100 training images of 80 categories, which includes 64504 "
+        "training instances. For validation, we use the same validation set as COCO val 2017 split, which "
+        "includes 5000 images.'"
+    ),
+    "coco_lt_simcal": (
+        "SimCal Sec. 5.1: 'COCO-LT contains 80 classes and about 100k images.' The paper gives no split; "
+        "assumed: about 100k training images (the COCO train2017 subset it samples), and 5000 validation images "
+        "(Table 7: 'evaluated on minival set', COCO minival = 5000 images)."
+    ),
 }
 
 EPOCH_SCHEDULES: dict[str, dict[str, Any]] = {
@@ -73,6 +88,7 @@ def check_scale(scale: str) -> str:
 
 
 def train_images(dataset: str) -> int:
+    """Training images of ``dataset`` (20000 for a dataset without a known size: out-of-scope ones)."""
     return DATASET_IMAGES.get(dataset, {"train": 20000})["train"]
 
 
