@@ -87,15 +87,33 @@ def claim_tables(spec: Any) -> list[str]:
     return found
 
 
+def plan_serves(spec: Any, table_ids: Sequence[str], *, scale: str, framework: str | None = None
+                ) -> dict[tuple[str, str, str], tuple[tuple[str, str], ...]]:
+    """(table id, group id, row id) -> the (run_id, view_id) pairs serving that row, one per seed.
+
+    The plan is built from *this* spec object (other papers load from ``workflows/papers`` when a cited
+    row needs them), so a spec whose ``seeds`` was raised gets one pair per seed.
+    """
+    from ltbench.plan import build_plan
+    from ltbench.spec.loader import papers_dir
+
+    if not table_ids:
+        return {}
+    plan = build_plan(targets=[f"tables/{spec.paper}_table{t}.md" for t in table_ids], scale=scale,
+                      framework=framework, specs={spec.paper: spec}, directory=papers_dir())
+    serves: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
+    for row in plan.rows:
+        if row.paper == spec.paper and str(row.table) in table_ids:
+            pairs = tuple((run_id, row.view_id) for run_id in row.run_ids) if row.view_id else ()
+            serves[(str(row.table), row.group, row.row_id)] = pairs
+    return serves
+
+
 def load_reproduced(spec: Any, *, scale: str, framework: str | None = None,
                     results_dir: str | Path | None = None) -> ReproducedValues:
     """Reproduced values for every table the claims of ``spec`` read, from the plan and the store."""
     from ltbench.render.tables import read_store
-    from ltbench.store.workflow import row_pairs
 
     store = read_store(results_dir)
-    serves: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
-    for table_id in claim_tables(spec):
-        for (group, row_id), serve in row_pairs(spec.paper, table_id, scale=scale, framework=framework).items():
-            serves[(table_id, group, row_id)] = tuple(serve.pairs)
+    serves = plan_serves(spec, claim_tables(spec), scale=scale, framework=framework)
     return mapping_from_store(spec, serves, store.results)
