@@ -215,8 +215,23 @@ def build_stage2(
     if name == "disalign":
         counts = image_counts if stage2.get("counts", "instance") == "image" else instance_counts
         return two_stage.DisAlignHead(stage1_head, counts=counts, rho=float(stage2.get("rho", 0.8)))
-    if name == "simcal":
-        return two_stage.SimCalHead(stage1_head, variant=stage2.get("head", "3fc_ft"))
+    if name == "simcal" or (name == "finetune" and stage2.get("head") in ("3fc_ft", "2fc_rand")):
+        # finetune + calibration head: SimCal Table 4 (the head re-trained with another loss, trainable cls_head)
+        if name == "finetune" and stage2.get("trainable", "cls_head") != "cls_head":
+            raise LtbenchError(
+                "a fine-tuned calibration head trains only itself", key="stage2.trainable", expected="cls_head"
+            )
+        loss_name, loss_params = None, None
+        if "loss" in stage2:
+            loss_name, loss_params = head_for_run({"loss": stage2["loss"]})
+        return two_stage.SimCalHead(
+            stage1_head,
+            variant=stage2.get("head", "3fc_ft"),
+            loss_head=loss_name,
+            loss_params=loss_params,
+            instance_counts=instance_counts,
+            image_counts=image_counts,
+        )
     if name == "bags":
         return two_stage.retrain_classifier(
             stage1_head, "group_softmax", trainable=stage2.get("trainable", "fc_cls"), instance_counts=instance_counts, **_bags_params(stage2)

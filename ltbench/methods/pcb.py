@@ -27,7 +27,7 @@ Official behaviour is the default; where the paper reads differently it is a nam
   cross-entropy against the softmax over the C foreground logits only (Eq. 1), same normalisation.
 - ``epoch_indexing="one_based"`` (ltbench's reading of ``start_epoch=17``: PCB active from the 17th of 24
   epochs, right after the first LR drop) or ``"zero_based"``; ``gate_unit="iteration"`` opens the gate at
-  ``start_fraction`` of ``max_iterations`` for iteration-based frameworks.
+  ``start_iteration`` (or ``start_fraction`` of ``max_iterations``) for iteration-based frameworks.
 - The paper's Eq. 12 also weights the localisation loss per step; the official code (and the box-head
   contract, which returns one set of deltas) regress from the last step only. Not offered as an option.
 
@@ -338,8 +338,9 @@ class IterativeBoxHead(BoxHead):
         mlp_hidden: hidden width of both MLPs (512).
         pcb: None (no regulariser) or a mapping of PCB parameters: ``alpha`` (default by variant: 0.4 CE,
             0.2 EQL v2, 0.05 Seesaw), ``momentum`` (0.99), ``start_epoch`` (17), ``epoch_indexing``
-            ("one_based" | "zero_based"), ``gate_unit`` ("epoch" | "iteration"), ``start_fraction``
-            (iteration gate; default ``(start_epoch - 1 if one_based else start_epoch) / reference_epochs``),
+            ("one_based" | "zero_based"), ``gate_unit`` ("epoch" | "iteration"), ``start_iteration``
+            (iteration gate, absolute; ``ltbench plan`` sets it) or else ``start_fraction`` of max_iterations
+            (default ``(start_epoch - 1 if one_based else start_epoch) / reference_epochs``),
             ``reference_epochs`` (24), ``form`` ("official" | "paper", CE only), ``distributed`` (True).
         read_step: 0-based step whose prediction ``probabilities`` returns (default: the last).
         in_channels, pool_size, hidden: shapes of the shared 2-fc head.
@@ -430,7 +431,10 @@ class IterativeBoxHead(BoxHead):
     def _pcb_config(self, pcb: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if pcb is None:
             return None
-        known = {"alpha", "momentum", "start_epoch", "epoch_indexing", "gate_unit", "start_fraction", "reference_epochs", "form", "distributed", "name"}
+        known = {
+            "alpha", "momentum", "start_epoch", "epoch_indexing", "gate_unit", "start_fraction", "start_iteration",
+            "reference_epochs", "form", "distributed", "name",
+        }
         unknown = set(pcb) - known
         if unknown:
             raise LtbenchError(f"unknown PCB parameter(s) {sorted(unknown)}", key="regularizer", expected="one of " + ", ".join(sorted(known)))
@@ -441,6 +445,7 @@ class IterativeBoxHead(BoxHead):
             "epoch_indexing": "one_based",
             "gate_unit": "epoch",
             "start_fraction": None,
+            "start_iteration": None,
             "reference_epochs": 24,
             "form": "official",
             "distributed": True,
@@ -480,7 +485,10 @@ class IterativeBoxHead(BoxHead):
             return False
         p = self.progress
         if self.pcb["gate_unit"] == "iteration":
-            reached = p["iteration"] >= self.pcb["start_fraction"] * p["max_iterations"]
+            if self.pcb["start_iteration"] is not None:
+                reached = p["iteration"] >= self.pcb["start_iteration"]
+            else:
+                reached = p["iteration"] >= self.pcb["start_fraction"] * p["max_iterations"]
         else:
             epoch = p["epoch"] + 1 if self.pcb["epoch_indexing"] == "one_based" else p["epoch"]
             reached = epoch >= self.pcb["start_epoch"]

@@ -5,6 +5,7 @@ and add the new parameters.
 |---|---|---|---|
 | ``disalign`` (DisAlign, CVPR 2021) | ``DisAlignHead`` | per-class scale/bias (fg), confidence ``Linear(1024, 1)`` | all of stage 1 |
 | ``simcal`` (SimCal, ECCV 2020) | ``SimCalHead`` | calibration head ``3fc_ft`` or ``2fc_rand`` | all of stage 1 |
+| ``finetune`` with ``head: 3fc_ft`` (SimCal Table 4) | ``SimCalHead(loss_head=...)`` | the calibration head, with another loss | all of stage 1 |
 | ``bags`` (BAGS stage 2, CVPR 2020) | ``retrain_classifier`` with the ``group_softmax`` head | the new classifier | 2-fc head, box regressor |
 | ``crt`` (Kang et al.) | ``retrain_classifier`` with a fresh ``softmax`` classifier | the new classifier | 2-fc head, box regressor |
 | ``lws`` (Kang et al.) | ``LWSHead`` | per-class logit scale (C+1, init 1) | all of stage 1 |
@@ -178,10 +179,44 @@ class SimCalHead(Stage2Head):
     softmax CE over C+1, mean over the RoIs whose label is >= 0 (RoIs dropped by ``simcal_select_rois``
     are passed with label -1; ``ltbench.methods.samplers.compose_bilevel_batch`` selects them). Inference: ``probabilities`` = calibrated softmax; combine with
     ``original_probabilities`` through the ``dual_head`` view (T=100 in code, 300 in the paper).
+
+    ``loss_head`` (a registered C+1 head name, e.g. ``class_margin``, ``reweight``, ``focal``) trains the
+    calibration head with that head's loss and reads it with that head's inference rule (SimCal Table 4's
+    decoupled CM/LR/FL; ``instance_counts`` as that head needs them).
     """
 
-    def __init__(self, stage1: BoxHead, *, variant: str = "3fc_ft") -> None:
+    def __init__(
+        self,
+        stage1: BoxHead,
+        *,
+        variant: str = "3fc_ft",
+        loss_head: str | None = None,
+        loss_params: dict[str, Any] | None = None,
+        instance_counts: Sequence[int] | None = None,
+        image_counts: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(stage1)
+        self.loss_head: BoxHead | None = None
+        if loss_head is not None and loss_head != "softmax":
+            # SimCal Table 4: the calibration head trained with another loss (margin, re-weighting, focal). Only
+            # the loss and inference rule of that head are used; its own (1-unit) layers are never called.
+            head = build_box_head(
+                loss_head,
+                num_classes=self.num_classes,
+                background=self.background,
+                num_box_deltas=1,
+                in_channels=1,
+                pool_size=1,
+                hidden=1,
+                instance_counts=instance_counts,
+                image_counts=image_counts,
+                **(loss_params or {}),
+            )
+            if not hasattr(head, "logits_loss") or getattr(head, "num_logits", None) != self.num_classes + 1:
+                raise LtbenchError(
+                    f"loss {loss_head!r} cannot train a C+1 calibration head", key="stage2.loss", expected="ce, class_margin, reweight or focal"
+                )
+            self.loss_head = freeze(head)
         fc6, fc7 = stage1.features.fc6, stage1.features.fc7
         num_outputs = self.num_classes + 1
         if variant == "3fc_ft":
@@ -208,7 +243,14 @@ class SimCalHead(Stage2Head):
         keep = labels >= 0
         if not bool(keep.any()):
             return {"loss_cls": output.final_logits.sum() * 0.0}
+        if self.loss_head is not None:
+            return self.loss_head.logits_loss(output.final_logits[keep], labels[keep])
         return {"loss_cls": F.cross_entropy(output.final_logits[keep], labels[keep])}
+
+    def probabilities(self, output: BoxHeadOutput) -> torch.Tensor:
+        if self.loss_head is not None:
+            return self.loss_head.logits_probabilities(output.final_logits)
+        return F.softmax(output.final_logits, dim=-1)
 
 
 class LWSHead(Stage2Head):
