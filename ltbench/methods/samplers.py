@@ -163,6 +163,8 @@ class ClassAwareSampler:
 
     The class order is a shuffled cycle over the classes that have images; each class draws from its
     own shuffled cycle over its images. An epoch has ``length`` indices (default: number of images).
+    The cycles start afresh every epoch from a generator seeded with (seed, epoch), so a resumed run
+    reproduces the stream (mmdet's cycles run on across epochs; the distribution is the same).
 
     Args:
         image_categories or cat_to_images: the dataset (exactly one of them).
@@ -179,6 +181,12 @@ class ClassAwareSampler:
         length: int | None = None,
         seed: int = 0,
     ) -> None:
+        if num_sample_class < 1 or (length is not None and length < 0):
+            raise LtbenchError(
+                f"class-aware sampling needs num_sample_class >= 1 and length >= 0, got {num_sample_class}, {length}",
+                key="sampler",
+                expected="num_sample_class >= 1",
+            )
         self.cat_to_images = _category_map(image_categories, cat_to_images)
         num_images = (
             len(image_categories)
