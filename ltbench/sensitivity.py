@@ -158,17 +158,16 @@ def values_from_store(
     results_dir: str | Path | None = None,
 ) -> dict[tuple[str, str], list[float]]:
     """(row display label, framework) -> the metric per seed, from the plan (per framework) and the store."""
+    from ltbench.claims.results import plan_serves
     from ltbench.render.tables import read_store
-    from ltbench.store.workflow import row_pairs
 
     results = read_store(results_dir).results
     table = spec.table(table_id)
     out: dict[tuple[str, str], list[float]] = {}
     for fw in frameworks:
-        serves = row_pairs(spec.paper, table.id, scale=scale, framework=fw)
+        serves = plan_serves(spec, [table.id], scale=scale, framework=fw)
         for row in table.rows:
-            serve = serves.get((row.group.id, row.id))
-            for pair in getattr(serve, "pairs", ()) or ():
+            for pair in serves.get((table.id, row.group.id, row.id), ()):
                 value = (results.get(tuple(pair)) or {}).get(metric)
                 if value is not None:
                     out.setdefault((row.display_label, fw), []).append(float(value))

@@ -69,3 +69,35 @@ def test_shared_baseline_appears_once_and_errors():
         sensitivity_frame(values, [("A+x", "A"), ("A+x", "A")], ["tv"])
     with pytest.raises(LtbenchError, match="at least one framework"):
         sensitivity_frame(values, [("A+x", "A")], [])
+
+
+def test_pcb_table2_through_torchvision_and_mmdet_from_store(tmp_path):
+    """Records for the runs the planner asks of each framework at smoke scale (metrics made up: PCB gains
+    +1.0 under torchvision and loses 0.5 under mmdet on v1.0 Seesaw) -> the side-by-side table."""
+    from ltbench.plan import build_plan
+    from ltbench.sensitivity import values_from_store
+    from ltbench.spec.loader import papers_dir
+    from ltbench.store import make_record, write_record
+
+    spec = load_paper(PAPER_SPECS_DIR / "pcb.yaml")
+    for fw in FW:
+        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke", framework=fw, specs={"pcb": spec},
+                          directory=papers_dir())
+        for row in plan.rows:
+            if row.table != "2" or not row.view_id:
+                continue
+            view = next(v.view_config for v in plan.views if v.run_id == row.run_ids[0] and v.view_id == row.view_id)
+            pcb = "+ PCB" in row.label
+            gain = -0.5 if (fw == "mmdet" and row.label.startswith("Seesaw") and row.group == "v1.0") else 1.0
+            for run_id in row.run_ids:
+                assert plan.runs[run_id].config["framework"] == fw
+                write_record(make_record(plan.runs[run_id].config, view, {"segm.AP": 20.0 + (gain if pcb else 0.0)}), tmp_path)
+    values = values_from_store(spec, "2", FW, scale="smoke", results_dir=tmp_path)
+    assert values[("Softmax (LVIS v0.5)", "torchvision")] == [20.0]
+    frame = sensitivity_frame(values, pairs_from_claim(spec, "pcb-improves-every-base"), FW)
+    assert len(frame) == 16
+    assert frame.loc["Softmax + PCB (LVIS v0.5)", "gain survives"] == "yes"
+    assert frame.loc["Seesaw [34] + PCB (LVIS v1.0)", "mmdet gain"] == pytest.approx(-0.5)
+    assert frame.loc["Seesaw [34] + PCB (LVIS v1.0)", "gain survives"] == "no"
+    text = to_markdown(frame)
+    assert "| Softmax (LVIS v0.5)" in text and "20.0 (n=1)" in text
