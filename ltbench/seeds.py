@@ -192,24 +192,31 @@ def cell_verdict(
 
 
 def difference_stats(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float, float, float] | None:
-    """(difference of means, low, high) for A - B over independent seeds (Welch, 95 %); None if a side is empty.
+    """(difference of means, low, high) for A - B over independent seeds (95 %); None if a side is empty.
 
-    With n >= 2 on both sides the interval is ``d ± t_{0.975, df} · sqrt(sA²/nA + sB²/nB)`` with the
-    Welch-Satterthwaite df; otherwise (one side has one seed) low == high == d: no spread is known.
+    - n >= 2 on both sides: Welch, ``d ± t_{0.975, df} · sqrt(sA²/nA + sB²/nB)`` with the
+      Welch-Satterthwaite df (rounded down: conservative).
+    - one seed on one side, n >= 2 on the other: the single run is assumed to have the same seed spread
+      as the other side (same training recipe), ``d ± t_{0.975, n-1} · s · sqrt(1/nA + 1/nB)``.
+    - one seed on both sides: no spread is known, low == high == d.
     Used by claims: a difference "holds beyond the seed spread" when its interval excludes 0.
     """
     sa, sb = aggregate(a), aggregate(b)
     if sa is None or sb is None:
         return None
     d = sa.mean - sb.mean
-    if sa.std is None or sb.std is None:
+    if sa.std is None and sb.std is None:
         return d, d, d
+    if sa.std is None or sb.std is None:
+        known = sa if sa.std is not None else sb
+        half = t975(known.n - 1) * known.std * math.sqrt(1 / sa.n + 1 / sb.n)  # type: ignore[operator]
+        return d, d - half, d + half
     va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
     se = math.sqrt(va + vb)
     if se == 0:
         return d, d, d
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
-    t = t975(max(1, math.floor(df)))  # rounding df down is the conservative choice
+    t = t975(max(1, math.floor(df)))
     return d, d - t * se, d + t * se
 
 

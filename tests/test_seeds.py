@@ -96,7 +96,12 @@ def test_difference_stats_welch():
     # d = 2, se = sqrt(1/3 + 1/3) = 0.8165, df = 4 -> t = 2.776
     assert d == pytest.approx(2.0)
     assert (low, high) == pytest.approx((2 - 2.776 * 0.81650, 2 + 2.776 * 0.81650), abs=1e-4)
-    assert difference_stats([10.0], [8.0, 9.0]) == (pytest.approx(1.5),) * 3
+    # one seed against two: the single run borrows the other side's spread (s = 0.7071, df = 1)
+    d, low, high = difference_stats([10.0], [8.0, 9.0])
+    half = 12.706 * math.sqrt(0.5) * math.sqrt(1 + 1 / 2)
+    assert (d, low, high) == (pytest.approx(1.5), pytest.approx(1.5 - half), pytest.approx(1.5 + half))
+    assert difference_stats([10.0], [8.0]) == (2.0, 2.0, 2.0)
+    assert difference_stats([1.0, 1.0], [0.0, 0.0]) == (1.0, 1.0, 1.0)  # no spread at all
     assert difference_stats([], [1.0]) is None
 
 

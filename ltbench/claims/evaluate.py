@@ -16,8 +16,8 @@ Modes (what a verdict means):
   *holds* only when the 95 % Welch interval of mean(A) − mean(B) lies above 0 (beyond the seed spread),
   *fails* when it lies on the wrong side, and is *undetermined* when it straddles 0. ``>=``/``<=`` read
   "not significantly worse/better": they fail only when the interval is entirely on the wrong side.
-  With one seed on a side no spread is known: the sign of the point difference decides, and the
-  evidence says ``n = 1``. A stated magnitude (``difference.value`` without ``tolerance``) is not
+  With one seed on one side, that run is given the other side's seed spread; with one seed on both
+  sides no spread is known: the sign of the point difference decides, and the evidence says ``n = 1``. A stated magnitude (``difference.value`` without ``tolerance``) is not
   required at reproduction: its sign is (the measured size is in the evidence).
 - ``smoke``: reproduced results at smoke scale: a directional sanity check on the means only (tiny
   models on synthetic data; seed intervals there say nothing about the paper).
@@ -161,7 +161,7 @@ class _Evaluator:
         sign = op if op in (">", ">=") else {"<": "<", "<=": "<="}[op]
         how = f"difference {d:+.3f}" + (f", 95% interval [{low:+.3f}, {high:+.3f}]" if spread else "")
         if self.mode == "paper" and not spread:
-            how += " (n = 1 on a side: no seed spread, sign of the point difference)"
+            how += " (n = 1: no seed spread known, sign of the point difference)"
         self.details.append(f"{metric}: {a_name} {sign} {b_name}: {verdict} ({how})")
         return verdict
 
