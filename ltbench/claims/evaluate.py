@@ -17,8 +17,9 @@ Modes (what a verdict means):
   *fails* when it lies on the wrong side, and is *undetermined* when it straddles 0. ``>=``/``<=`` read
   "not significantly worse/better": they fail only when the interval is entirely on the wrong side.
   With one seed on one side, that run is given the other side's seed spread; with one seed on both
-  sides no spread is known: the sign of the point difference decides, and the evidence says ``n = 1``. A stated magnitude (``difference.value`` without ``tolerance``) is not
-  required at reproduction: its sign is (the measured size is in the evidence).
+  sides no spread is known: the sign of the point difference decides, and the evidence says ``n = 1``.
+  A stated magnitude (``difference.value`` without ``tolerance``) is not required at reproduction:
+  its sign is (the measured size is in the evidence).
 - ``smoke``: reproduced results at smoke scale: a directional sanity check on the means only (tiny
   models on synthetic data; seed intervals there say nothing about the paper).
 
