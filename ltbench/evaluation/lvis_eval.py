@@ -606,13 +606,32 @@ def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[
     return iou_type, [int(c) for c in wanted], precision, recall
 
 
+def _balanced_shards(gt: GroundTruth, dets: Sequence[dict], n: int) -> list[list[int]]:
+    """Categories split into ``n`` shards of about equal work (ground truth + detections per category;
+    largest first onto the lightest shard). Each shard's ids ascending."""
+    import heapq
+
+    load = {c: 1 for c in gt.category_ids}
+    for ann in gt.data["annotations"]:
+        load[ann["category_id"]] += 1
+    for det in dets:
+        load[det["category_id"]] += 1
+    heap = [(0, k) for k in range(n)]
+    shards: list[list[int]] = [[] for _ in range(n)]
+    for cid in sorted(load, key=lambda c: (-load[c], c)):
+        total, k = heapq.heappop(heap)
+        shards[k].append(cid)
+        heapq.heappush(heap, (total + load[cid], k))
+    return [sorted(s) for s in shards if s]
+
+
 def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
              workers: int | None = None, category_shards: int | None = None) -> dict[str, IouTypeResult]:
     """The fast path: truncate to LVIS' top 300 per image, then faster-coco-eval (LVIS mode) per iou
-    type and category shard. ``workers`` processes share the work (default: the CPU count, at most
-    one per task; 1 = all in this process): this process takes the heaviest task and forked children
-    the others, reading the parsed data copy-on-write. ``category_shards`` (default: enough for
-    every worker to have a task) splits each iou type's categories into independent parts."""
+    type and category shard. ``workers`` forked processes (default: the CPU count; 1 = all in this
+    process) take the tasks as they come free, reading the parsed data copy-on-write.
+    ``category_shards`` (default: ``workers``) splits each iou type's categories into independent
+    parts of about equal work, so that the workers finish together."""
     import numpy as np
 
     # LVIS truncates first, then drops detections of categories neither in the image's ground truth
@@ -635,11 +654,11 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
         workers = os.cpu_count() or 1
     workers = max(1, int(workers))
     if category_shards is None:
-        category_shards = max(1, -(-workers // len(iou_types)))
+        category_shards = workers if workers > 1 else 1
     groups: list[list[int] | None] = [None]
     if category_shards > 1:
-        groups = [[int(c) for c in g] for g in np.array_split(np.asarray(gt.category_ids), category_shards) if len(g)]
-    # segm first: it is the heavier half, and the first task runs in this process.
+        groups = list(_balanced_shards(gt, evaluated, category_shards))
+    # Heaviest first (segm decodes masks), so that the last tasks to finish are short.
     tasks = [(t, g) for t in sorted(iou_types, key=lambda t: t != "segm") for g in groups]
     _FORK_SHARED.update(gt=gt, dets=evaluated)
     # Imported once here, before forking, rather than in every worker.
@@ -652,9 +671,9 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
             from concurrent.futures import ProcessPoolExecutor
 
             ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=min(workers - 1, len(tasks) - 1), mp_context=ctx) as pool:
-                futures = [pool.submit(_fast_task, *task) for task in tasks[1:]]
-                parts = [_fast_task(*tasks[0])] + [f.result() for f in futures]
+            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+                futures = [pool.submit(_fast_task, *task) for task in tasks]
+                parts = [f.result() for f in futures]
     finally:
         _FORK_SHARED.clear()
     out = {}
