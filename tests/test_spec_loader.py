@@ -214,3 +214,27 @@ def test_stage1_overrides_need_a_stage2_row():
     assert "`stage1:` overrides on a row whose run has no stage2" in error_of(data)
     data["tables"][0]["rows"][0]["run"] = {"stage2": {"name": "crt"}}
     validate_spec(data, "pcb.yaml")
+
+
+def test_schedule_override_replaces_the_whole_schedule():
+    """An epoch-based row schedule over an iteration-based default keeps nothing of the default."""
+    from ltbench.spec.model import merge_run
+
+    base = {"schedule": {"name": "1x", "iterations": 90000, "steps": [60000, 80000], "warmup_iters": 1000},
+            "loss": {"name": "ce"}}
+    merged = merge_run(base, {"schedule": {"name": "1x", "epochs": 12, "steps": [8, 11]}})
+    assert merged["schedule"] == {"name": "1x", "epochs": 12, "steps": [8, 11]}
+    assert base["schedule"]["iterations"] == 90000  # inputs untouched
+    data = minimal_spec()
+    data["defaults"]["run"]["schedule"] = {"name": "1x", "iterations": 90000, "steps": [60000, 80000]}
+    data["tables"][0]["rows"][0]["run"] = {"schedule": {"name": "1x", "epochs": 12, "lr": 0.01}}
+    spec = validate_spec(data, "pcb.yaml")
+    assert spec.row_run(spec.table("2").rows[0])["schedule"] == {"name": "1x", "epochs": 12, "lr": 0.01}
+
+
+def test_schedule_with_epochs_and_iterations_is_an_error():
+    data = minimal_spec()
+    data["tables"][0]["rows"][1]["run"]["schedule"] = {"epochs": 12, "iterations": 9000}
+    message = error_of(data)
+    assert "rows[1] (row 'RFS CM', group v0.5).run.schedule" in message
+    assert "both epochs and iterations" in message and "replaces the whole schedule" in message

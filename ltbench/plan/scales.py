@@ -109,6 +109,9 @@ def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str)
             raise LtbenchError(f"schedule {key} is {value!r}", key=f"schedule.{key}", expected="a finite number > 0")
     if not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in spec.get("steps", [])):
         raise LtbenchError(f"schedule steps {spec.get('steps')!r}", key="schedule.steps", expected="a list of numbers")
+    if "epochs" in spec and "iterations" in spec:
+        raise LtbenchError(f"schedule {schedule!r} states both epochs and iterations", key="schedule",
+                           expected="either epochs or iterations")
     name = spec.get("name")
     per_epoch = math.ceil(train_images(dataset) / spec.get("batch_size", PAPER_OPTIMIZER["batch_size"]))
     out: dict[str, Any] = {"name": name or "custom"}

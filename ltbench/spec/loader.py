@@ -99,6 +99,13 @@ class _Checker:
                     [*keys, key],
                     expected="one of " + ", ".join(vocab.SCHEDULES) + " or an object with epochs/iterations",
                 )
+            if key == "schedule" and isinstance(value, dict) and "epochs" in value and "iterations" in value:
+                self.fail(
+                    "schedule states both epochs and iterations",
+                    [*keys, key],
+                    expected="either `epochs:` (epoch-based, steps in epochs) or `iterations:` (steps in iterations); "
+                    "a schedule override replaces the whole schedule above it",
+                )
             if key in vocab.COMPONENT_VOCAB and isinstance(value, dict):
                 name = value.get("name")
                 names = vocab.COMPONENT_VOCAB[key]

@@ -3,7 +3,9 @@
 Merge rule (one rule everywhere): a run key set at a more specific level replaces the value above,
 except that a component (``{name: ..., params}``) with the *same* ``name`` (or no ``name``) is merged
 key by key, so a row can write ``regularizer: {alpha: 0.2}`` over the paper's PCB regularizer. A
-different ``name`` replaces the component whole; ``null`` removes it.
+different ``name`` replaces the component whole; ``null`` removes it. A ``schedule`` is not a component:
+an override replaces the whole schedule (an epoch-based override over an iteration-based default must not
+keep the default's ``iterations``; NOTES_format_requests.md item 2).
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 
+# run keys whose overrides replace the value above instead of merging into it
+REPLACED_WHOLE = frozenset({"schedule"})
+
+
 def merge_run(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
     """Return ``base`` with ``override`` applied (see module docstring); inputs are not modified."""
     out = copy.deepcopy(base)
     for key, value in (override or {}).items():
         current = out.get(key)
         if (
-            isinstance(value, dict)
+            key not in REPLACED_WHOLE
+            and isinstance(value, dict)
             and isinstance(current, dict)
             and value.get("name", current.get("name")) == current.get("name")
         ):
