@@ -168,3 +168,33 @@ def test_bad_arguments():
         evaluate_fixed("<gt>", None, ("keypoints",), gt_data=gt, dets_data=dets)
     with pytest.raises(LtbenchError, match="unknown AP-pool pool"):
         evaluate_fixed("<gt>", None, ("bbox",), gt_data=gt, dets_data=dets, pools=("all", "rare"))
+
+
+def test_fixed_is_per_class_and_pool_rewards_cross_class_calibration():
+    """The defining property: rescaling one category's scores (a monotone map) leaves every per-class
+    ranking -- so AP-fixed -- unchanged, but moves that category within the pooled ranking."""
+    gt, dets = random_case(3)
+    base = evaluate_fixed("<gt>", None, ("bbox",), gt_data=gt, dets_data=dets)
+    rescaled = [dict(d, score=d["score"] * 0.01) if d["category_id"] == 1 else d for d in dets]
+    moved = evaluate_fixed("<gt>", None, ("bbox",), gt_data=gt, dets_data=rescaled)
+    for key in ("bbox.APfixed", "bbox.APfixed_r", "bbox.APfixed_c", "bbox.APfixed_f"):
+        assert moved[key] == pytest.approx(base[key], abs=1e-12), key
+    assert moved["bbox.APpool"] != pytest.approx(base["bbox.APpool"], abs=1e-6)
+    # a common monotone map of all scores changes nothing at all
+    squared = [dict(d, score=d["score"] ** 2) for d in dets]
+    assert evaluate_fixed("<gt>", None, ("bbox",), gt_data=gt, dets_data=squared) == pytest.approx(base)
+
+
+def test_segm_matches_bbox_on_box_shaped_masks():
+    from pycocotools import mask as mask_utils
+
+    gt, dets = hand_case()
+    sized = []
+    for d in dets:
+        x, y, w, h = d["bbox"]
+        rle = mask_utils.merge(mask_utils.frPyObjects([[x, y, x + w, y, x + w, y + h, x, y + h]], 100, 100))
+        sized.append(dict(d, segmentation={"size": rle["size"], "counts": rle["counts"].decode("ascii")}))
+    m = evaluate_fixed("<gt>", None, ("bbox", "segm"), gt_data=gt, dets_data=sized)
+    assert m["segm.APfixed"] == pytest.approx(100 * (AP_A + AP_B) / 2)
+    assert m["segm.APpool"] == pytest.approx(60.0)
+    assert {k.split(".", 1)[1] for k in m if k.startswith("segm.")} == {k.split(".", 1)[1] for k in m if k.startswith("bbox.")}
