@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ltbench.claims import (
     FAILS, HOLDS, UNDETERMINED, ReproducedValues, claim_tables, claims_json, claims_markdown, combine,
@@ -238,3 +240,30 @@ def test_markdown_and_json(specs):
     assert "### pcb-lowers-pwb: ? undetermined" in text
     data = claims_json(pairs)
     assert data[0]["reported_verdict"] == HOLDS and data[0]["evidence"][0]["n"] == 3
+
+
+def _pair_claim(op, a="Softmax + PCB", b="Softmax"):
+    return {"id": "x", "text": "", "where": "", "predicate": {
+        "kind": "compare", "op": op, "metrics": ["segm.AP"],
+        "pairs": [[{"table": "2", "group": "v0.5", "row": a}, {"table": "2", "group": "v0.5", "row": b}]]}}
+
+
+_seed_lists = st.lists(st.floats(min_value=0, max_value=50, allow_nan=False), min_size=1, max_size=4)
+
+
+@settings(max_examples=80, deadline=None)
+@given(_seed_lists, _seed_lists, st.sampled_from(["paper", "smoke"]))
+def test_compare_is_antisymmetric(specs, a, b, mode):
+    values = ReproducedValues({("pcb", "2", "v0.5", "Softmax + PCB", "segm.AP"): a,
+                               ("pcb", "2", "v0.5", "Softmax", "segm.AP"): b})
+    pcb = specs["pcb"]
+    forward = evaluate_claim(pcb, _pair_claim(">"), values, mode).verdict
+    backward = evaluate_claim(pcb, _pair_claim(">", "Softmax", "Softmax + PCB"), values, mode).verdict
+    assert (forward, backward) in {(HOLDS, FAILS), (FAILS, HOLDS), (UNDETERMINED, UNDETERMINED), (FAILS, FAILS)}
+    if (forward, backward) == (FAILS, FAILS):  # only a tie fails both strict directions
+        assert sum(a) / len(a) == pytest.approx(sum(b) / len(b))
+    # A < B is B > A
+    assert evaluate_claim(pcb, _pair_claim("<", "Softmax", "Softmax + PCB"), values, mode).verdict == forward
+    # ">=" ("not significantly worse") holds whenever ">" holds, and fails only if the reverse ">" holds
+    weak = evaluate_claim(pcb, _pair_claim(">="), values, mode).verdict
+    assert weak != UNDETERMINED and (forward != HOLDS or weak == HOLDS) and ((weak == FAILS) == (backward == HOLDS))
