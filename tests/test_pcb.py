@@ -247,21 +247,25 @@ def test_matrix_updated_once_per_step_and_step0_gets_no_pcb(background, monkeypa
     assert len(calls) == 3  # no statistics outside training
 
 
-def test_pcb_head_loss_equals_weighted_hand_computed_step_losses():
+@pytest.mark.parametrize("background", ["first", "last"])
+def test_pcb_head_loss_equals_weighted_hand_computed_step_losses(background):
     torch.manual_seed(4)
-    head = make_head(pcb={"alpha": 0.4, "momentum": 0.0})  # momentum 0: M = last step's batch means
+    head = make_head(background, pcb={"alpha": 0.4, "momentum": 0.0})  # momentum 0: M = last step's batch means
     head.set_progress(20, 24, 0, 1)
-    labels = torch.tensor([0, 1, 2, 3, 3, 1])
+    fg_index = torch.tensor([0, 1, 2, -1, -1, 1])  # -1 = background
+    labels = labels_in([None if k < 0 else int(k) for k in fg_index], background, 3)
     out = head(torch.randn(6, 4, 7, 7))
     got = head.classification_losses(out, labels)["loss_cls"]
     expected = 0.2 * F.cross_entropy(out.class_logits[0], labels)
-    pos = labels < 3
+    pos = fg_index >= 0
+    fg_cols = slice(1, 4) if background == "first" else slice(0, 3)
     for step, alpha in ((1, 0.2), (2, 0.4)):
         z = out.class_logits[step]
-        probs = F.softmax(z[pos][:, :3], 1)
-        m = torch.zeros(3, 3).index_add_(0, labels[pos], probs.detach()) / torch.bincount(labels[pos], minlength=3)[:, None]
-        q = (m / m.sum(0, keepdim=True))[:, labels[pos]].t()
-        expected = expected + (0.2 if step == 1 else 0.6) * pcb.pcb_ce_loss(z, labels, q, alpha, background="last")
+        probs = F.softmax(z[pos][:, fg_cols], 1)
+        y = fg_index[pos]
+        m = torch.zeros(3, 3).index_add_(0, y, probs.detach()) / torch.bincount(y, minlength=3)[:, None]
+        q = (m / m.sum(0, keepdim=True))[:, y].t()
+        expected = expected + (0.2 if step == 1 else 0.6) * pcb.pcb_ce_loss(z, labels, q, alpha, background=background)
     torch.testing.assert_close(got, expected)
 
 
@@ -431,3 +435,28 @@ def test_confusion_rows_stay_distributions_under_random_updates(background):
     seen = head.confusion.seen > 0
     torch.testing.assert_close(head.confusion.matrix[seen].sum(1), torch.ones(int(seen.sum())))
     assert bool((head.confusion.matrix[~seen] == 0).all())
+
+
+def test_confusion_matrix_stays_float32_under_low_precision_probabilities():
+    cm = pcb.ConfusionMatrixEMA(3, momentum=0.5, distributed=False)
+    cm.update(torch.tensor([[0.5, 0.25, 0.25]], dtype=torch.bfloat16), torch.tensor([2]))
+    assert cm.matrix.dtype == torch.float32
+    torch.testing.assert_close(cm.matrix[2], torch.tensor([0.5, 0.25, 0.25]))
+
+
+def test_pcb_seesaw_soft_term_gradcheck():
+    seesaw_mod = pytest.importorskip("ltbench.methods.losses.seesaw")
+    torch.manual_seed(11)
+    logits = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)  # C = 3, C+2 columns
+    labels = torch.tensor([0, 1, 3, 2, 3])
+    soft = torch.softmax(torch.randn(3, 3, dtype=torch.float64), 1)
+    # q = 0: the compensation factor uses detached scores (a constant for autograd, not for finite differences)
+    loss_module = seesaw_mod.SeesawLoss(3, "last", q=0.0)
+    loss_module.cum_samples.copy_(torch.tensor([50.0, 5.0, 1.0], dtype=torch.float64))
+
+    def total(z):
+        module = seesaw_mod.SeesawLoss(3, "last", q=0.0)
+        module.cum_samples.copy_(loss_module.cum_samples)
+        return sum(pcb.pcb_seesaw_losses(z, labels, soft, 0.3, module).values())
+
+    assert torch.autograd.gradcheck(total, (logits,))
