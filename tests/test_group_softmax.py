@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -125,3 +127,22 @@ def test_wrong_width_is_rejected():
     layout = GroupLayout.from_counts([2, 30])
     with pytest.raises(ValueError, match="logits"):
         group_softmax_loss(torch.zeros(2, 3), torch.tensor([0, 1]), layout, "last")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 5000), min_size=1, max_size=8),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(["first", "last"]),
+)
+def test_merge_equals_direct_computation_for_any_counts(counts, seed, background):
+    layout = GroupLayout.from_counts(counts)
+    assert layout.num_logits == len(counts) + 2 + layout.num_groups
+    assert sorted(k for members in layout.group_classes for k in members) == list(range(len(counts)))
+    logits = torch.randn(3, layout.num_logits, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    probs = group_softmax_probabilities(logits, layout, background)
+    assert torch.allclose(convert_columns(probs, background, "last"), _direct_merge(logits, layout))
+    # each class score is at most P(fg) of the background group
+    p_fg = torch.softmax(logits[:, :2], 1)[:, 1:]
+    fg = convert_columns(probs, background, "last")[:, :-1]
+    assert (fg <= p_fg + 1e-12).all()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -173,3 +175,16 @@ def test_statistics_are_all_reduced_across_processes(tmp_path):
     local = [torch.load(tmp_path / f"rank{r}-False.pt") for r in range(2)]
     assert local[0]["pos_grad"].tolist() == pytest.approx([0.5, 0.0])
     assert local[1]["pos_grad"].tolist() == pytest.approx([0.0, 0.5])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 50), min_size=3, max_size=3), st.lists(st.floats(0, 50), min_size=3, max_size=3))
+def test_weights_stay_in_their_ranges(pos, neg):
+    stats = EQLv2Weights(3, "last")
+    stats.pos_grad.copy_(torch.tensor(pos, dtype=torch.float64))
+    stats.neg_grad.copy_(torch.tensor(neg, dtype=torch.float64))
+    stats.pos_neg.copy_(stats.pos_grad / (stats.neg_grad + 1e-10))
+    pos_w, neg_w = stats.class_weights()
+    assert ((neg_w >= 0) & (neg_w <= 1)).all()
+    assert ((pos_w >= 1) & (pos_w <= 1 + stats.alpha)).all()
+    assert torch.allclose(pos_w, 1 + stats.alpha * (1 - neg_w))
