@@ -198,3 +198,19 @@ def test_segm_matches_bbox_on_box_shaped_masks():
     assert m["segm.APfixed"] == pytest.approx(100 * (AP_A + AP_B) / 2)
     assert m["segm.APpool"] == pytest.approx(60.0)
     assert {k.split(".", 1)[1] for k in m if k.startswith("segm.")} == {k.split(".", 1)[1] for k in m if k.startswith("bbox.")}
+
+
+def test_module_cli(tmp_path, capsys):
+    import json
+
+    from ltbench.evaluation.ap_fixed import main
+
+    gt, dets = hand_case()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "m.json"
+    assert main([str(tmp_path / "gt.json"), str(tmp_path / "dets.json"), "--iou-types", "bbox", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["bbox.APpool"] == pytest.approx(60.0) and json.loads(capsys.readouterr().out) == written
+    assert main([str(tmp_path / "gt.json"), str(tmp_path / "missing.json"), "--iou-types", "bbox"]) == 2
+    assert "error:" in capsys.readouterr().err

@@ -171,3 +171,35 @@ def evaluate_fixed(
             got = pooled_precision(entries(idx), num_iou, ev.params.rec_thrs) if idx else None
             out[f"{iou_type}.APpool{suffix}"] = _points(-1.0 if got is None else float(got[0].mean()))
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ltbench.evaluation.ap_fixed GT.json DETS.json [--iou-types bbox,segm] [--dets-per-class K]
+    [--out METRICS.json]``: print (and optionally write, atomically) the AP-fixed / AP-pool metrics."""
+    import argparse
+    import json
+    import sys
+
+    from ltbench import io
+
+    parser = argparse.ArgumentParser(prog="python -m ltbench.evaluation.ap_fixed", description=__doc__.split("\n")[0])
+    parser.add_argument("gt")
+    parser.add_argument("dets")
+    parser.add_argument("--iou-types", default="bbox,segm")
+    parser.add_argument("--dets-per-class", type=int, default=DETS_PER_CLASS)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    try:
+        metrics = evaluate_fixed(args.gt, args.dets, tuple(t for t in args.iou_types.split(",") if t),
+                                 dets_per_class=args.dets_per_class)
+    except LtbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        io.write_json(args.out, metrics)
+    print(json.dumps(metrics, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
