@@ -226,3 +226,23 @@ def tolerance_for(key: str, tolerances: Mapping[str, float]) -> float:
         return float(tolerances[key])
     bare = key.split(".", 1)[1] if "." in key else key
     return float(tolerances.get(bare, tolerances.get("default", 1.0)))
+
+
+def table_notes(cells: Iterable[tuple[str, int]]) -> list[str]:
+    """Footnotes a rendered table needs, from its measured cells as (metric key, n seeds).
+
+    ``["APr is noisy: 2 APr cells rest on a single run (n = 1) ..."]`` when some APr cell has n = 1;
+    a note that verdicts with n = 1 use the fixed tolerance when any cell has n = 1.
+    """
+    cells = list(cells)
+    single = [key for key, n in cells if n == 1]
+    notes = []
+    rare = [key for key in single if key.split(".")[-1] == "APr"]
+    if rare:
+        notes.append(f"LVIS APr is noisy: {len(rare)} APr cell(s) rest on a single run (n = 1); rare categories "
+                     "have few val instances, so seeds alone move APr by about a point. Run more seeds before "
+                     "reading an APr difference.")
+    if single:
+        notes.append("Cells with n = 1 are judged by the fixed per-metric tolerance; cells with n >= 2 by whether "
+                     "the paper's number lies in the 95 % prediction interval of the seeds.")
+    return notes

@@ -122,3 +122,12 @@ def test_mean_of_the_runs_is_always_within(values):
     low, high = interval(s, "prediction")
     ci_low, ci_high = interval(s, "ci")
     assert low <= ci_low + 1e-9 and ci_high <= high + 1e-9
+
+
+def test_table_notes():
+    from ltbench.seeds import table_notes
+
+    notes = table_notes([("segm.APr", 1), ("segm.AP", 1), ("bbox.APr", 3)])
+    assert len(notes) == 2 and "1 APr cell(s)" in notes[0] and "fixed per-metric tolerance" in notes[1]
+    assert table_notes([("segm.AP", 1)]) == [table_notes([("segm.AP", 1)])[0]] and "APr" not in table_notes([("segm.AP", 1)])[0]
+    assert table_notes([("segm.APr", 3), ("segm.AP", 2)]) == []
