@@ -42,7 +42,7 @@ _T975 = (
 )
 _Z975 = 1.959964
 
-NOISY_NOTE = "n = 1: LVIS APr is noisy (few rare categories, ~1 AP point between seeds is common); judged by the fixed tolerance"
+NOISY_NOTE = "n = 1: LVIS APr is noisy (rare categories have few val instances, so APr varies more between seeds than AP); judged by the fixed tolerance"
 SINGLE_NOTE = "n = 1: no seed spread; judged by the fixed tolerance"
 
 
@@ -240,7 +240,7 @@ def table_notes(cells: Iterable[tuple[str, int]]) -> list[str]:
     rare = [key for key in single if key.split(".")[-1] == "APr"]
     if rare:
         notes.append(f"LVIS APr is noisy: {len(rare)} APr cell(s) rest on a single run (n = 1); rare categories "
-                     "have few val instances, so seeds alone move APr by about a point. Run more seeds before "
+                     "have few val instances, so APr varies more between seeds than AP. Run more seeds before "
                      "reading an APr difference.")
     if single:
         notes.append("Cells with n = 1 are judged by the fixed per-metric tolerance; cells with n >= 2 by whether "
