@@ -197,3 +197,14 @@ def test_bags_stage2_trains_only_the_new_group_softmax_classifier(background):
     out = head(torch.randn(3, 4, 7, 7))
     probs = head.probabilities(out)
     assert probs.shape == (3, 5)
+
+
+def test_frozen_stage1_builds_no_graph_but_new_parameters_get_gradients():
+    head = two_stage.DisAlignHead(stage1("last"), counts=[10, 5, 1])
+    with torch.no_grad():
+        head.confidence_layer.weight.normal_()
+    out = head(torch.randn(4, 4, 7, 7))
+    assert out.extras["stage1"].final_logits.grad_fn is None
+    head.classification_losses(out, torch.tensor([0, 1, 2, 3]))["loss_cls"].backward()
+    assert head.logit_scale.grad is not None and head.confidence_layer.weight.grad is not None
+    assert all(p.grad is None for p in head.stage1.parameters())
