@@ -267,3 +267,11 @@ def test_compare_is_antisymmetric(specs, a, b, mode):
     # ">=" ("not significantly worse") holds whenever ">" holds, and fails only if the reverse ">" holds
     weak = evaluate_claim(pcb, _pair_claim(">="), values, mode).verdict
     assert weak != UNDETERMINED and (forward != HOLDS or weak == HOLDS) and ((weak == FAILS) == (backward == HOLDS))
+
+
+def test_markdown_escapes_pipes(specs):
+    from ltbench.claims import ClaimResult
+
+    result = ClaimResult("c", "AP | APr both rise", "Sec. 1", "smoke", UNDETERMINED)
+    line = next(l for l in claims_markdown([(None, result)], evidence=False).splitlines() if l.startswith("| c "))
+    assert "AP \\| APr" in line and line.count(" | ") == 4

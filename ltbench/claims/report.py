@@ -38,6 +38,7 @@ def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, 
     rows = []
     for reported, result in pairs:
         text = result.text if len(result.text) <= 90 else result.text[:87] + "..."
+        text = text.replace("|", "\\|")  # a pipe would end the Markdown cell
         rows.append([result.id, f"“{text}”", result.where, MARK[reported.verdict] if reported else "",
                      MARK[result.verdict] + f" ({result.mode})"])
     lines.append(tabulate(rows, headers=["claim", "text", "where", "paper's numbers", "reproduced"], tablefmt="pipe"))
