@@ -340,8 +340,9 @@ def view_probabilities(head: Any, output: Any, view_config: Mapping[str, Any], s
     """``apply_view`` on ``head.probabilities(output)``, adding ``step_probabilities`` (recurrent heads) and
     ``original_probabilities`` (stage-2 heads) to ``stats`` from the head itself."""
     merged = dict(stats or {})
-    if hasattr(head, "step_probabilities") and "step_probabilities" not in merged:
+    name = view_config.get("name")
+    if name == "recurrent_step" and hasattr(head, "step_probabilities") and "step_probabilities" not in merged:
         merged["step_probabilities"] = head.step_probabilities(output)
-    if hasattr(head, "original_probabilities") and "original_probabilities" not in merged:
+    if name == "dual_head" and hasattr(head, "original_probabilities") and "original_probabilities" not in merged:
         merged["original_probabilities"] = head.original_probabilities(output)
     return apply_view(view_config, head.probabilities(output), head.background, merged)
