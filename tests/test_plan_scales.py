@@ -101,3 +101,29 @@ def test_paper_plan_text_lists_dataset_sizes(capsys):
     out = capsys.readouterr().out
     assert "dataset sizes in the cost model:" in out
     assert "coco_lt_bags: 9100 train / 5000 val images" in out
+
+
+def test_train_scales_reach_the_model_block():
+    default = scales.model_block("paper", "r50_fpn", "mmdet")
+    assert default["min_size"] == [640, 672, 704, 736, 768, 800] and default["max_size"] == 1333
+    assert scales.model_block("paper", "r50_fpn", "mmdet", 800)["min_size"] == 800
+    assert scales.model_block("paper", "r50_fpn", "mmdet", [800])["min_size"] == 800
+    assert scales.model_block("paper", "r50_fpn", "mmdet", [640, 800])["min_size"] == [640, 800]
+    assert scales.model_block("smoke", "r50_fpn", "torchvision")["min_size"] == 128
+    assert scales.model_block("smoke", "r50_fpn", "torchvision", 800)["min_size"] == 128
+    assert scales.model_block("smoke", "r50_fpn", "torchvision", [640, 720, 800])["min_size"] == [102, 115, 128]
+
+
+def test_bags_multiscale_rows_differ_from_single_scale_rows():
+    from ltbench.plan import build_plan
+
+    for scale in ("paper", "smoke"):
+        plan = build_plan(["tables/bags_table3.md"], scale=scale)
+        rows = {r.label.split(" ")[0]: r for r in plan.rows}
+        ms = plan.runs[rows["(12)"].run_ids[0]].config
+        ss = plan.runs[rows["(10)"].run_ids[0]].config
+        assert isinstance(ms["model"]["min_size"], list) and isinstance(ss["model"]["min_size"], int)
+        stage1 = plan.runs[ms["stage1"]].config  # the HTC X101-MS-DCN baseline, row (11)
+        assert stage1["id"] == rows["(11)"].run_ids[0] and stage1["model"]["min_size"] == ms["model"]["min_size"]
+    pcb = build_plan(["tables/pcb_table2.md"], scale="paper")
+    assert all(r.config["model"]["min_size"] == [640, 672, 704, 736, 768, 800] for r in pcb.runs.values())

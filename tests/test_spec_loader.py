@@ -238,3 +238,18 @@ def test_schedule_with_epochs_and_iterations_is_an_error():
     message = error_of(data)
     assert "rows[1] (row 'RFS CM', group v0.5).run.schedule" in message
     assert "both epochs and iterations" in message and "replaces the whole schedule" in message
+
+
+@pytest.mark.parametrize("value", ["800", 0, [], [640, "800"], 800.5])
+def test_bad_train_scales_are_clear_errors(value):
+    data = minimal_spec()
+    data["tables"][0]["rows"][0]["run"] = {"train_scales": value}
+    message = error_of(data)
+    assert "rows[0] (row 'Softmax', group v0.5).run.train_scales" in message
+
+
+def test_train_scales_single_value_list_is_single_scale():
+    from ltbench.plan.canonical import normalize_run
+
+    assert normalize_run({"train_scales": [800]})["train_scales"] == 800
+    assert normalize_run({"train_scales": [640, 800]})["train_scales"] == [640, 800]

@@ -53,6 +53,9 @@ def normalize_run(run: dict[str, Any]) -> dict[str, Any]:
     head = run.get("head")
     if isinstance(head, dict) and head.get("name") == "standard":
         run["head"] = {"name": "standard"}
+    scales = run.get("train_scales")
+    if isinstance(scales, list) and len(scales) == 1:  # one short side is single-scale training
+        run["train_scales"] = scales[0]
     for key in ("class_agnostic", "fp16"):
         run.setdefault(key, False)
     run.setdefault("mask_head", {"name": "standard"})

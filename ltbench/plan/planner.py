@@ -282,7 +282,7 @@ class _Planner:
             "head": run.get("head"), "regularizer": regularizer, "mask_head": run.get("mask_head"),
             "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)) and self.scale == "paper",  # CPU smoke runs train in fp32
             "stage2": stage2, "stage1": stage1, "seed": seed,
-            "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework),
+            "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework, run.get("train_scales")),
         }
         for key in ("detector", "backbone", "dataset", "schedule"):
             if config[key] is None:

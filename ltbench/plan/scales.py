@@ -77,6 +77,8 @@ SMOKE_MODEL: dict[str, Any] = {
     "rpn_pre_nms_top_n_test": 300, "rpn_post_nms_top_n_test": 150,
     "box_batch_size_per_image": 64, "detections_per_img": 300, "score_thresh": 0.0001,
 }
+# mmdet LVIS configs (1333, 640..800, 'value') and detectron2 LVIS MIN_SIZE_TRAIN (research/official_implementations.md)
+DEFAULT_TRAIN_SCALES = (640, 672, 704, 736, 768, 800)
 _BACKBONE_DEPTH = {"r18": 18, "r50": 50, "r101": 101, "x101": 101, "r152": 152, "x50": 50}
 
 
@@ -203,14 +205,29 @@ def resolve_schedule(schedule: str | dict[str, Any], scale: str, framework: str,
     return smoke_schedule(schedule, framework, dataset)
 
 
-def model_block(scale: str, backbone: str, framework: str) -> dict[str, Any]:
-    """Model-size settings the adapters read; paper scale follows the frameworks' LVIS configs."""
+def model_block(scale: str, backbone: str, framework: str, train_scales: int | list[int] | None = None) -> dict[str, Any]:
+    """Model-size settings the adapters read; paper scale follows the frameworks' LVIS configs.
+
+    ``train_scales`` (the run key): training short side(s); one number = single scale, a list = multi-scale
+    (``min_size`` as a list; adapters test at the largest). Paper scale default: the mmdet/detectron2 LVIS
+    multi-scale 640..800. Smoke scale: the default keeps the tiny model's 128 px; an explicit value is scaled
+    by 128/800, so single- and multi-scale runs stay different runs there too.
+    """
     check_scale(scale)
     if scale == "smoke":
-        return dict(SMOKE_MODEL)
+        block = dict(SMOKE_MODEL)
+        if train_scales is not None:
+            sides = train_scales if isinstance(train_scales, list) else [train_scales]
+            small = sorted({max(16, int(round(s * SMOKE_MODEL["min_size"] / 800))) for s in sides})
+            block["min_size"] = small if len(small) > 1 else small[0]
+        return block
+    if train_scales is None:
+        train_scales = list(DEFAULT_TRAIN_SCALES)
+    min_size = list(train_scales) if isinstance(train_scales, list) and len(train_scales) > 1 else (
+        train_scales[0] if isinstance(train_scales, list) else train_scales)
     depth = _BACKBONE_DEPTH.get(backbone.split("_")[0], 50)
     return {
-        "min_size": [640, 672, 704, 736, 768, 800], "max_size": 1333, "backbone_depth": depth, "fpn_channels": 256,
+        "min_size": min_size, "max_size": 1333, "backbone_depth": depth, "fpn_channels": 256,
         "rpn_pre_nms_top_n_train": 2000, "rpn_post_nms_top_n_train": 1000,
         "rpn_pre_nms_top_n_test": 1000, "rpn_post_nms_top_n_test": 1000,
         "box_batch_size_per_image": 512, "detections_per_img": 300, "score_thresh": 0.0001,

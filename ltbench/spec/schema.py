@@ -78,6 +78,14 @@ def build_schema() -> dict[str, Any]:
             "mask_head": _component(vocab.MASK_HEADS),
             "class_agnostic": {"type": "boolean"},
             "fp16": {"type": "boolean"},
+            "train_scales": {
+                "description": "training short side(s) in pixels (max side 1333): one number = single scale, "
+                "a list = multi-scale (one drawn per image); default: multi-scale 640..800 step 32",
+                "anyOf": [
+                    {"type": "integer", "minimum": 1},
+                    {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+                ],
+            },
             "stage2": _stage2(),
         },
         "additionalProperties": False,

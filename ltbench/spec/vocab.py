@@ -64,7 +64,7 @@ SCALAR_VOCAB: dict[str, tuple[str, ...]] = {
 }
 RUN_KEYS = (
     "framework", "detector", "backbone", "dataset", "pretrain", "schedule", "sampler", "classifier",
-    "loss", "head", "regularizer", "mask_head", "class_agnostic", "fp16", "stage2",
+    "loss", "head", "regularizer", "mask_head", "class_agnostic", "fp16", "stage2", "train_scales",
 )
 
 _METRIC_SUFFIXES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4")
