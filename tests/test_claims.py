@@ -275,3 +275,12 @@ def test_markdown_escapes_pipes(specs):
     result = ClaimResult("c", "AP | APr both rise", "Sec. 1", "smoke", UNDETERMINED)
     line = next(l for l in claims_markdown([(None, result)], evidence=False).splitlines() if l.startswith("| c "))
     assert "AP \\| APr" in line and line.count(" | ") == 4
+
+
+def test_audit_claims_on_an_empty_store(tmp_path):
+    from ltbench.claims import audit_claims
+
+    pairs = audit_claims(["simcal"], scale="smoke", results_dir=tmp_path)
+    assert len(pairs) >= 6
+    assert all(reported.verdict == HOLDS and reproduced.verdict == UNDETERMINED for reported, reproduced in pairs)
+    assert all(reproduced.mode == "smoke" for _, reproduced in pairs)

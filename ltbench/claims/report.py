@@ -14,12 +14,21 @@ MARK = {"holds": "✓ holds", "fails": "✗ fails", "undetermined": "? undetermi
 
 def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = None,
                  results_dir: str | Path | None = None, with_reported: bool = True) -> list[tuple[ClaimResult | None, ClaimResult]]:
-    """Every claim of ``papers``: (verdict on the paper's numbers, verdict on the current results)."""
+    """Every claim of ``papers``: (verdict on the paper's numbers, verdict on the current results).
+
+    Paper scale evaluates with seed intervals (mode ``paper``), any other scale directionally (``smoke``).
+    A paper whose spec does not load is skipped (the audit reports spec errors on its own).
+    """
     from ltbench.claims.results import load_reproduced
+    from ltbench.errors import LtbenchError
     from ltbench.spec import load_all
 
     out: list[tuple[ClaimResult | None, ClaimResult]] = []
-    for spec in load_all(papers=list(papers)).values():
+    for paper in papers:
+        try:
+            spec = load_all(papers=[paper])[paper]
+        except LtbenchError:
+            continue
         values = load_reproduced(spec, scale=scale, framework=framework, results_dir=results_dir)
         reproduced = evaluate_claims(spec, values, mode="paper" if scale == "paper" else "smoke")
         reported = evaluate_claims(spec) if with_reported else [None] * len(reproduced)
