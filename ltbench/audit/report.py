@@ -34,6 +34,7 @@ class Audit:
     plots: list[dict[str, str]] = field(default_factory=list)  # title, path (relative to the report)
     corrupt: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    spec_errors: list[str] = field(default_factory=list)  # a paper whose spec does not load is reported, not fatal
 
     def status_counts(self) -> Counter:
         counts: Counter = Counter()
@@ -55,19 +56,27 @@ def build_audit(
     report_dir: Path | None = None,
 ) -> Audit:
     """Render every table of ``papers`` against the store; copy plots under ``plots_dir``."""
+    from ltbench.errors import LtbenchError
+    from ltbench.plan import build_plan
     from ltbench.spec import load_paper
 
     store = read_store(results_dir)
     audit = Audit(scale=scale, framework=framework, corrupt=list(store.corrupt))
     audit.failures = sorted(f"{run} / {view or 'all views'}: {reason}" for (run, view), reason in store.failures.items())
     for paper in papers:
-        spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
+        try:
+            spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
+            plan = build_plan(papers=[paper], scale=scale, framework=framework)
+        except LtbenchError as exc:
+            audit.spec_errors.append(f"{paper}: {exc}")
+            continue
         used_by: dict[str, list[str]] = {}
         for table in spec.tables:
             entry = TableEntry(paper, table.id, table.scope, " ".join(str(table.caption or "").split()),
                                reason=" ".join(str(table.reason or "").split()))
             if table.scope == "reproduce":
-                entry.rendered = render_table(paper, table.id, scale=scale, framework=framework, store=store, heading_level=3)
+                entry.rendered = render_table(paper, table.id, scale=scale, framework=framework, store=store,
+                                              heading_level=3, plan=plan)
             audit.tables.append(entry)
             for a in table.assumptions:
                 used_by.setdefault(a, []).append(f"Table {table.id}")
@@ -209,6 +218,10 @@ def render_markdown(audit: Audit) -> str:
         f"All reproduced tables: {c['within']} cells within tolerance / {c['reproduced']} reproduced / {c['total']} total"
         f" ({c['pending']} pending, {c['failed']} failed, {c['undefined']} undefined).",
         "",
+    ]
+    if audit.spec_errors:
+        out += ["## Specs that do not load (their tables are missing below)", ""] + [f"- {e}" for e in audit.spec_errors] + [""]
+    out += [
         "## Tables",
         "",
         table(overview_rows(audit), OVERVIEW_HEADERS),

@@ -193,15 +193,22 @@ def render_table(
     store: StoreView | None = None,
     config: dict[str, Any] | None = None,
     heading_level: int = 2,
+    plan: Any = None,
 ) -> Rendered:
-    """Build and print one paper table from the spec, the plan and the store."""
+    """Build and print one paper table from the spec, the plan and the store.
+
+    ``plan``: a built ``ltbench.plan.Plan`` containing the table (e.g. the paper's), else one is built.
+    """
+    from ltbench.plan import build_plan
     from ltbench.render.latex import render_latex
     from ltbench.render.markdown import render_markdown
     from ltbench.spec import load_paper
     from ltbench.store.workflow import row_pairs, stage1_of
 
     spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
-    by_ref = row_pairs(paper, table_id, scale=scale, framework=framework)
+    if plan is None:
+        plan = build_plan(targets=[f"tables/{paper}_table{table_id}.md"], scale=scale, framework=framework)
+    by_ref = row_pairs(paper, table_id, scale=scale, framework=framework, plan=plan)
     def serve(row: Any) -> Any:
         return by_ref.get((row.group.id, row.id))
 
@@ -209,7 +216,7 @@ def render_table(
     if framework:
         layout.notes.append(f"Every run trained through {framework} (framework override).")
     store = store if store is not None else read_store(results_dir)
-    failures = stage1_failures(store.failures, stage1_of(scale=scale, framework=framework, papers=[paper]))
+    failures = stage1_failures(store.failures, stage1_of(scale=scale, framework=framework, papers=[paper], plan=plan))
     config = config if config is not None else load_workflow_config()
     built = build_table(layout, store.results, failures=failures, tolerances=tolerances_for(scale, config))
     prov = provenance_line(built, store)
@@ -230,9 +237,13 @@ def write_paper(paper: str, *, md: Path, scale: str, framework: str | None = Non
     """``tables/<paper>.md``: every reproduced table of the paper, one after the other."""
     from ltbench.spec import load_paper
 
+    from ltbench.plan import build_plan
+
     spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
     store = read_store(results_dir)
-    out = [render_table(paper, t, scale=scale, framework=framework, store=store, heading_level=2) for t in table_ids(spec)]
+    plan = build_plan(papers=[paper], scale=scale, framework=framework)
+    out = [render_table(paper, t, scale=scale, framework=framework, store=store, heading_level=2, plan=plan)
+           for t in table_ids(spec)]
     skipped = [t for t in spec.tables if t.scope != "reproduce"]
     lines = [f"# {spec.title} ({paper.upper()})", ""]
     total = sum(r.built.summary.total for r in out)

@@ -27,7 +27,7 @@ from ltbench.errors import LtbenchError, did_you_mean
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+=-]*"
 PAPERS = ("pcb", "disalign", "bags", "simcal")
-TABLE_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)_table(?P<table>[0-9A-Za-z.]+)(?:\.md|\.tex)?$")
+TABLE_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)_table(?P<table>[0-9A-Za-z]+(?:\.[0-9]+)?)(?:\.md|\.tex)?$")
 PAPER_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)(?:\.md)?$")
 
 
@@ -235,11 +235,15 @@ class RowServe:
     reason: str = ""
 
 
-def row_pairs(paper: str, table: str, *, scale: str, framework: str | None) -> dict[tuple[str, str], RowServe]:
-    """(column group id, row id) -> how the plan serves that row of ``paper`` table ``table``."""
+def row_pairs(paper: str, table: str, *, scale: str, framework: str | None, plan: Any = None) -> dict[tuple[str, str], RowServe]:
+    """(column group id, row id) -> how the plan serves that row of ``paper`` table ``table``.
+
+    ``plan``: an already built plan that contains the table (else it is built for just this table).
+    """
     from ltbench.plan import build_plan
 
-    plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=scale, framework=framework)
+    if plan is None:
+        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=scale, framework=framework)
     out: dict[tuple[str, str], RowServe] = {}
     for row in plan.rows:
         if row.paper != paper or str(row.table) != str(table):
@@ -249,9 +253,10 @@ def row_pairs(paper: str, table: str, *, scale: str, framework: str | None) -> d
     return out
 
 
-def stage1_of(*, scale: str, framework: str | None, papers: Sequence[str]) -> dict[str, str | None]:
+def stage1_of(*, scale: str, framework: str | None, papers: Sequence[str], plan: Any = None) -> dict[str, str | None]:
     """run id -> its stage-1 run id (None for single-stage runs)."""
     from ltbench.plan import build_plan
 
-    plan = build_plan(papers=list(papers), scale=scale, framework=framework)
+    if plan is None:
+        plan = build_plan(papers=list(papers), scale=scale, framework=framework)
     return {run_id: (_get(rp, "config") or {}).get("stage1") for run_id, rp in (_get(plan, "runs") or {}).items()}
