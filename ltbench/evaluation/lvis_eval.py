@@ -670,10 +670,16 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-                futures = [pool.submit(_fast_task, *task) for task in tasks]
-                parts = [f.result() for f in futures]
+            try:
+                ctx = multiprocessing.get_context("fork")
+            except ValueError:  # no fork on this platform: the workers could not share the data
+                ctx = None
+            if ctx is None:
+                parts = [_fast_task(*task) for task in tasks]
+            else:
+                with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+                    futures = [pool.submit(_fast_task, *task) for task in tasks]
+                    parts = [f.result() for f in futures]
     finally:
         _FORK_SHARED.clear()
     out = {}
