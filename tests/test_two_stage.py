@@ -208,3 +208,60 @@ def test_frozen_stage1_builds_no_graph_but_new_parameters_get_gradients():
     head.classification_losses(out, torch.tensor([0, 1, 2, 3]))["loss_cls"].backward()
     assert head.logit_scale.grad is not None and head.confidence_layer.weight.grad is not None
     assert all(p.grad is None for p in head.stage1.parameters())
+
+
+COUNTS4 = [5, 50, 500, 5000]  # one class per BAGS bin
+
+
+def ablation(background, **flags):
+    return build_box_head("bags_ablation", num_classes=4, background=background, num_box_deltas=16,
+                          instance_counts=COUNTS4, **SMALL, **flags)
+
+
+@BOTH
+def test_bags_ablation_with_both_parts_is_part1_group_softmax(background):
+    from ltbench.methods.losses.group_softmax import GroupLayout, group_softmax_loss, group_softmax_probabilities
+
+    head = ablation(background)
+    layout = GroupLayout.from_counts(COUNTS4)
+    assert head.num_logits == layout.num_logits == 4 + 2 + 4
+    logits = torch.randn(6, head.num_logits)
+    out = two_stage.BoxHeadOutput([logits], [torch.zeros(6, 16)], torch.zeros(6, 16))
+    torch.testing.assert_close(head.probabilities(out), group_softmax_probabilities(logits, layout, background))
+    labels = torch.tensor([0, 1, 2, 3, 4, 0])
+    torch.manual_seed(3)
+    ours = head.classification_losses(out, labels)["loss_cls"]
+    torch.manual_seed(3)
+    torch.testing.assert_close(ours, group_softmax_loss(logits, labels, layout, background))
+
+
+@BOTH
+def test_bags_ablation_without_background_group_and_others_by_hand(background):
+    head = ablation(background, background_group=False, others=False)
+    assert head.num_logits == 4  # one class per group, nothing else
+    logits = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    out = two_stage.BoxHeadOutput([logits], [torch.zeros(1, 16)], torch.zeros(1, 16))
+    probs = head.probabilities(out)  # softmax over a single class = 1 in every group, bg column 0
+    bg = background_index(4, background)
+    assert float(probs[0, bg]) == 0.0 and torch.equal(probs[0, foreground_slice(4, background)], torch.ones(4))
+    labels = torch.tensor([bg])
+    assert float(head.classification_losses(out, labels)["loss_cls"]) == 0.0  # background RoIs train nothing
+
+
+@BOTH
+def test_bags_ablation_background_group_without_others(background):
+    counts = [5, 6, 5000]  # classes 0, 1 share the <10 group
+    head = build_box_head("bags_ablation", num_classes=3, background=background, num_box_deltas=12,
+                          instance_counts=counts, others=False, **SMALL)
+    assert head.num_logits == 2 + 2 + 1
+    logits = torch.tensor([[0.0, 1.0, 2.0, 0.0, 5.0]])  # [bg, fg | c0, c1 | c2]
+    out = two_stage.BoxHeadOutput([logits], [torch.zeros(1, 12)], torch.zeros(1, 16))
+    p_fg = torch.sigmoid(torch.tensor(1.0))
+    expected_fg = torch.cat([torch.softmax(torch.tensor([2.0, 0.0]), 0), torch.ones(1)]) * p_fg
+    probs = head.probabilities(out)
+    torch.testing.assert_close(probs[0, foreground_slice(3, background)], expected_fg)
+    torch.testing.assert_close(probs[0, background_index(3, background)], 1 - p_fg)
+    # a RoI of class 1: G0 CE(fg) + CE over [c0, c1] with target c1; group of c2 ignores it
+    label = torch.tensor([2 if background == "first" else 1])
+    expected = F.cross_entropy(logits[:, :2], torch.tensor([1])) + F.cross_entropy(logits[:, 2:4], torch.tensor([1]))
+    torch.testing.assert_close(head.classification_losses(out, label)["loss_cls"], expected)

@@ -173,25 +173,18 @@ def head_for_run(run_config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return head["name"], {**params, **base_params}
 
 
-def _bags_params(stage2: Mapping[str, Any]) -> dict[str, Any]:
-    """BAGS spec params -> part 1's ``group_softmax`` head params (``bin_edges``, ``beta``).
-
-    The head always has the background group and an "others" class per group (the official design); the
-    ablations without them (BAGS Table 3) are refused rather than silently trained as the full method.
-    """
-    for flag in ("background_group", "others"):
-        if stage2.get(flag, True) is not True:
-            raise LtbenchError(
-                f"BAGS with {flag}: false is not implemented by the group_softmax head",
-                key=f"stage2.{flag}",
-                expected="true (the official BAGS design)",
-            )
+def _bags_head(stage2: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """BAGS spec params -> (head name, params): part 1's ``group_softmax`` head for the official design,
+    ``bags_ablation`` (``two_stage.GroupSoftmaxAblationHead``) without the background group or "others"."""
     params: dict[str, Any] = {}
     if "groups" in stage2:
         params["bin_edges"] = tuple(stage2["groups"])
     if "beta" in stage2:
         params["beta"] = float(stage2["beta"])
-    return params
+    flags = {flag: bool(stage2.get(flag, True)) for flag in ("background_group", "others")}
+    if all(flags.values()):
+        return "group_softmax", params
+    return "bags_ablation", {**params, **flags}
 
 
 def build_stage2(
@@ -233,8 +226,9 @@ def build_stage2(
             image_counts=image_counts,
         )
     if name == "bags":
+        head_name, params = _bags_head(stage2)
         return two_stage.retrain_classifier(
-            stage1_head, "group_softmax", trainable=stage2.get("trainable", "fc_cls"), instance_counts=instance_counts, **_bags_params(stage2)
+            stage1_head, head_name, trainable=stage2.get("trainable", "fc_cls"), instance_counts=instance_counts, **params
         )
     if name == "crt":
         classifier = _component(run_config, "classifier", "linear")
