@@ -154,15 +154,6 @@ class WorkflowPlan:
         return train_resources(self.run(run_id), self.scale, slurm)
 
 
-def write_config(plan: WorkflowPlan, run_id: str, view_id: str | None, out: str, log_path: str) -> None:
-    """Write a run's (or a view's) resolved config as JSON (atomic), and one line to the log."""
-    from ltbench import io
-
-    config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
-    io.write_json(out, config)
-    io.write_text(log_path, f"wrote {out} (scale {plan.scale}, framework {plan.framework or 'per spec'})\n")
-
-
 def gpus_for(run: RunInfo, scale: str, slurm: dict[str, Any]) -> int:
     if scale != "paper":
         return 0

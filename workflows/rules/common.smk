@@ -87,8 +87,6 @@ def regression_records(wildcards):
 # Bookkeeping steps run where Snakemake runs (not as cluster jobs).
 localrules:
     data,
-    run_config,
-    view_config,
     record,
     collect,
     render_table,

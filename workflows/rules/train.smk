@@ -1,4 +1,4 @@
-# Data, run/view configs, training and prediction.
+# Data, training and prediction (each writes the resolved config it used, from the plan).
 #
 # A failing step writes a failure note (results/failures/<run>/...) so the tables can say
 # "failed (reason)"; the step still fails, so Snakemake reports it.
@@ -22,43 +22,15 @@ rule data:
         "{params.cmd} data resolve {wildcards.dataset} --scale {wildcards.scale} --ensure > {output} 2> {log}"
 
 
-rule run_config:
-    # Written in-process (a bookkeeping step: no interpreter start-up per run).
-    output:
-        wf.run_json("{run}"),
-    log:
-        "results/logs/{run}/run_config.log",
-    conda:
-        "../envs/ltbench.yaml"
-    resources:
-        runtime=5,
-        mem_mb=1000,
-    run:
-        wf.write_config(PLAN, wildcards.run, None, output[0], log[0])
-
-
-rule view_config:
-    output:
-        wf.view_json("{run}", "{view}"),
-    log:
-        "results/logs/{run}/view_config_{view}.log",
-    conda:
-        "../envs/ltbench.yaml"
-    resources:
-        runtime=5,
-        mem_mb=1000,
-    run:
-        wf.write_config(PLAN, wildcards.run, wildcards.view, output[0], log[0])
-
-
 rule train:
     # Checkpoints live in work/<run>/ (not an output: a failed job's outputs are deleted, and the
-    # resume needs them). The declared output is a small marker copied from the adapter's done.json.
+    # resume needs them). The declared outputs are the resolved run config (written first, from the
+    # plan) and a small marker copied from the adapter's done.json.
     input:
-        run=wf.run_json("{run}"),
         data=dataset_marker,
         stage1=lambda w: PLAN.stage1_inputs(w.run),
     output:
+        run=wf.run_json("{run}"),
         done=wf.train_done("{run}"),
     log:
         "results/logs/{run}/train.log",
@@ -66,6 +38,7 @@ rule train:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        plan=PLAN_ARGS,
         workdir=lambda w: f"{WORK}/{w.run}",
         stage1=lambda w: (f"--stage1-workdir {WORK}/{PLAN.run(w.run).stage1}" if PLAN.run(w.run).stage1 else ""),
     threads: 1
@@ -78,7 +51,8 @@ rule train:
         slurm_partition=train_res("slurm_partition"),
         slurm_account=train_res("slurm_account"),
     shell:
-        "(OMP_NUM_THREADS={threads} {params.cmd} train --run-config {input.run} --workdir {params.workdir}"
+        "({params.cmd} results emit --run {wildcards.run} {params.plan} --out {output.run}"
+        " && OMP_NUM_THREADS={threads} {params.cmd} train --run-config {output.run} --workdir {params.workdir}"
         " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir}"
         " --out {output.done}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
@@ -87,10 +61,10 @@ rule train:
 rule predict:
     input:
         run=wf.run_json("{run}"),
-        view=wf.view_json("{run}", "{view}"),
         done=wf.train_done("{run}"),
         data=dataset_marker,
     output:
+        view=wf.view_json("{run}", "{view}"),
         detections="results/predictions/{run}/{view}/detections.json",
         stats="results/predictions/{run}/{view}/proposal_stats.npz",
     log:
@@ -99,6 +73,7 @@ rule predict:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        plan=PLAN_ARGS,
         workdir=lambda w: f"{WORK}/{w.run}",
         out_dir=lambda w: f"results/predictions/{w.run}/{w.view}",
     threads: 1
@@ -111,6 +86,7 @@ rule predict:
         slurm_partition=light_res("slurm_partition", True),
         slurm_account=light_res("slurm_account", True),
     shell:
-        "(OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {input.view}"
+        "({params.cmd} results emit --run {wildcards.run} --view {wildcards.view} {params.plan} --out {output.view}"
+        " && OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {output.view}"
         " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
