@@ -5,12 +5,22 @@ when its category is in the image's ground truth or in its ``neg_category_ids``;
 a category in ``not_exhaustive_category_ids`` are not false positives — and 300 detections per image
 across all categories (the top-scoring ones, chosen before evaluation).
 
-Fast path (``evaluator="fast"``): faster-coco-eval's C++ matcher in LVIS mode, fed the *same* top-300
-detections per image (faster-coco-eval caps per image-category pair, so without this truncation it
-drifts by 0.1–0.5 AP), with bbox and segm (and optionally category shards) evaluated in parallel
-processes that share the already-parsed ground truth and detections. Its summary numbers come from its
-precision/recall arrays through :func:`summarize`, which is LVIS' own summary rule; tests check every
-metric against the LVIS API.
+Fast path (``evaluator="fast"``): faster-coco-eval's C++ matcher in LVIS mode, fed the *same*
+detections LVIS evaluates —
+
+- the top 300 per image, chosen exactly as ``LVISResults`` does (faster-coco-eval caps per
+  image-category pair, so without this truncation it drifts by 0.1–0.5 AP);
+- then only those whose category is in the image's ground truth or negative list (LVIS' federated
+  filter, applied before faster-coco-eval rather than inside it);
+- masks that can never be compared with ground truth (no object of that category in that image) are
+  replaced by an empty mask, since only their box area matters;
+- ``iscrowd`` is dropped (LVIS ignores it) and ground truth with ``ignore`` flags goes to the LVIS API;
+
+and run per iou type and per category shard in forked worker processes that share the parsed data,
+with IoUs and the matcher restricted to the (image, category) pairs that hold anything. Its summary
+numbers come from its precision/recall arrays through :func:`summarize`, LVIS' own summary rule.
+Tests (hand-checked cases, the real LVIS v0.5 val sample, property tests on random data) check every
+metric against the LVIS API; ``benchmarks/eval_speed.py`` measures the speed-up.
 
 Metric keys: ``<iou_type>.<name>`` with name in :data:`METRIC_NAMES` and ``AP1..AP4`` when training
 instance counts are given; values in AP points (percent), unrounded; ``-1`` where LVIS leaves a metric
