@@ -433,3 +433,68 @@ def test_post_hoc_stage2_with_a_schedule_is_an_error():
                                       "reported": {"segm.AP": "20.0"}})
     with pytest.raises(LtbenchError, match=r"row 'tau \(LVIS v0.5\)'.*stage2.schedule.*trains nothing"):
         build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})
+
+
+# ---- pretrain: {from: {paper, table, row}} (NOTES item 6) ------------------------------------------
+def test_bags_coco_lt_baselines_are_initialised_from_the_lvis_runs():
+    plan = build_plan(papers=["bags"], scale="smoke")
+    table1 = _bags_row(plan, "1", "(1) R50-FPN").run_ids[0]
+    table3 = _bags_row(plan, "3", "(7) Mask R-CNN R50").run_ids[0]
+    faster = plan.runs[_bags_row(plan, "6", "Faster R-CNN").run_ids[0]]
+    mask = plan.runs[_bags_row(plan, "6", "Mask R-CNN segm").run_ids[0]]
+    assert faster.init_from == table1 and mask.init_from == table3
+    assert faster.config["pretrain"] == "lvis" and faster.config["dataset"] == "coco_lt_bags"
+    ours = plan.runs[_bags_row(plan, "6", "Ours (Mask R-CNN segm)").run_ids[0]]
+    assert ours.stage1 == mask.id and "init_from" not in ours.config  # stage 2 starts from its stage-1 run
+    runs = plan.tables_index()["bags/6"]["runs"]
+    assert runs.index(table3) < runs.index(mask.id) < runs.index(ours.id)
+    assert "bags/1" in plan.runs[table1].tables and "bags/6" in plan.runs[table1].tables
+    # planning Table 6 alone brings the LVIS runs in as dependencies
+    alone = build_plan(["tables/bags_table6.md"], scale="smoke")
+    assert {table1, table3} <= set(alone.runs) and alone.counts()["runs"] == 6
+    data = json.loads(json.dumps(alone.to_json()))
+    assert {r["init_from"] for r in data["run_list"]} == {None, table1, table3}
+
+
+def _pretrain_spec(ref, extra_rows=()):
+    data = minimal_spec()
+    data["tables"][0]["rows"].append({"label": "init", "group": "v0.5", "run": {"pretrain": {"from": ref}},
+                                      "reported": {"segm.AP": "20.0"}})
+    data["tables"][0]["rows"] += list(extra_rows)
+    return {"pcb": validate_spec(data, "pcb.yaml")}
+
+
+def test_pretrain_from_another_row_in_a_minimal_spec():
+    specs = _pretrain_spec({"paper": "pcb", "table": "2", "row": "RFS CM", "group": "v0.5"})
+    plan = build_plan(papers=["pcb"], specs=specs)
+    init = next(r for r in plan.rows if r.label == "init (LVIS v0.5)")
+    source = next(r for r in plan.rows if r.label == "RFS CM (LVIS v0.5)")
+    assert plan.runs[init.run_ids[0]].init_from == source.run_ids[0]
+    assert plan.runs[init.run_ids[0]].config["pretrain"] == "lvis"
+
+
+@pytest.mark.parametrize("ref, needle", [
+    ({"paper": "pcb", "table": "2", "row": "RFS CN", "group": "v0.5"}, "row 'RFS CN' not found.*did you mean 'RFS CM'"),
+    ({"paper": "pcb", "table": "9", "row": "RFS CM"}, "pretrain.from names 'pcb' table '9'"),
+    ({"paper": "pcb", "table": "2", "row": "RFS", "group": "v1.0"}, "has no run of its own"),
+    ({"paper": "pcb", "table": "2", "row": "init", "group": "v0.5"}, "pretrain.from cycle"),
+])
+def test_bad_pretrain_sources_are_clear_errors(ref, needle):
+    with pytest.raises(LtbenchError, match=needle) as info:
+        build_plan(papers=["pcb"], specs=_pretrain_spec(ref))
+    assert "table 2, row" in str(info.value)
+
+
+def test_pretrain_cycle_between_two_rows():
+    other = {"label": "other", "group": "v0.5", "reported": {"segm.AP": "20.0"},
+             "run": {"pretrain": {"from": {"paper": "pcb", "table": "2", "row": "init", "group": "v0.5"}}}}
+    specs = _pretrain_spec({"paper": "pcb", "table": "2", "row": "other", "group": "v0.5"}, [other])
+    with pytest.raises(LtbenchError, match=r"cycle: pcb table 2 row v0.5/init -> pcb table 2 row v0.5/other -> "):
+        build_plan(papers=["pcb"], specs=specs)
+
+
+def test_pretrain_reference_schema_error():
+    data = minimal_spec()
+    data["tables"][0]["rows"][0]["run"] = {"pretrain": {"from": {"paper": "pcb", "row": "x"}}}
+    with pytest.raises(LtbenchError, match=r"rows\[0\].*run.pretrain"):
+        validate_spec(data, "pcb.yaml")

@@ -31,7 +31,7 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
     lines += ["", "runs:"]
     for run in plan.runs.values():
         hours = f"{run.gpu_hours:8.1f} GPU-h" if plan.scale == "paper" else f"{run.cpu_hours * 60:6.1f} CPU-min"
-        after = f"  after {run.stage1}" if run.stage1 else ""
+        after = (f"  after {run.stage1}" if run.stage1 else "") + (f"  init from {run.init_from}" if run.init_from else "")
         lines.append(f"  {run.id:60s} {hours}  {len(run.cells):2d} rows  {' '.join(run.tables)}{after}")
     shared = plan.shared_runs()
     if shared:

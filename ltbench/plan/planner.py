@@ -48,11 +48,16 @@ class RunPlan:
         return self.config.get("stage1")
 
     @property
+    def init_from(self) -> str | None:
+        """The run whose final checkpoint initialises this one (``pretrain: {from: ...}``), if any."""
+        return self.config.get("init_from")
+
+    @property
     def tables(self) -> list[str]:
         return sorted({f"{c['paper']}/{c['table']}" for c in self.cells}, key=_table_sort_key)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "stage1": self.stage1, "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
+        return {"id": self.id, "stage1": self.stage1, "init_from": self.init_from, "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
                 "tables": self.tables, "cells": self.cells, "config": self.config}
 
 
@@ -168,10 +173,19 @@ class Plan:
         return out
 
     def _with_dependencies(self, rid: str) -> list[str]:
-        chain = [rid]
-        while (parent := self.runs[chain[-1]].stage1) is not None:
-            chain.append(parent)
-        return list(reversed(chain))
+        """``rid`` after every run it needs (stage-1 runs, pretrain sources), dependencies first."""
+        out: list[str] = []
+
+        def visit(run_id_: str) -> None:
+            config = self.runs[run_id_].config
+            for parent in (config.get("init_from"), config.get("stage1")):
+                if parent is not None and parent not in out:
+                    visit(parent)
+            if run_id_ not in out:
+                out.append(run_id_)
+
+        visit(rid)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -256,6 +270,34 @@ class _Planner:
         self.scale = plan.scale
         self.framework = plan.framework
         self._resolved: dict[tuple[str, str, str], tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]] = {}
+        self._resolving: list[tuple[str, str, str]] = []  # rows being resolved (pretrain cycles)
+        self._dependencies: list[dict[str, Any]] = []  # configs of pretrain source runs met while resolving
+
+    def pretrain_source(self, ref: dict[str, str], seed: int) -> tuple[str, str]:
+        """``pretrain: {from: {paper, table, row, group}}`` -> (kind, id of the run whose checkpoint initialises
+        this one). The source row's runs (and their stage-1 runs) join the plan as dependencies; seed k is
+        initialised from the source's seed k (its last seed if it has fewer)."""
+        where = "pretrain.from"
+        try:
+            source_spec = self.source.get(ref["paper"])
+            table = source_spec.table(ref["table"])
+        except LtbenchError as exc:
+            raise LtbenchError(f"pretrain.from names {ref.get('paper')!r} table {ref.get('table')!r}: {exc.message}",
+                               key=where, expected=exc.expected or "an existing paper and table") from None
+        source_row = table.find_row(ref["row"], ref.get("group"))
+        if source_row is None:
+            labels = [r.label for r in table.rows]
+            raise LtbenchError(f"pretrain.from row {ref['row']!r} not found in {ref['paper']} table {ref['table']}"
+                               f"{did_you_mean(ref['row'], labels)}", key=where,
+                               expected="a row id or label of that table (and `group:` for grouped tables)")
+        if table.scope != "reproduce" or (source_row.cited and not source_row.cited.reproduce):
+            raise LtbenchError(f"pretrain.from row {source_row.display_label!r} has no run of its own", key=where,
+                               expected="a planned row of a reproduced table")
+        finals, every, _ = self.resolve(source_spec, source_row)
+        self._dependencies += every
+        init = finals[min(seed, len(finals) - 1)]
+        kind = "lvis" if init["dataset"].startswith("lvis") else "coco" if init["dataset"].startswith("coco") else "none"
+        return kind, init["id"]
 
     # resolution ----------------------------------------------------------------------------------
     def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
@@ -271,19 +313,26 @@ class _Planner:
             schedule = scales.post_hoc_schedule(self.scale)
         elif stage2:
             schedule = scales.resolve_schedule(stage2.pop("schedule", "1x"), self.scale, framework, run["dataset"])
+        pretrain, init_from = run.get("pretrain", "imagenet"), None
+        if isinstance(pretrain, dict):
+            pretrain, init_from = self.pretrain_source(pretrain["from"], seed)
         regularizer = copy.deepcopy(run.get("regularizer"))
         if regularizer and regularizer.get("name") == "pcb":
             regularizer["start_iteration"] = scales.regularizer_start_iteration(regularizer, train_schedule)
         config = {
             "scale": self.scale, "framework": framework,
             "detector": run["detector"], "backbone": run["backbone"], "dataset": run["dataset"],
-            "pretrain": run.get("pretrain", "imagenet"),
+            "pretrain": pretrain,
             "sampler": run.get("sampler"), "classifier": run.get("classifier"), "loss": run.get("loss"),
             "head": run.get("head"), "regularizer": regularizer, "mask_head": run.get("mask_head"),
             "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)) and self.scale == "paper",  # CPU smoke runs train in fp32
             "stage2": stage2, "stage1": stage1, "seed": seed,
             "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework, run.get("train_scales")),
         }
+        # only on the run that loads the checkpoint (a stage-2 run starts from its stage-1 run), and only when
+        # set, so the configs (and ids) of every other run are unchanged
+        if init_from is not None and not stage2:
+            config["init_from"] = init_from
         for key in ("detector", "backbone", "dataset", "schedule"):
             if config[key] is None:
                 raise LtbenchError(f"resolved run has no {key}", key=key, expected=f"`{key}:` in defaults.run")
@@ -310,6 +359,12 @@ class _Planner:
         key = (spec.paper, row.table_id, f"{row.group.id}/{row.id}")
         if key in self._resolved:
             return self._resolved[key]
+        if key in self._resolving:
+            cycle = " -> ".join(f"{p} table {t} row {r}" for p, t, r in [*self._resolving[self._resolving.index(key):], key])
+            raise LtbenchError(f"pretrain.from cycle: {cycle}", path=spec.path, key="pretrain.from",
+                               expected="a chain of initialisations that ends in imagenet/coco/none")
+        self._resolving.append(key)
+        outer_dependencies, self._dependencies = self._dependencies, []
         try:
             paper_run = normalize_run(spec.row_run(row))
             finals: list[dict[str, Any]] = []
@@ -320,9 +375,15 @@ class _Planner:
                 finals.append(chain[-1])
             view = normalize_view(spec.row_view(row), paper_run)
         except LtbenchError as exc:
+            if exc.key and exc.key.startswith("table "):  # already placed by a nested resolve (pretrain source)
+                raise
             raise LtbenchError(exc.message, path=spec.path,
                                key=f"table {row.table_id}, row {row.display_label!r}: {exc.key or ''}".rstrip(": "),
                                expected=exc.expected, hint=exc.hint) from None
+        finally:
+            self._resolving.pop()
+            dependencies, self._dependencies = self._dependencies, outer_dependencies
+        every = list({c["id"]: c for c in [*dependencies, *every]}.values())  # pretrain sources first, each once
         view_config = normalize_numbers({"id": view_id(view), **view})
         self._resolved[key] = (finals, every, view_config)
         return self._resolved[key]

@@ -18,7 +18,7 @@ from typing import Any
 
 
 # run keys whose overrides replace the value above instead of merging into it
-REPLACED_WHOLE = frozenset({"schedule"})
+REPLACED_WHOLE = frozenset({"schedule", "pretrain"})
 
 
 def merge_run(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:

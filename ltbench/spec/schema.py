@@ -62,6 +62,20 @@ def _schedule() -> dict[str, Any]:
     }
 
 
+def _row_ref() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["paper", "table", "row"],
+        "properties": {
+            "paper": {"enum": list(vocab.PAPERS)},
+            "table": {"type": "string"},
+            "row": {"type": "string", "description": "row id or label"},
+            "group": {"type": "string"},
+        },
+        "additionalProperties": False,
+    }
+
+
 def build_schema() -> dict[str, Any]:
     """Return the schema as a dict (draft 2020-12)."""
     run = {
@@ -69,6 +83,18 @@ def build_schema() -> dict[str, Any]:
         "description": "run overrides: only what differs from the level above",
         "properties": {
             **{key: {"enum": list(names)} for key, names in vocab.SCALAR_VOCAB.items()},
+            "pretrain": {
+                "anyOf": [
+                    {"enum": list(vocab.PRETRAINS)},
+                    {
+                        "type": "object",
+                        "description": "initialise from the final checkpoint of another row's run (a dependency)",
+                        "required": ["from"],
+                        "properties": {"from": _row_ref()},
+                        "additionalProperties": False,
+                    },
+                ]
+            },
             "schedule": _schedule(),
             "sampler": _component(vocab.SAMPLERS),
             "classifier": _component(vocab.CLASSIFIERS),
@@ -98,17 +124,7 @@ def build_schema() -> dict[str, Any]:
             {"type": "string", "pattern": "^(stats|other)\\.[A-Za-z0-9_.-]+$"},
         ]
     }
-    row_ref = {
-        "type": "object",
-        "required": ["paper", "table", "row"],
-        "properties": {
-            "paper": {"enum": list(vocab.PAPERS)},
-            "table": {"type": "string"},
-            "row": {"type": "string", "description": "row id or label"},
-            "group": {"type": "string"},
-        },
-        "additionalProperties": False,
-    }
+    row_ref = _row_ref()
     row = {
         "type": "object",
         "required": ["label"],
