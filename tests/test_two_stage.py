@@ -265,3 +265,10 @@ def test_bags_ablation_background_group_without_others(background):
     label = torch.tensor([2 if background == "first" else 1])
     expected = F.cross_entropy(logits[:, :2], torch.tensor([1])) + F.cross_entropy(logits[:, 2:4], torch.tensor([1]))
     torch.testing.assert_close(head.classification_losses(out, label)["loss_cls"], expected)
+
+
+def test_retrain_classifier_from_a_recurrent_stage1_copies_the_shared_head():
+    recurrent = build_box_head("iterative", num_classes=3, background="last", num_box_deltas=12, **SMALL)
+    crt = two_stage.retrain_classifier(recurrent, "softmax")
+    assert torch.equal(crt.features.fc6.weight, recurrent.base.features.fc6.weight)
+    assert torch.equal(crt.bbox_pred.bias, recurrent.base.bbox_pred.bias)

@@ -400,14 +400,14 @@ def retrain_classifier(
         hidden=stage1.features.out_channels,
         **params,
     )
-    old = stage1.state_dict()
-    new = head.state_dict()
-    copied = {
-        name: value
-        for name, value in old.items()
-        if name in new and new[name].shape == value.shape and (keep_classifier or name.startswith(_FEATURE_PREFIXES))
-    }
-    head.load_state_dict(copied, strict=False)
+    # the shared 2-fc head and box regressor through the modules (a recurrent stage 1 keeps them under base.)
+    head.features.load_state_dict(stage1.features.state_dict())
+    head.bbox_pred.load_state_dict(stage1.bbox_pred.state_dict())
+    if keep_classifier:
+        old, new = stage1.state_dict(), head.state_dict()
+        head.load_state_dict(
+            {name: value for name, value in old.items() if name in new and new[name].shape == value.shape}, strict=False
+        )
     head.progress = dict(stage1.progress)
     return set_trainable(head, trainable)
 
