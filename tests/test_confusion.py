@@ -140,3 +140,23 @@ def test_heatmap_plot(tmp_path: Path) -> None:
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(LtbenchError, match="no rows with samples"):
         cf.plot_confusion_heatmap(np.zeros((3, 3)), ["a", "b", "c"], tmp_path / "z.png")
+
+
+def test_cli_with_proposal_stats_writes_pwb_and_heatmap(tmp_path: Path) -> None:
+    from ltbench.cli import main
+
+    try:
+        from tests.test_eval_lvis import _hand_dets, _hand_gt
+    except ImportError:
+        from test_eval_lvis import _hand_dets, _hand_gt
+    cf.save_proposal_stats(tmp_path / "p.npz", cf.accumulate(PROBS, GT, [0, -1], [0, 2], 3, category_ids=[1, 2, 3]))
+    (tmp_path / "gt.json").write_text(json.dumps(_hand_gt()))
+    (tmp_path / "d.json").write_text(json.dumps(_hand_dets()))
+    rc = main(["evaluate", "--gt", str(tmp_path / "gt.json"), "--detections", str(tmp_path / "d.json"),
+               "--iou-types", "bbox", "--proposal-stats", str(tmp_path / "p.npz"), "--out", str(tmp_path / "m.json"),
+               "--plot-dir", str(tmp_path / "plots")])
+    assert rc == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["PwB"] == pytest.approx(math.sqrt(0.27))
+    assert m["cls.ACC"] == 50.0 and m["cls.ACCbg"] == -1.0 and "cls.ACC1" not in m  # no --train-ann
+    assert (tmp_path / "plots" / "confusion_log2.png").read_bytes()[:4] == b"\x89PNG"
