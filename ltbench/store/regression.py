@@ -122,24 +122,34 @@ def evaluate_entries(expected: Expected, row_values: dict[str, dict[str, list[fl
     return report
 
 
+def task_pairs(expected: Expected, *, scale: str, framework: str | None) -> dict[str, list[tuple[str, str]]]:
+    """task -> the (run, view) pairs that serve its row (only the rows the entries name)."""
+    from ltbench.store.workflow import row_pairs
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    for paper, table in expected.tables():
+        served = row_pairs(paper, table, scale=scale, framework=framework or expected.framework)
+        row_ids = [row_id for _, row_id in served]
+        for (group, row_id), serve in served.items():
+            out[f"{paper}/table{table}/{group}/{row_id}"] = list(serve.pairs)
+            if row_ids.count(row_id) == 1:  # single-group tables: <paper>/table<N>/<row id> works too
+                out[f"{paper}/table{table}/{row_id}"] = list(serve.pairs)
+    return {e.task: out.get(e.task, []) for e in expected.entries}
+
+
 def check(expected: Expected, *, scale: str, framework: str | None, results_dir: str | Path | None = None) -> Report:
     from ltbench.render.tables import read_store
-    from ltbench.store.workflow import row_pairs
 
     if expected.scale != scale:
         raise LtbenchError(f"expected values are for scale {expected.scale!r}, checking {scale!r}", path=expected.path, key="scale")
-    framework = framework or expected.framework
     store = read_store(results_dir)
     row_values: dict[str, dict[str, list[float]]] = {}
-    for paper, table in expected.tables():
-        served = row_pairs(paper, table, scale=scale, framework=framework)
-        row_ids = [row_id for _, row_id in served]
-        for (group, row_id), serve in served.items():
-            metrics: dict[str, list[Any]] = {}
-            for pair in serve.pairs:
-                for key, value in store.results.get(pair, {}).items():
-                    metrics.setdefault(key, []).append(value)
-            row_values[f"{paper}/table{table}/{group}/{row_id}"] = metrics
-            if row_ids.count(row_id) == 1:  # single-group tables: <paper>/table<N>/<row id> works too
-                row_values[f"{paper}/table{table}/{row_id}"] = metrics
+    for task, pairs in task_pairs(expected, scale=scale, framework=framework).items():
+        if not pairs:
+            continue  # reported as "no such row in the plan"
+        metrics: dict[str, list[Any]] = {}
+        for pair in pairs:
+            for key, value in store.results.get(pair, {}).items():
+                metrics.setdefault(key, []).append(value)
+        row_values[task] = metrics
     return evaluate_entries(expected, row_values)

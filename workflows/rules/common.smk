@@ -75,13 +75,13 @@ def paper_tables(wildcards):
 
 
 def regression_records(wildcards):
-    from ltbench.store.regression import load_expected
+    from ltbench.store.regression import load_expected, task_pairs
 
     expected = load_expected(config["regression"]["expected"])
-    pairs = []
-    for paper, table in expected.tables():
-        pairs += PLAN.table_pairs(paper, table)
-    return [wf.record_file(r, v) for r, v in dict.fromkeys(pairs)]
+    if expected.scale != SCALE:
+        raise ValueError(f"{expected.path} holds {expected.scale}-scale values; run with --config scale={expected.scale}")
+    served = task_pairs(expected, scale=SCALE, framework=FRAMEWORK)
+    return [wf.record_file(r, v) for r, v in dict.fromkeys(p for pairs in served.values() for p in pairs)]
 
 
 # Bookkeeping steps run where Snakemake runs (not as cluster jobs).
