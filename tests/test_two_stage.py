@@ -268,6 +268,8 @@ def test_bags_ablation_background_group_without_others(background):
 
 
 def test_retrain_classifier_from_a_recurrent_stage1_copies_the_shared_head():
+    import ltbench.methods.pcb  # noqa: F401  (registers "iterative")
+
     recurrent = build_box_head("iterative", num_classes=3, background="last", num_box_deltas=12, **SMALL)
     crt = two_stage.retrain_classifier(recurrent, "softmax")
     assert torch.equal(crt.features.fc6.weight, recurrent.base.features.fc6.weight)
