@@ -498,3 +498,53 @@ def test_pretrain_reference_schema_error():
     data["tables"][0]["rows"][0]["run"] = {"pretrain": {"from": {"paper": "pcb", "row": "x"}}}
     with pytest.raises(LtbenchError, match=r"rows\[0\].*run.pretrain"):
         validate_spec(data, "pcb.yaml")
+
+
+# ---- instance bins (NOTES item 7) and seed aggregation (NOTES item 8) -----------------------------
+def test_instance_bins_per_dataset_and_table():
+    plan = build_plan(papers=["simcal", "bags"], scale="smoke")
+    views = {(v.run_id, v.view_id): v for v in plan.views}
+    for prow in plan.rows:
+        if not prow.run_ids:
+            continue
+        view = views[(prow.run_ids[0], prow.view_id)]
+        expected = [20, 400, 8000] if (prow.paper, prow.table) == ("simcal", "7") else [10, 100, 1000]
+        assert prow.instance_bins == view.instance_bins == expected, (prow.paper, prow.table, prow.label)
+        assert view.bins == ("coco-lt" if expected[0] == 20 else "lvis")
+    data = json.loads(json.dumps(plan.to_json()))
+    assert {v["bins"] for v in data["view_list"]} == {"lvis", "coco-lt"}
+
+
+def test_instance_bins_conflict_and_validation():
+    data = minimal_spec()
+    data["tables"].append(copy.deepcopy(data["tables"][0]))
+    data["tables"][1]["id"] = "3"
+    data["tables"][1]["instance_bins"] = [20, 400, 8000]
+    with pytest.raises(LtbenchError, match=r"table 3, row 'Softmax \(LVIS v0.5\)': instance_bins.*\[10, 100, 1000\]"):
+        build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})
+    data["tables"][1]["instance_bins"] = [400, 20]
+    with pytest.raises(LtbenchError, match=r"tables\[1\] \(table 3\).instance_bins.*not increasing"):
+        validate_spec(data, "pcb.yaml")
+    data["tables"][1]["instance_bins"] = [10, 100, 1000]  # the default edges, stated: no conflict
+    plan = build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})
+    assert all(v.bins == "lvis" for v in plan.views)
+
+
+def test_seed_aggregate_rules():
+    simcal = build_plan(papers=["simcal"], scale="smoke")
+    table3 = [r for r in simcal.rows if r.table == "3" and r.run_ids]
+    assert {r.group for r in table3} >= {"bbox", "mask"}
+    assert all(r.seed_aggregate == {"rule": "median_run", "by": "segm.AP"} for r in table3)  # one seed per run
+    assert all(len(r.run_ids) == 3 for r in table3)
+    pcb = build_plan(["tables/pcb_table2.md"])
+    assert all(r.seed_aggregate == {"rule": "mean"} for r in pcb.rows)
+    data = minimal_spec()
+    data["defaults"]["seed_aggregate"] = {"rule": "median_run"}
+    data["tables"][0]["rows"][1]["seed_aggregate"] = {"rule": "median", "by": "segm.AP"}
+    plan = build_plan(papers=["pcb"], specs={"pcb": validate_spec(data, "pcb.yaml")})
+    by_label = {r.label: r.seed_aggregate for r in plan.rows}
+    assert by_label["Softmax (LVIS v0.5)"] == {"rule": "median_run", "by": "segm.AP"}
+    assert by_label["RFS CM (LVIS v0.5)"] == {"rule": "median", "by": "segm.AP"}
+    data["tables"][0]["seed_aggregate"] = {"rule": "median_of_runs"}
+    with pytest.raises(LtbenchError, match=r"tables\[0\] \(table 2\).seed_aggregate.rule.*one of mean, median, median_run"):
+        validate_spec(data, "pcb.yaml")

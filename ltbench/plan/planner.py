@@ -67,9 +67,16 @@ class ViewPlan:
     view_id: str
     view_config: dict[str, Any]
     cells: list[dict[str, Any]] = field(default_factory=list)
+    instance_bins: list[int] | None = None  # training-instance edges of AP1..AP4 for this evaluation
+
+    @property
+    def bins(self) -> str | None:
+        """The ``ltbench evaluate --bins`` scheme of ``instance_bins`` (None: edges it has no scheme for)."""
+        return scales.BIN_SCHEMES.get(tuple(self.instance_bins or scales.DEFAULT_INSTANCE_BINS))
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "view_id": self.view_id, "view_config": self.view_config, "cells": self.cells}
+        return {"run_id": self.run_id, "view_id": self.view_id, "view_config": self.view_config, "cells": self.cells,
+                "instance_bins": self.instance_bins, "bins": self.bins}
 
 
 @dataclass
@@ -89,11 +96,13 @@ class PlanRow:
     served_by: str | None = None
     reason: str = ""
     assumptions: list[str] = field(default_factory=list)
+    seed_aggregate: dict[str, Any] = field(default_factory=lambda: {"rule": "mean"})
+    instance_bins: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
             "paper", "table", "row_id", "label", "group", "status", "run_ids", "view_id", "cells", "cited",
-            "served_by", "reason", "assumptions")}
+            "served_by", "reason", "assumptions", "seed_aggregate", "instance_bins")}
 
 
 def _table_sort_key(ref: str) -> tuple[str, int, str]:
@@ -392,7 +401,8 @@ class _Planner:
     def add_row(self, spec: PaperSpec, table: Table, row: Row) -> None:
         cells = dict(row.reported)
         prow = PlanRow(paper=spec.paper, table=table.id, row_id=row.id, label=row.display_label, group=row.group.id,
-                       status=PLANNED, run_ids=[], view_id=None, cells=cells, assumptions=list(row.assumptions))
+                       status=PLANNED, run_ids=[], view_id=None, cells=cells, assumptions=list(row.assumptions),
+                       seed_aggregate=spec.row_seed_aggregate(row))
         if row.cited:
             prow.cited = {"source": row.cited.source, "note": row.cited.note, "served_by": row.cited.served_by,
                           "reproduce": row.cited.reproduce}
@@ -441,8 +451,18 @@ class _Planner:
             if run is None:
                 run = self.plan.runs[config["id"]] = RunPlan(config)
             run.cells.append(cell_ref)
+        bins = scales.instance_bins(finals[0]["dataset"], table.instance_bins)
+        prow.instance_bins = bins
         for config in finals:
             view = self._view(config["id"], view_config)
+            if view.instance_bins is None:
+                view.instance_bins = bins
+            elif view.instance_bins != bins:
+                raise LtbenchError(
+                    f"run {config['id']} view {view.view_id} is read with instance bins {view.instance_bins} by "
+                    f"{view.cells[0]['paper']} table {view.cells[0]['table']} and {bins} by this row",
+                    path=spec.path, key=f"table {table.id}, row {row.display_label!r}: instance_bins",
+                    expected="one set of AP1..AP4 edges per evaluated (run, view)")
             view.cells.append(cell_ref)
         prow.run_ids = [c["id"] for c in finals]
         prow.view_id = view_config["id"]

@@ -55,6 +55,22 @@ DATASET_SOURCES: dict[str, str] = {
     ),
 }
 
+# Training-instance edges of the AP1..AP4 bins per dataset (a table's `instance_bins:` overrides):
+# LVIS 10/100/1000 (SimCal Sec. 5.1); SimCal COCO-LT 20/400/8000 (SimCal Table 7 caption); BAGS COCO-LT
+# states none: the LVIS edges are assumed (assumption bags-cocolt).
+DEFAULT_INSTANCE_BINS = [10, 100, 1000]
+DATASET_INSTANCE_BINS: dict[str, list[int]] = {
+    "lvis_v0.5": [10, 100, 1000], "lvis_v1": [10, 100, 1000],
+    "coco_lt_simcal": [20, 400, 8000], "coco_lt_bags": [10, 100, 1000],
+}
+# `ltbench evaluate --bins` scheme names of the edges it knows
+BIN_SCHEMES = {(10, 100, 1000): "lvis", (20, 400, 8000): "coco-lt"}
+
+
+def instance_bins(dataset: str, table_bins: list[int] | None = None) -> list[int]:
+    return list(table_bins) if table_bins else list(DATASET_INSTANCE_BINS.get(dataset, DEFAULT_INSTANCE_BINS))
+
+
 EPOCH_SCHEDULES: dict[str, dict[str, Any]] = {
     "1x": {"epochs": 12, "steps": [8, 11]},
     "2x": {"epochs": 24, "steps": [16, 22]},

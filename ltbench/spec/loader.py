@@ -269,8 +269,13 @@ class _Checker:
                 text=t.get("text", ""), run=t.get("run", {}), view=t.get("view"), seeds=t.get("seeds"),
                 column_groups=groups, attribute_columns=list(t.get("attribute_columns", [])), rows=[],
                 missing=list(t.get("missing", [])), not_reproducible=list(t.get("not_reproducible", [])),
-                assumptions=list(t.get("assumptions", [])),
+                assumptions=list(t.get("assumptions", [])), instance_bins=t.get("instance_bins"),
+                seed_aggregate=t.get("seed_aggregate"),
             )
+            edges = t.get("instance_bins")
+            if edges is not None and any(b <= a for a, b in zip(edges, edges[1:])):
+                self.fail(f"instance_bins {edges!r} are not increasing", ["tables", ti, "instance_bins"],
+                          expected="strictly increasing training-instance edges, e.g. [20, 400, 8000]")
             seen_rows: set[tuple[str, str]] = set()
             seen_labels: set[tuple[str, str]] = set()
             for ri, r in enumerate(rows_raw):
@@ -319,6 +324,7 @@ class _Checker:
                     multi_group=len(groups) > 1, attributes=dict(r.get("attributes", {})), run=r.get("run", {}),
                     stage1=r.get("stage1"), view=r.get("view"), seeds=r.get("seeds"), reported=reported,
                     cited=cited, assumptions=list(r.get("assumptions", [])), note=r.get("note", ""),
+                    seed_aggregate=r.get("seed_aggregate"),
                 ))
             for mi, m in enumerate(t.get("missing", [])):
                 if "group" in m and m["group"] not in [g.id for g in groups]:
@@ -338,7 +344,7 @@ class _Checker:
             paper=paper, title=d["title"], source=d["source"], path=self.path,
             defaults_run=defaults["run"], defaults_view=defaults.get("view") or {"name": "plain"},
             seeds=defaults.get("seeds", 1), assumptions=assumptions, tables=tables,
-            claims=list(d.get("claims", [])), raw=d,
+            claims=list(d.get("claims", [])), raw=d, seed_aggregate=defaults.get("seed_aggregate"),
         )
         self.check_claims(spec)
         return spec

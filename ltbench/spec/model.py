@@ -111,6 +111,7 @@ class Row:
     cited: Cited | None
     assumptions: list[str]
     note: str = ""
+    seed_aggregate: dict[str, Any] | None = None
 
     @property
     def display_label(self) -> str:
@@ -137,6 +138,8 @@ class Table:
     missing: list[dict[str, Any]]
     not_reproducible: list[dict[str, Any]]
     assumptions: list[str]
+    instance_bins: list[int] | None = None
+    seed_aggregate: dict[str, Any] | None = None
 
     def group(self, group_id: str) -> ColumnGroup:
         for g in self.column_groups:
@@ -175,6 +178,7 @@ class PaperSpec:
     tables: list[Table]
     claims: list[dict[str, Any]]
     raw: dict[str, Any]
+    seed_aggregate: dict[str, Any] | None = None
 
     def table(self, table_id: str) -> Table:
         for t in self.tables:
@@ -205,6 +209,20 @@ class PaperSpec:
     def row_seeds(self, row: Row) -> int:
         table = self.table(row.table_id)
         return row.seeds or table.seeds or self.seeds
+
+    def row_seed_aggregate(self, row: Row) -> dict[str, Any]:
+        """How the row's seeds become one number: row -> table -> defaults, default ``{rule: mean}``.
+
+        ``median_run`` without ``by`` is resolved to the overall AP: ``segm.AP`` when the table has mask
+        columns, else ``bbox.AP`` (SimCal: "median overall AP"; mask AP unless the table is box-only), so the
+        bbox and mask blocks of one table pick the same seed.
+        """
+        table = self.table(row.table_id)
+        rule = dict(row.seed_aggregate or table.seed_aggregate or self.seed_aggregate or {"rule": "mean"})
+        if rule["rule"] == "median_run" and "by" not in rule:
+            has_masks = any(k.startswith("segm.") for g in table.column_groups for k in g.keys)
+            rule["by"] = "segm.AP" if has_masks else "bbox.AP"
+        return rule
 
     def rows(self) -> list[Row]:
         return [row for table in self.tables for row in table.rows]

@@ -117,6 +117,16 @@ def build_schema() -> dict[str, Any]:
         "additionalProperties": False,
     }
     view = _component(vocab.VIEWS)
+    seed_aggregate = {
+        "type": "object",
+        "description": "how the seeds of a row are combined into the table's number",
+        "required": ["rule"],
+        "properties": {
+            "rule": {"enum": list(vocab.SEED_AGGREGATE_RULES)},
+            "by": {"enum": list(vocab.METRIC_KEYS)},
+        },
+        "additionalProperties": False,
+    }
     reported_value = {"anyOf": [{"type": "number"}, {"type": "string", "pattern": _DECIMAL}]}
     metric_key = {
         "anyOf": [
@@ -137,6 +147,7 @@ def build_schema() -> dict[str, Any]:
             "stage1": run,
             "view": view,
             "seeds": {"type": "integer", "minimum": 1},
+            "seed_aggregate": seed_aggregate,
             "reported": {"type": "object", "additionalProperties": reported_value},
             "cited": {
                 "type": "object",
@@ -192,6 +203,13 @@ def build_schema() -> dict[str, Any]:
             "run": run,
             "view": view,
             "seeds": {"type": "integer", "minimum": 1},
+            "seed_aggregate": seed_aggregate,
+            "instance_bins": {
+                "type": "array",
+                "description": "training-instance edges of AP1..AP4 / cls.ACC1..4 (default per dataset: LVIS 10, 100, 1000)",
+                "minItems": 1,
+                "items": {"type": "integer", "minimum": 1},
+            },
             "column_groups": {"type": "array", "items": group},
             "attribute_columns": {"type": "array", "items": {"type": "string"}},
             "rows": {"type": "array", "items": row},
@@ -253,6 +271,7 @@ def build_schema() -> dict[str, Any]:
                     "run": run,
                     "view": view,
                     "seeds": {"type": "integer", "minimum": 1},
+                    "seed_aggregate": seed_aggregate,
                 },
                 "additionalProperties": False,
             },

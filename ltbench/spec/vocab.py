@@ -42,6 +42,9 @@ STAGE2_METHODS = (
 # forward pass over the training images): their runs get no schedule and no training cost
 POST_HOC_STAGE2 = ("tau_norm", "ncm")
 VIEWS = ("plain", "cm_calibration", "ms_calibration", "norcal", "recurrent_step", "dual_head", "combine")
+# how the seeds of a row become the printed number: mean / median of each metric over seeds, or every metric
+# of the one seed whose `by` metric is the median (SimCal: "median overall AP over 3 runs")
+SEED_AGGREGATE_RULES = ("mean", "median", "median_run")
 TABLE_SCOPES = ("reproduce", "out_of_scope", "qualitative", "statistics")
 
 # run key -> allowed component names (components are {name: ..., params...} objects)
