@@ -71,16 +71,28 @@ def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framewor
 @command.command("emit")
 @click.option("--run", "run_id", required=True)
 @click.option("--view", "view_id", default=None, help="Emit this view's config instead of the run's.")
+@click.option("--config-json", default=None,
+              help="The config itself (the workflow passes the plan it built its DAG from); else re-plan.")
 @SCALE
 @FRAMEWORK
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def emit(run_id, view_id, scale, framework, out) -> None:
-    """Write a resolved run (or view) config of the plan as JSON."""
-    from ltbench.io import write_json
-    from ltbench.store.workflow import WorkflowPlan
+def emit(run_id, view_id, config_json, scale, framework, out) -> None:
+    """Write a resolved run (or view) config of the plan as JSON (atomic)."""
+    import json
 
-    plan = WorkflowPlan.build(scale=scale, framework=framework)
-    config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
+    from ltbench.errors import LtbenchError
+    from ltbench.io import write_json
+
+    if config_json is not None:
+        config = json.loads(config_json)
+        wanted = view_id or run_id
+        if config.get("id") != wanted:
+            raise LtbenchError(f"--config-json has id {config.get('id')!r}, not {wanted!r}", key="--config-json")
+    else:
+        from ltbench.store.workflow import WorkflowPlan
+
+        plan = WorkflowPlan.build(scale=scale, framework=framework)
+        config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
     write_json(out, config)
     click.echo(f"{out}")
 

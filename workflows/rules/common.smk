@@ -1,4 +1,5 @@
 # Shared state of the workflow: the plan, the ltbench command, wildcard constraints, resources.
+import json
 import os
 import shlex
 import sys

@@ -38,7 +38,7 @@ rule train:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        plan=PLAN_ARGS,
+        config=lambda w: json.dumps(PLAN.run(w.run).config, sort_keys=True),
         workdir=lambda w: f"{WORK}/{w.run}",
         stage1=lambda w: (f"--stage1-workdir {WORK}/{PLAN.run(w.run).stage1}" if PLAN.run(w.run).stage1 else ""),
     threads: 1
@@ -51,7 +51,7 @@ rule train:
         slurm_partition=train_res("slurm_partition"),
         slurm_account=train_res("slurm_account"),
     shell:
-        "({params.cmd} results emit --run {wildcards.run} {params.plan} --out {output.run}"
+        "({params.cmd} results emit --run {wildcards.run} --config-json {params.config:q} --out {output.run}"
         " && OMP_NUM_THREADS={threads} {params.cmd} train --run-config {output.run} --workdir {params.workdir}"
         " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir}"
         " --out {output.done}) > {log} 2>&1"
@@ -73,7 +73,7 @@ rule predict:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        plan=PLAN_ARGS,
+        config=lambda w: json.dumps(PLAN.view(w.run, w.view), sort_keys=True),
         workdir=lambda w: f"{WORK}/{w.run}",
         out_dir=lambda w: f"results/predictions/{w.run}/{w.view}",
     threads: 1
@@ -86,7 +86,8 @@ rule predict:
         slurm_partition=light_res("slurm_partition", True),
         slurm_account=light_res("slurm_account", True),
     shell:
-        "({params.cmd} results emit --run {wildcards.run} --view {wildcards.view} {params.plan} --out {output.view}"
+        "({params.cmd} results emit --run {wildcards.run} --view {wildcards.view} --config-json {params.config:q}"
+        " --out {output.view}"
         " && OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {output.view}"
         " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
