@@ -115,8 +115,3 @@ def test_tau_normalize():
     torch.testing.assert_close(cal.tau_normalize(w, 0.0), w)
     half = cal.tau_normalize(w, 0.5, rows=slice(0, 1))
     torch.testing.assert_close(half, torch.tensor([[3 / 5**0.5, 4 / 5**0.5], [0.0, 2.0], [0.0, 0.0]]))
-
-
-def test_confusion_from_sums():
-    m = cal.confusion_from_sums(torch.tensor([[2.0, 2.0], [0.0, 0.0]]), torch.tensor([4, 0]))
-    torch.testing.assert_close(m, torch.tensor([[0.5, 0.5], [0.0, 0.0]], dtype=torch.float64))

@@ -13,8 +13,7 @@ new (R, C+1) tensor in the same convention; nothing is trained. Class statistics
 | ``tau_normalize`` | Kang et al. / BAGS (tau-norm): ``w_i / ||w_i||^tau`` | weights, not probabilities | - |
 
 Confusion-matrix statistics (PCB Eq. 3) are (C, C), row = GT class, column = predicted class; they come
-from ``ltbench.evaluation.confusion`` (val) or a trained PCB head (train); ``confusion_from_sums`` turns the
-``cm_sum``/``cm_count`` arrays of ``proposal_stats.npz`` into M.
+from ``ltbench.evaluation.confusion`` (``soft_confusion_matrix(cm_sum, cm_count)`` of ``proposal_stats.npz``).
 """
 
 from __future__ import annotations
@@ -47,13 +46,6 @@ def _rescale_foreground(calibrated_fg: torch.Tensor, bg_probs: torch.Tensor, bac
     total = calibrated_fg.sum(dim=1, keepdim=True)
     normalised = calibrated_fg / total.clamp_min(torch.finfo(calibrated_fg.dtype).tiny)
     return _assemble(normalised * (1.0 - bg_probs)[:, None], bg_probs, background)
-
-
-def confusion_from_sums(cm_sum: torch.Tensor, cm_count: torch.Tensor) -> torch.Tensor:
-    """M[i] = cm_sum[i] / cm_count[i] (PCB Eq. 3); rows of classes with no proposals stay zero."""
-    cm_sum = torch.as_tensor(cm_sum, dtype=torch.float64)
-    count = torch.as_tensor(cm_count, dtype=torch.float64)
-    return torch.where(count[:, None] > 0, cm_sum / count.clamp_min(1)[:, None], torch.zeros_like(cm_sum))
 
 
 def confusion_calibration(probs: torch.Tensor, confusion: torch.Tensor, background: Background) -> torch.Tensor:

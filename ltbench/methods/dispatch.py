@@ -262,14 +262,14 @@ def _stat(stats: Mapping[str, Any], key: str, view: str) -> Any:
 def _confusion(stats: Mapping[str, Any], view_config: Mapping[str, Any]) -> Any:
     import torch
 
-    from ltbench.methods.calibration import confusion_from_sums
+    from ltbench.evaluation.confusion import soft_confusion_matrix
 
     source = view_config.get("source")
     for key in ([f"confusion_matrix_{source}"] if source else []) + ["confusion_matrix"]:
         if stats.get(key) is not None:
             return torch.as_tensor(stats[key])
     if stats.get("cm_sum") is not None and stats.get("cm_count") is not None:
-        return confusion_from_sums(torch.as_tensor(stats["cm_sum"]), torch.as_tensor(stats["cm_count"]))
+        return torch.as_tensor(soft_confusion_matrix(stats["cm_sum"], stats["cm_count"]))
     return _stat(stats, "confusion_matrix", str(view_config.get("name")))
 
 
