@@ -253,3 +253,39 @@ def test_train_scales_single_value_list_is_single_scale():
 
     assert normalize_run({"train_scales": [800]})["train_scales"] == 800
     assert normalize_run({"train_scales": [640, 800]})["train_scales"] == [640, 800]
+
+
+def test_schema_pass_is_cached_per_exact_text(tmp_path: Path, monkeypatch):
+    """A spec file that passed the schema skips it next time; an edited file is validated again."""
+    import yaml as pyyaml
+
+    from ltbench.spec import loader
+
+    monkeypatch.setenv("LTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("LTBENCH_NO_CACHE", raising=False)
+    spec_file = tmp_path / "pcb.yaml"
+    spec_file.write_text(pyyaml.safe_dump(minimal_spec(), allow_unicode=True), encoding="utf-8")
+    calls = []
+    original = loader._Checker._schema_pass
+    monkeypatch.setattr(loader._Checker, "_schema_pass", lambda self: (calls.append(1), original(self))[1])
+    load_paper(spec_file)
+    load_paper(spec_file)
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "spec-schema-valid").iterdir())) == 1
+    bad = minimal_spec()
+    bad["tables"][0]["caption"] = 5  # a schema error only (vocabulary pass is happy)
+    spec_file.write_text(pyyaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
+    for _ in range(2):  # a failing text is never marked valid
+        with pytest.raises(LtbenchError, match=r"caption.*wrong type"):
+            load_paper(spec_file)
+    assert len(calls) == 3
+    monkeypatch.setenv("LTBENCH_NO_CACHE", "1")
+    spec_file.write_text(pyyaml.safe_dump(minimal_spec(), allow_unicode=True), encoding="utf-8")
+    load_paper(spec_file)
+    assert len(calls) == 4
+
+
+def test_spec_file_that_is_not_utf8(tmp_path: Path):
+    bad = tmp_path / "pcb.yaml"
+    bad.write_bytes(b"paper: pcb\ntitle: \xff\xfe\n")
+    with pytest.raises(LtbenchError, match=r"pcb.yaml.*not UTF-8"):
+        load_paper(bad)

@@ -25,7 +25,7 @@ from ltbench.spec.model import (
     Table,
     slugify,
 )
-from ltbench.spec.yaml_text import printed_text, read_spec_yaml
+from ltbench.spec.yaml_text import parse_spec_yaml, printed_text, read_spec_yaml
 
 KeyPath = Sequence[str | int]
 
@@ -175,7 +175,22 @@ class _Checker:
                         self.check_metric_key(key, ["tables", ti, "rows", ri, "reported", str(key)])
 
     # pass 2 -----------------------------------------------------------------------------------------
-    def schema_pass(self) -> None:
+    def schema_pass(self, cache_key: str | None = None) -> None:
+        """JSON-schema validation. ``cache_key`` (file bytes + schema hash) marks a document that has already
+        passed: then the pass (and the ~0.2 s import of jsonschema) is skipped; a failing one is never marked."""
+        marker = _validated_marker(cache_key) if cache_key else None
+        if marker is not None and marker.is_file():
+            return
+        self._schema_pass()
+        if marker is not None:
+            try:
+                from ltbench.io import write_text
+
+                write_text(marker, str(self.path) + "\n")
+            except OSError:  # a read-only cache only costs the validation next time
+                pass
+
+    def _schema_pass(self) -> None:
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(_schema())
@@ -370,6 +385,34 @@ def _schema() -> dict[str, Any]:
     return load_schema()
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_digest() -> str:
+    import hashlib
+
+    from ltbench.spec.schema import SCHEMA_PATH
+
+    return hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where ltbench keeps derived, re-creatable state: ``$LTBENCH_CACHE``, else ``$XDG_CACHE_HOME/ltbench``,
+    else ``~/.cache/ltbench``."""
+    import os
+
+    if os.environ.get("LTBENCH_CACHE"):
+        return Path(os.environ["LTBENCH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ltbench"
+
+
+def _validated_marker(cache_key: str) -> Path | None:
+    import os
+
+    if os.environ.get("LTBENCH_NO_CACHE"):
+        return None
+    return cache_dir() / "spec-schema-valid" / cache_key
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -426,15 +469,19 @@ def _describe_subschema(schema: dict[str, Any]) -> str:
     return "a valid value"
 
 
-def validate_spec(data: Any, path: str | Path = "<spec>") -> PaperSpec:
-    """Validate an already-parsed spec (dict) and return the model; raise ``LtbenchError`` otherwise."""
+def validate_spec(data: Any, path: str | Path = "<spec>", *, cache_key: str | None = None) -> PaperSpec:
+    """Validate an already-parsed spec (dict) and return the model; raise ``LtbenchError`` otherwise.
+
+    ``cache_key``: a digest of the exact source text; a document whose key passed the schema before skips
+    the schema pass (``load_paper`` sets it; the vocabulary and cross-reference passes always run).
+    """
     path = Path(path)
     if not isinstance(data, dict):
         raise LtbenchError(f"the spec is a {type(data).__name__}, not a mapping", path=path,
                            expected="a YAML mapping with paper, title, source, defaults, tables")
     checker = _Checker(data, path)
     checker.vocabulary_pass()
-    checker.schema_pass()
+    checker.schema_pass(cache_key)
     spec = checker.build()
     stem = path.stem
     if path.suffix in (".yaml", ".yml") and stem in vocab.PAPERS and stem != spec.paper:
@@ -445,7 +492,18 @@ def validate_spec(data: Any, path: str | Path = "<spec>") -> PaperSpec:
 
 def load_paper(path: str | Path) -> PaperSpec:
     """Read and validate one ``workflows/papers/<paper>.yaml``."""
-    return validate_spec(read_spec_yaml(path), path)
+    import hashlib
+
+    p = Path(path)
+    if not p.is_file():
+        return validate_spec(read_spec_yaml(p), path)  # read_spec_yaml names the missing file
+    raw = p.read_bytes()  # one read: the cache key is the digest of exactly the text that is validated
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LtbenchError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=p, expected="a UTF-8 YAML file") from None
+    key = hashlib.sha256(raw + _schema_digest().encode()).hexdigest()
+    return validate_spec(parse_spec_yaml(text, p), path, cache_key=key)
 
 
 def papers_dir() -> Path:
