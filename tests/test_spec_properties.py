@@ -24,6 +24,20 @@ def rich_spec() -> dict:
                           "stage1": {"sampler": {"name": "random"}}, "reported": {"segm.AP": "22.0"}})
     table["rows"].append({"label": "cited", "group": "v0.5", "cited": {"source": "x", "served_by": {
         "paper": "pcb", "table": "2", "row": "Softmax", "group": "v0.5"}}, "reported": {"segm.AP": "21.9"}})
+    # the later format additions: reproduced cited row, train scales, pretrain from a row, three stages,
+    # post-hoc stage 2, instance bins, seed aggregation
+    data["defaults"]["seed_aggregate"] = {"rule": "median_run"}
+    table["instance_bins"] = [10, 100, 1000]
+    table["rows"][-3]["cited"]["reproduce"] = True  # the minimal spec's v1.0 "RFS" row
+    table["rows"].append({"label": "ms", "group": "v0.5", "run": {"train_scales": [640, 800]},
+                          "seed_aggregate": {"rule": "mean"}, "reported": {"segm.AP": "22.1"}})
+    table["rows"].append({"label": "init", "group": "v0.5", "reported": {"segm.AP": "22.2"},
+                          "run": {"pretrain": {"from": {"paper": "pcb", "table": "2", "row": "ms", "group": "v0.5"}}}})
+    table["rows"].append({"label": "tune", "group": "v0.5", "reported": {"segm.AP": "22.3"},
+                          "run": {"stage2": {"name": "finetune", "schedule": {"epochs": 12}}},
+                          "stage1": {"stage2": {"name": "crt", "schedule": {"epochs": 12}}}})
+    table["rows"].append({"label": "tau", "group": "v0.5", "run": {"stage2": {"name": "tau_norm", "tau": 1.0}},
+                          "reported": {"segm.AP": "22.4"}})
     return data
 
 
@@ -110,7 +124,17 @@ def test_whole_document_junk(value):
 def test_rich_spec_is_valid_and_plans():
     spec = validate_spec(rich_spec(), "pcb.yaml")
     plan = build_plan(papers=["pcb"], specs={"pcb": spec})
-    assert plan.counts()["stage2_runs"] == 2  # cRT row, 2 seeds
+    # 2 seeds x (cRT, fine-tune after cRT, tau-norm); the fine-tune's stage 1 is the cRT row's run
+    assert plan.counts()["stage2_runs"] == 6
+    rows = {r.label: r for r in plan.rows}
+    assert rows["RFS (LVIS v1.0)"].status == "planned" and rows["RFS (LVIS v1.0)"].cited["reproduce"]
+    assert rows["cited (LVIS v0.5)"].status == "served"
+    for seed in range(2):
+        assert plan.runs[rows["tune (LVIS v0.5)"].run_ids[seed]].stage1 == rows["cRT (LVIS v0.5)"].run_ids[seed]
+        assert plan.runs[rows["init (LVIS v0.5)"].run_ids[seed]].init_from == rows["ms (LVIS v0.5)"].run_ids[seed]
+        assert plan.runs[rows["tau (LVIS v0.5)"].run_ids[seed]].config["schedule"]["iterations"] == 0
+    assert rows["ms (LVIS v0.5)"].seed_aggregate == {"rule": "mean"}
+    assert rows["init (LVIS v0.5)"].seed_aggregate == {"rule": "median_run", "by": "segm.AP"}
 
 
 @settings(max_examples=60, deadline=None)
