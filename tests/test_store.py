@@ -196,6 +196,9 @@ def test_failure_notes_round_trip_and_clear(tmp_path):
     logf = tmp_path / "train.log"
     logf.write_text("iter 1 loss 3.2\nTraceback (most recent call last):\nRuntimeError: CUDA out of memory\n")
     assert reason_from_log(logf) == "RuntimeError: CUDA out of memory"
+    ours = tmp_path / "ours.log"
+    ours.write_text("iter 12/120 loss=4.8\nltbench: error: work/run-a: training diverged at iteration 23: loss is nan; expected a finite loss\n")
+    assert reason_from_log(ours) == "training diverged at iteration 23: loss is nan; expected a finite loss"
     write_failure("run-a", "train", reason_from_log(logf), log_path=logf, results_dir=tmp_path)
     write_failure("run-a", "predict", "boom", view_id="cm-val", results_dir=tmp_path)
     fails = sorted(load_failures(tmp_path), key=lambda f: f.stage)

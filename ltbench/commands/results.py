@@ -104,9 +104,11 @@ def emit(run_id, view_id, config_json, scale, framework, out) -> None:
 def done(run_id, workdir, out) -> None:
     """Copy the adapter's WORKDIR/done.json to the workflow's small training marker."""
     from ltbench.io import read_json, write_json
+    from ltbench.store.records import clear_failures
 
     summary = read_json(workdir / "done.json")
     write_json(out, {"run_id": run_id, "workdir": str(workdir), **summary})
+    clear_failures(run_id, None, out.parent.parent.parent)  # results/runs/<run>/train.done -> results
 
 
 @command.command("fail")

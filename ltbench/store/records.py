@@ -252,6 +252,9 @@ def reason_from_log(log_path: str | Path, max_chars: int = 160) -> str:
     pattern = re.compile(r"(error|exception|killed|out of memory|nan|traceback)", re.IGNORECASE)
     errorish = [ln for ln in lines if pattern.search(ln) and not ln.startswith("Traceback")]
     line = errorish[-1] if errorish else lines[-1]
+    # "ltbench: error: work/<run>: training diverged ..." -> "training diverged ..."
+    line = re.sub(r"^ltbench: error: ", "", line)
+    line = re.sub(r"^(?:[\w./-]+/)?[\w.+=-]+(?:\.json)?: (?=\w)", "", line, count=1) if "/" in line.split(":", 1)[0] else line
     return line if len(line) <= max_chars else line[: max_chars - 1] + "…"
 
 
