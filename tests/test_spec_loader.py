@@ -289,3 +289,18 @@ def test_spec_file_that_is_not_utf8(tmp_path: Path):
     bad.write_bytes(b"paper: pcb\ntitle: \xff\xfe\n")
     with pytest.raises(LtbenchError, match=r"pcb.yaml.*not UTF-8"):
         load_paper(bad)
+
+
+def test_three_stage_row_checks_its_own_stage2_and_the_stage1_run():
+    """A `stage1:` that brings its own stage2 must not hide an unnamed stage2 of the row (or vice versa)."""
+    data = minimal_spec()
+    data["tables"][0]["rows"].append({
+        "label": "tune", "group": "v0.5", "run": {"stage2": {"epochs": 12}},
+        "stage1": {"stage2": {"name": "crt"}}, "reported": {"segm.AP": "20.0"}})
+    message = error_of(data)
+    assert "rows[3] (row 'tune', group v0.5).run.stage2" in message and "no name" in message
+    data["tables"][0]["rows"][-1].update(run={"stage2": {"name": "finetune"}}, stage1={"stage2": {"beta": 1}})
+    message = error_of(data)
+    assert "rows[3] (row 'tune', group v0.5).stage1.stage2" in message and "no name" in message
+    data["tables"][0]["rows"][-1]["stage1"] = {"stage2": {"name": "bags", "beta": 1}}
+    validate_spec(data, "pcb.yaml")

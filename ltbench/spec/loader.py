@@ -205,30 +205,37 @@ class _Checker:
         from ltbench.spec.model import merge_run, merge_view
 
         run = merge_run(merge_run(merge_run(defaults["run"], table_raw.get("run")), row.group.run), row.run)
+        resolved: list[tuple[str, dict]] = [("run", run)]
         if row.stage1:
             if not run.get("stage2"):
                 self.fail("`stage1:` overrides on a row whose run has no stage2", [*keys, "stage1"],
                           expected="a `stage2:` method in the row's run (or drop `stage1:`)")
-            run = merge_run(run, row.stage1)
-        for key in REQUIRED_RUN_KEYS:
-            if run.get(key) is None:
-                self.fail(f"the resolved run has no {key}", [*keys, "run"],
-                          expected=f"`{key}:` in defaults.run, the table, its column group or the row")
-        for (part, param) in NUMERIC_PARAMS:
-            value = (run.get(part) or {}).get(param) if isinstance(run.get(part), dict) else None
-            if value is not None and not _finite_number(value):
-                self.fail(f"{part}.{param} is {value!r}", [*keys, "run", part, param], expected="a finite number")
-        for key in vocab.COMPONENT_VOCAB:
-            value = run.get(key)
-            if isinstance(value, dict) and "name" not in value:
-                self.fail(f"the resolved {key} has parameters but no name", [*keys, "run", key],
-                          expected=f"`{key}: {{name: ...}}` here or at a level above (" + ", ".join(vocab.COMPONENT_VOCAB[key]) + ")")
+            # the stage-1 run as the planner builds it (it may have a stage2 of its own: three stages)
+            resolved.append(("stage1", merge_run({**run, "stage2": None}, row.stage1)))
+        for part_name, part_run in resolved:
+            self._check_resolved_run(part_run, [*keys, part_name])
         view = merge_view(merge_view(merge_view(defaults.get("view"), table_raw.get("view")), row.group.view), row.view)
         if "name" not in view:
             self.fail("the resolved view has no name", [*keys, "view"], expected="one of " + ", ".join(vocab.VIEWS))
         for param in NUMERIC_VIEW_PARAMS:
             if param in view and not _finite_number(view[param]):
                 self.fail(f"view {param} is {view[param]!r}", [*keys, "view", param], expected="a finite number")
+
+    def _check_resolved_run(self, run: dict, keys: list[str | int]) -> None:
+        """Required keys, finite numeric parameters, and a name for every component of one resolved run."""
+        for key in REQUIRED_RUN_KEYS:
+            if run.get(key) is None:
+                self.fail(f"the resolved run has no {key}", keys,
+                          expected=f"`{key}:` in defaults.run, the table, its column group or the row")
+        for (part, param) in NUMERIC_PARAMS:
+            value = (run.get(part) or {}).get(param) if isinstance(run.get(part), dict) else None
+            if value is not None and not _finite_number(value):
+                self.fail(f"{part}.{param} is {value!r}", [*keys, part, param], expected="a finite number")
+        for key in vocab.COMPONENT_VOCAB:
+            value = run.get(key)
+            if isinstance(value, dict) and "name" not in value:
+                self.fail(f"the resolved {key} has parameters but no name", [*keys, key],
+                          expected=f"`{key}: {{name: ...}}` here or at a level above (" + ", ".join(vocab.COMPONENT_VOCAB[key]) + ")")
 
     # pass 3 -----------------------------------------------------------------------------------------
     def build(self) -> PaperSpec:
