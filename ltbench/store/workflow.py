@@ -86,6 +86,7 @@ class WorkflowPlan:
         self.framework = framework
         self.papers = list(papers)
         self.runs: dict[str, RunInfo] = {}
+        self.view_bins: dict[tuple[str, str], str | None] = {}
         self._absorb(plan)
 
     @classmethod
@@ -107,6 +108,7 @@ class WorkflowPlan:
             if run_id not in self.runs:
                 raise LtbenchError(f"the plan has a view {view_id!r} of unknown run {run_id!r}", expected="every view's run in plan.runs")
             self.runs[run_id].views.setdefault(view_id, dict(_get(view, "view_config") or {"id": view_id}))
+            self.view_bins.setdefault((run_id, view_id), _get(view, "bins"))
             pairs.append((run_id, view_id))
         return list(dict.fromkeys(pairs))
 
@@ -129,8 +131,14 @@ class WorkflowPlan:
         return views[view_id]
 
     def stage1_inputs(self, run_id: str) -> list[str]:
-        parent = self.run(run_id).stage1
-        return [train_done(parent)] if parent else []
+        """Markers of the runs this one starts from: its stage-1 run, and a run it is initialised from."""
+        config = self.run(run_id).config
+        parents = [p for p in (config.get("stage1"), config.get("init_from")) if p]
+        return [train_done(p) for p in dict.fromkeys(parents)]
+
+    def bins(self, run_id: str, view_id: str) -> str | None:
+        """The ``ltbench evaluate --bins`` scheme of a (run, view) (None: the evaluator's default)."""
+        return self.view_bins.get((run_id, view_id))
 
     def all_pairs(self) -> list[tuple[str, str]]:
         return [(r, v) for r, info in self.runs.items() for v in info.views]
