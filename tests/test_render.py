@@ -185,3 +185,22 @@ def test_strict_undefined_in_template():
 
     with pytest.raises(jinja2.UndefinedError):
         environment().from_string(r"\VAR{nothing}").render()
+
+
+def test_median_run_takes_every_cell_from_one_seed():
+    layout = TableLayout("simcal", "5", "", 1, [ColumnGroup("g", "G", COLS)], [], [
+        LayoutRow("SimCal", "g", {}, {"segm.AP": "23.4"}, [("s0", "plain"), ("s1", "plain"), ("s2", "plain")],
+                  seed_rule={"rule": "median_run", "by": "segm.AP"}),
+    ])
+    results = {
+        ("s0", "plain"): {"segm.AP": 22.0, "segm.APr": 9.0, "PwB": 1.0},
+        ("s1", "plain"): {"segm.AP": 24.0, "segm.APr": 1.0, "PwB": 2.0},
+        ("s2", "plain"): {"segm.AP": 23.0, "segm.APr": 5.0, "PwB": 3.0},
+    }
+    built = build_table(layout, results)
+    cells = built.rows[0].cells
+    assert cells[("g", "segm.AP")].text() == "23.0 (-0.4) ✓"
+    assert float(cells[("g", "segm.APr")].value) == 5.0 and float(cells[("g", "PwB")].value) == 3.0  # same seed s2
+    assert any("median run by segm.AP of 3 seeds" in text for _, text in built.footnotes)
+    partial = build_table(layout, {k: v for k, v in results.items() if k[0] != "s1"})
+    assert partial.rows[0].cells[("g", "segm.AP")].text() == "pending 2/3 seeds (23.4)"

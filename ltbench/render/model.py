@@ -50,6 +50,17 @@ class LayoutRow:
     assumptions: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)  # metric key -> why the paper value is unknown
     not_reproducible: dict[str, str] = field(default_factory=dict)  # metric key -> reason
+    # How seeds combine for this row: {"rule": "mean" | "median"} or {"rule": "median_run", "by": key}
+    # (every cell from the one seed whose `by` metric is the median; SimCal's "median overall AP").
+    seed_rule: dict[str, str] | None = None
+
+
+def median_run(pairs: Sequence[tuple[str, str]], results: Mapping[tuple[str, str], Mapping[str, float]], by: str):
+    """The pair whose ``by`` metric is the median (lower middle for an even count); None until all are in."""
+    if not pairs or any(p not in results or by not in results[p] for p in pairs):
+        return None
+    ranked = sorted(pairs, key=lambda p: (results[p][by], p))
+    return ranked[(len(ranked) - 1) // 2]
 
 
 @dataclass
@@ -273,17 +284,25 @@ def build_table(
             reason = failures.get(pair) or failures.get((pair[0], None))
             if reason:
                 failure_reasons.append(reason)
+        rule = row.seed_rule or {"rule": layout.statistic}
+        chosen = None
+        if rule.get("rule") == "median_run" and len(row.pairs) > 1:
+            chosen = median_run(row.pairs, results, rule.get("by", "segm.AP"))
+            footnote(f"{row.label}: every cell from the median run by {rule.get('by', 'segm.AP')} of {len(row.pairs)} seeds")
         for column in groups[row.group].columns:
-            values = [results[p][column.key] for p in row.pairs if p in results and column.key in results[p]]
+            if chosen is not None:
+                values = [results[chosen][column.key]] if column.key in results[chosen] else []
+            else:
+                values = [results[p][column.key] for p in row.pairs if p in results and column.key in results[p]]
             cell = make_cell(
                 reported=row.reported.get(column.key),
                 values=values,
                 failures=failure_reasons,
-                n_expected=len(row.pairs),
+                n_expected=1 if chosen is not None else len(row.pairs),
                 precision=layout.precision,
                 tolerance=tolerance_for(column.key, tolerances),
                 lower_is_better=column.lower_is_better,
-                statistic=layout.statistic,
+                statistic="median" if rule.get("rule") == "median" else "mean",
                 paper_unknown=row.missing.get(column.key),
                 not_reproducible=row.not_reproducible.get(column.key),
             )

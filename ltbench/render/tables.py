@@ -67,11 +67,13 @@ def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, sc
                 assumptions=[a for a in dict.fromkeys(row.assumptions) if a not in table.assumptions],
                 missing=missing,
                 not_reproducible=not_repro,
+                seed_rule=_seed_rule(spec, row),
             )
         )
     assumptions = {a.id: (a.text + (f" Choice: {a.choice}" if a.choice else "")).strip() for a in spec.assumptions.values()}
     seeds = max((spec.row_seeds(r) for r in table.rows), default=1)
-    statistic = "median" if spec.paper == "simcal" and seeds > 1 else "mean"
+    rules = {(r.seed_rule or {}).get("rule", "mean") for r in rows if len(r.pairs) > 1}
+    statistic = rules.pop() if len(rules) == 1 else ("mean" if not rules else "per row (see notes)")
     return TableLayout(
         paper=spec.paper,
         table_id=table.id,
@@ -85,6 +87,11 @@ def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, sc
         statistic=statistic,
         table_assumptions=list(table.assumptions),
     )
+
+
+def _seed_rule(spec: Any, row: Any) -> dict[str, str] | None:
+    rule = getattr(spec, "row_seed_aggregate", None)
+    return {str(k): str(v) for k, v in rule(row).items()} if rule is not None else None
 
 
 @dataclass
