@@ -284,3 +284,30 @@ def test_audit_claims_on_an_empty_store(tmp_path):
     assert len(pairs) >= 6
     assert all(reported.verdict == HOLDS and reproduced.verdict == UNDETERMINED for reported, reproduced in pairs)
     assert all(reproduced.mode == "smoke" for _, reproduced in pairs)
+
+
+def test_pearson_option_and_zero_difference_without_tolerance(specs):
+    pcb = specs["pcb"]
+    alphas = ("0.0", "0.2", "0.4", "0.6", "0.8", "1.0")
+    rows = [{"table": "6", "row": f"α={a}"} for a in alphas]
+    corr = {"id": "c", "text": "", "where": "", "predicate": {
+        "kind": "correlation", "x": "segm.APr", "y": "segm.APc", "sign": "positive", "rows": rows}}
+    # five rows rise together, one outlier goes the other way: Spearman +0.143, Pearson strongly negative
+    xs, ys = (1.0, 2.0, 3.0, 4.0, 5.0, 100.0), (11.0, 12.0, 13.0, 14.0, 15.0, 0.0)
+    m = {("pcb", "6", None, f"α={a}", "segm.APr"): [x] for a, x in zip(alphas, xs)}
+    m.update({("pcb", "6", None, f"α={a}", "segm.APc"): [y] for a, y in zip(alphas, ys)})
+    values = ReproducedValues(m)
+    assert spearman(xs, ys) == pytest.approx(1 - 6 * 30 / (6 * 35))
+    result = evaluate_claim(pcb, corr, values, "smoke")
+    assert result.verdict == HOLDS and "spearman" in result.details[0] and "+0.143" in result.details[0]
+    corr["predicate"]["method"] = "pearson"
+    result = evaluate_claim(pcb, corr, values, "smoke")
+    assert result.verdict == FAILS and "pearson" in result.details[0]
+    corr["predicate"]["method"] = "kendall"
+    with pytest.raises(LtbenchError, match="unknown correlation method"):
+        evaluate_claim(pcb, corr, values, "smoke")
+
+    zero = {"id": "z", "text": "", "where": "", "predicate": {
+        "kind": "difference", "metric": "segm.APr", "value": 0, "a": rows[0], "b": rows[1]}}
+    result = evaluate_claim(pcb, zero, values, "paper")
+    assert result.verdict == UNDETERMINED and "without a tolerance" in result.details[0]
