@@ -88,6 +88,7 @@ def test_audit_renders_all_papers_with_zero_results(tmp_path):
     audit = write_audit(["pcb"], md=md, html=html, scale="smoke", results_dir=tmp_path / "results")
     text = md.read_text()
     assert "## Every cell" in text and "## Assumptions" in text and "pcb-start-epoch" in text
+    assert "## Claims" in text
     assert audit.status_counts()["reproduced"] == 0 and audit.status_counts()["pending"] > 0
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "PCB Table 2" in page

@@ -35,6 +35,7 @@ class Audit:
     corrupt: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     spec_errors: list[str] = field(default_factory=list)  # a paper whose spec does not load is reported, not fatal
+    claims_md: str = ""  # the papers' qualitative claims checked on the results (ltbench.claims), as Markdown
 
     def status_counts(self) -> Counter:
         counts: Counter = Counter()
@@ -100,9 +101,20 @@ def build_audit(
             "wall_s": "" if prov.get("wall_time_s") is None else f"{float(prov['wall_time_s']):.0f}",
             "config_hash": (record.get("config_hash") or "")[:12],
         })
+    audit.claims_md = claims_section(papers, scale=scale, framework=framework, results_dir=results_dir)
     if plots_dir is not None:
         audit.plots = collect_plots(audit, Path(results_dir) if results_dir else paths.RESULTS_DIR, plots_dir, report_dir or plots_dir.parent)
     return audit
+
+
+def claims_section(papers: list[str], *, scale: str, framework: str | None, results_dir: str | Path | None) -> str:
+    """The claims component's Markdown section; a failure there is reported in the audit, not fatal."""
+    try:
+        from ltbench.claims.report import audit_claims, claims_markdown
+
+        return claims_markdown(audit_claims(papers, scale=scale, framework=framework, results_dir=results_dir), evidence=False)
+    except Exception as exc:  # noqa: BLE001 -- the audit must render even if the claims checker breaks
+        return f"## Claims\n\nThe claims could not be evaluated: {type(exc).__name__}: {exc}\n"
 
 
 def collect_plots(audit: Audit, results_dir: Path, plots_dir: Path, report_dir: Path) -> list[dict[str, str]]:
@@ -230,6 +242,8 @@ def render_markdown(audit: Audit) -> str:
     for entry in audit.tables:
         if entry.rendered is not None:
             out += [entry.rendered.markdown, ""]
+    if audit.claims_md:
+        out += [audit.claims_md.rstrip(), ""]
     out += ["## Every cell", "", table(cell_rows(audit), CELL_HEADERS), ""]
     out += ["## Provenance (one line per record)", "", table([list(map(str, r.values())) for r in audit.runs], RUN_HEADERS), ""]
     if audit.failures:
