@@ -729,6 +729,29 @@ class _phase:
         _log.info("%-28s %7.2f s", self.name, time.perf_counter() - self.start)
 
 
+class _gc_paused:
+    """Pause Python's cyclic garbage collector.
+
+    Millions of small dicts (parsed detections) make every full collection walk the whole heap, again
+    and again while more objects are created, and in forked workers it also copies every page it
+    touches. The parsed JSON and faster-coco-eval's records hold no reference cycles (refcounting
+    frees them), so pausing it changes nothing but time: about a fifth of the fast path's CPU time and
+    half of the parsing time at 1,500 images.
+    """
+
+    def __enter__(self) -> None:
+        import gc
+
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        import gc
+
+        if self.was_enabled:
+            gc.enable()
+
+
 def _points(value: float) -> float:
     """[0, 1] -> AP points; LVIS' "undefined" -1 stays -1."""
     return -1.0 if value == -1 else float(value) * 100.0
@@ -775,9 +798,9 @@ def evaluate(
     if evaluator not in EVALUATORS:
         raise LtbenchError(f"unknown evaluator {evaluator!r}", key="evaluator", expected=" or ".join(EVALUATORS))
     bin_edges(bins)  # fail early on a bad scheme name
-    with _phase("read + check ground truth"):
+    with _phase("read + check ground truth"), _gc_paused():
         gt = load_ground_truth(gt_path)
-    with _phase("read + check detections"):
+    with _phase("read + check detections"), _gc_paused():
         dets = load_detections(dets_path, gt, iou_types)
     if train_counts is None and train_ann is not None:
         with _phase("count training instances"):
@@ -785,9 +808,10 @@ def evaluate(
 
     with _phase(f"evaluate ({evaluator})"):
         if evaluator == "lvis-api":
-            results = run_lvis_api(gt, dets, iou_types)
+            results = run_lvis_api(gt, dets, iou_types)  # the API as it is, cyclic GC on
         else:
-            results = run_fast(gt, dets, iou_types, workers=workers, category_shards=category_shards)
+            with _gc_paused():
+                results = run_fast(gt, dets, iou_types, workers=workers, category_shards=category_shards)
 
     metrics: dict[str, float] = {}
     for iou_type in iou_types:
