@@ -195,6 +195,9 @@ def build_box_head(name: str, *, num_classes: int, background: Background, num_b
     return BOX_HEADS.get(name)(num_classes, background, num_box_deltas, **kwargs)
 
 
-# Register the loss heads (eqlv2, seesaw, focal, ...) whenever the registry is imported. At the end of the
-# module because ``heads`` imports BOX_HEADS/BoxHead from here.
+# Register every head (loss heads; PCB's iterative/dsn heads; stage-2 and ablation heads) whenever the
+# registry is imported, so ``build_box_head`` finds any name. At the end of the module because those
+# modules import BOX_HEADS/BoxHead from here.
 import ltbench.methods.heads  # noqa: E402,F401
+import ltbench.methods.pcb  # noqa: E402,F401
+import ltbench.methods.two_stage  # noqa: E402,F401
