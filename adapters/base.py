@@ -874,6 +874,17 @@ def threads_from_env() -> None:
         torch.set_num_threads(max(1, int(value)))
 
 
+def keep_batchnorm_in_eval(model: Any) -> None:
+    """Pin every BatchNorm layer in eval mode, also under a later ``model.train()``: stage 2 trains only
+    the new head, so the stage-1 BN statistics must not move either."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            module.train = lambda mode=True, _m=module: _m  # type: ignore[method-assign]
+
+
 def _read_json_file(path: Path) -> dict:
     """A JSON file the adapters wrote themselves (run_config.json, stage1_run_config.json)."""
     from ltbench.io import read_json

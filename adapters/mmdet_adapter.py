@@ -442,10 +442,7 @@ class MMDetAdapter(base.Adapter):
         trains = getattr(bbox_head.box_head, "requires_training", True)
         if trains and not any(p.requires_grad for p in bbox_head.box_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
-        for module in model.modules():
-            if isinstance(module, __import__("torch").nn.modules.batchnorm._BatchNorm):
-                module.eval()
-                module.train = lambda mode=True, _m=module: _m  # type: ignore[method-assign]
+        base.keep_batchnorm_in_eval(model)
         return model, cfg
 
     def train(self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None) -> Path:

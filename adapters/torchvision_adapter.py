@@ -440,7 +440,7 @@ class TorchvisionAdapter(base.Adapter):
         trains = getattr(new_head, "requires_training", True)
         if trains and not any(p.requires_grad for p in new_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2", path=base.run_label(run_config))
-        _keep_batchnorm_in_eval(model)
+        base.keep_batchnorm_in_eval(model)
         return model
 
     def _finish_without_training(self, run_config: dict, workdir: Path, model: Any, split: base.LvisSplit) -> Path:
@@ -571,16 +571,6 @@ class TorchvisionAdapter(base.Adapter):
                             )
                         )
         return {"detections": dets, "stats": stats}
-
-
-def _keep_batchnorm_in_eval(model: Any) -> None:
-    """Pin every BatchNorm2d in eval mode, also under a later ``model.train()``."""
-    import torch
-
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.eval()
-            module.train = lambda mode=True, _m=module: _m  # type: ignore[method-assign]
 
 
 def _adapter_sampler(sampler: dict | None) -> dict | None:

@@ -1,0 +1,137 @@
+"""detectron2 adapter on tiny synthetic LVIS data (CPU). Skipped where detectron2 is not importable
+(it is not on the package registry; CI does not have it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adapters.detectron2_adapter import GAPS, detectron2_available
+
+_OK, _REASON = detectron2_available()
+pytestmark = [pytest.mark.detectron2, pytest.mark.skipif(not _OK, reason=_REASON)]
+
+torch = pytest.importorskip("torch")
+
+from adapters import get_adapter  # noqa: E402
+from adapters_support import (  # noqa: E402
+    CATEGORY_IDS,
+    SLOW_STARTERS,
+    check_outputs,
+    family_run,
+    frozen_outside_head_unchanged,
+    make_tiny_lvis,
+    stage2_run,
+    tiny_run,
+)
+from ltbench.errors import LtbenchError  # noqa: E402
+
+PLAIN = {"id": "plain", "name": "plain"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_d2"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    workdir = tmp_path_factory.mktemp("d2_baseline")
+    run = tiny_run(id="tiny-d2-00000000", framework="detectron2", sampler={"name": "rfs", "t": 0.3})
+    torch.set_num_threads(1)
+    final = get_adapter("detectron2").train(run, workdir, tiny_data)
+    return run, workdir, final
+
+
+@pytest.mark.slow
+def test_d2_train_and_predict(trained, tiny_data, tmp_path) -> None:
+    from test_adapter_torchvision import check_detections
+
+    run, workdir, final = trained
+    assert final.name == "model_final.pth" and (workdir / "last_checkpoint").read_text().strip() == "model_final.pth"
+    assert json.loads((workdir / "done.json").read_text())["framework"] == "detectron2"
+    summary = get_adapter("detectron2").predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path)
+    dets = check_detections(tmp_path / "detections.json", tiny_data)
+    assert summary["num_detections"] == len(dets) > 0
+    stats = np.load(tmp_path / "proposal_stats.npz")
+    assert stats["category_ids"].tolist() == list(CATEGORY_IDS)
+    np.testing.assert_allclose(stats["cm_sum"].sum(axis=1), stats["cm_count"], rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_d2_resume_reaches_identical_weights(tiny_data, tmp_path, monkeypatch) -> None:
+    from detectron2.engine import SimpleTrainer
+
+    run = tiny_run(id="tiny-d2-resume-00000000", framework="detectron2", sampler={"name": "rfs", "t": 0.3})
+    adapter = get_adapter("detectron2")
+    straight = adapter.train(run, tmp_path / "straight", tiny_data)
+    real_run_step = SimpleTrainer.run_step
+
+    def dying_run_step(self):
+        if self.iter == 2:  # after the checkpoint of iterations 0-1
+            raise KeyboardInterrupt("simulated kill")
+        return real_run_step(self)
+
+    monkeypatch.setattr(SimpleTrainer, "run_step", dying_run_step)
+    workdir = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        adapter.train(run, workdir, tiny_data)
+    assert not (workdir / "done.json").exists()
+    monkeypatch.setattr(SimpleTrainer, "run_step", real_run_step)
+    resumed = adapter.train(run, workdir, tiny_data)
+    a = torch.load(straight, map_location="cpu", weights_only=False)["model"]
+    b = torch.load(resumed, map_location="cpu", weights_only=False)["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["eqlv2", "seesaw", "group_softmax", "pcb_ce"])
+def test_d2_stage1_family(family, tiny_data, tmp_path) -> None:
+    run = family_run("detectron2", family)
+    adapter = get_adapter("detectron2")
+    adapter.train(run, tmp_path / "w", tiny_data)
+    adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o", expect_detections=family not in SLOW_STARTERS)
+
+
+@pytest.mark.slow
+def test_d2_disalign_stage2_and_views(trained, tiny_data, tmp_path) -> None:
+    stage1_run, stage1_dir, _ = trained
+    run = stage2_run("detectron2", "disalign", stage1_run)
+    adapter = get_adapter("detectron2")
+    final = adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    s1 = torch.load(stage1_dir / "model_final.pth", weights_only=False)["model"]
+    s2 = torch.load(final, weights_only=False)["model"]
+    frozen_outside_head_unchanged(s1, s2, "roi_heads.box_predictor.box_head.")
+    for view in ({"id": "dual-t2-average", "name": "dual_head", "threshold": 2, "combiner": "average"},
+                 {"id": "cm-val", "name": "cm_calibration", "source": "val"}):
+        adapter.predict(run, view, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / view["id"])
+        check_outputs(tmp_path / view["id"])
+
+
+def test_d2_gaps_are_refused_clearly(trained, tiny_data, tmp_path) -> None:
+    assert GAPS
+    stage1_run, stage1_dir, _ = trained
+    with pytest.raises(LtbenchError, match="bi-level"):
+        get_adapter("detectron2").train(stage2_run("detectron2", "simcal", stage1_run), tmp_path / "s", tiny_data,
+                                        stage1_workdir=stage1_dir)
+    with pytest.raises(LtbenchError, match="not wired in the detectron2 adapter"):
+        get_adapter("detectron2").train(stage2_run("detectron2", "tau_norm", stage1_run), tmp_path / "t", tiny_data,
+                                        stage1_workdir=stage1_dir)
+
+
+def test_d2_skip_reason_is_one_line() -> None:
+    ok, reason = detectron2_available()
+    assert ok or ("\n" not in reason and "detectron2" in reason)
