@@ -67,8 +67,11 @@ class Adapter(ABC):
     background: str = "first"
 
     @abstractmethod
-    def train(self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None) -> Path:
-        """Train ``run_config`` into ``workdir``; returns the final checkpoint path."""
+    def train(
+        self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None
+    ) -> Path:
+        """Train ``run_config`` into ``workdir``; returns the final checkpoint path. ``init_workdir``: the
+        work directory of the ``init_from`` run (default ``$LTBENCH_WORK/<init_from>``)."""
 
     @abstractmethod
     def predict(
@@ -872,6 +875,31 @@ def threads_from_env() -> None:
         import torch
 
         torch.set_num_threads(max(1, int(value)))
+
+
+def init_checkpoint(run_config: dict, init_workdir: Path | None = None) -> Path | None:
+    """The final checkpoint of the run named by ``init_from`` (docs/CONTRACTS.md: it initialises this
+    run's whole model), looked for in ``init_workdir`` or ``$LTBENCH_WORK/<init_from>``; None without
+    ``init_from``."""
+    source = run_config.get("init_from")
+    if not source:
+        return None
+    from ltbench.paths import work_root
+
+    workdir = Path(init_workdir) if init_workdir is not None else work_root() / str(source)
+    return final_checkpoint(workdir, what=f"checkpoint of run {source} (init_from)")
+
+
+def load_matching(module: Any, state: dict, *, what: str) -> tuple[int, int]:
+    """Load the tensors of ``state`` whose name and shape fit ``module`` (a model initialised from a run on
+    another dataset keeps its own classifier); returns (loaded, total)."""
+    own = module.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not fitting:
+        raise LtbenchError(f"no tensor of {what} fits this model", expected="a checkpoint of the same architecture")
+    module.load_state_dict(fitting, strict=False)
+    print(f"initialised {len(fitting)}/{len(own)} tensors from {what}", file=sys.stderr, flush=True)
+    return len(fitting), len(own)
 
 
 def keep_batchnorm_in_eval(model: Any) -> None:

@@ -286,7 +286,9 @@ class Detectron2Adapter(base.Adapter):
                                    key="stage2.name", expected="a stage-2 method with trainable parameters (or use torchvision/mmdet)")
         return model
 
-    def train(self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None) -> Path:
+    def train(
+        self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None
+    ) -> Path:
         register()
         import torch
         from detectron2.data import build_detection_train_loader
@@ -314,6 +316,9 @@ class Detectron2Adapter(base.Adapter):
         cfg = build_cfg(run_config, split, workdir)
         if stage1_checkpoint is not None:
             cfg.MODEL.WEIGHTS = ""  # the stage-1 weights are loaded in _model; nothing may overwrite them
+        source = base.init_checkpoint(run_config, init_workdir) if stage1_checkpoint is None else None
+        if source is not None:
+            cfg.MODEL.WEIGHTS = str(source)  # detectron2's checkpointer skips tensors whose shapes differ
         seed = int(run_config.get("seed", 0))
         base.seed_everything(seed)
         sampler_cfg = run_config.get("sampler")

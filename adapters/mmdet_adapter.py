@@ -445,7 +445,9 @@ class MMDetAdapter(base.Adapter):
         base.keep_batchnorm_in_eval(model)
         return model, cfg
 
-    def train(self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None) -> Path:
+    def train(
+        self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None
+    ) -> Path:
         register()
         from mmengine.runner import Runner
 
@@ -471,6 +473,11 @@ class MMDetAdapter(base.Adapter):
             stage1 = (stage1_config, base.final_checkpoint(Path(stage1_workdir), what="stage-1 model"))
             write_json(workdir / "stage1_run_config.json", stage1_config)
         model, cfg = self._build_model(run_config, split, data, stage1=stage1)
+        source = base.init_checkpoint(run_config, init_workdir) if not stage2 else None
+        if source is not None and base.last_checkpoint(workdir) is None:
+            with _trusted_checkpoints():
+                state = base.load_checkpoint(source)
+            base.load_matching(model, state.get("state_dict", state), what=f"{source} (init_from)")
         write_json(workdir / "run_config.json", run_config)
         if stage2 and not getattr(model.roi_head.bbox_head.box_head, "requires_training", True):
             return self._finish_without_training(run_config, workdir, model, cfg)

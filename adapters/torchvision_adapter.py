@@ -343,7 +343,9 @@ class TorchvisionAdapter(base.Adapter):
     background = "first"
 
     # -- training --------------------------------------------------------------------------------
-    def train(self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None) -> Path:
+    def train(
+        self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None
+    ) -> Path:
         import torch
 
         from ltbench.io import write_json
@@ -375,6 +377,9 @@ class TorchvisionAdapter(base.Adapter):
             write_json(workdir / "stage1_run_config.json", stage1_config)
         else:
             model = build_model(run_config, split)
+            source = base.init_checkpoint(run_config, init_workdir)
+            if source is not None and base.last_checkpoint(workdir) is None:
+                base.load_matching(model, base.load_checkpoint(source)["model"], what=f"{source} (init_from)")
         write_json(workdir / "run_config.json", run_config)
         schedule = base.schedule_of(run_config, stage2=bool(stage2))
         params = [p for p in model.parameters() if p.requires_grad]

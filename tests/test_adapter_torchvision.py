@@ -269,3 +269,18 @@ def test_user_backbone_weights_are_loaded_and_bn_frozen(tiny_data, tmp_path) -> 
     assert torch.all(body.layer3[0].conv1.weight == 0.125)
     assert type(body.bn1).__name__ == "FrozenBatchNorm2d"
     assert not body.conv1.weight.requires_grad and body.layer2[0].conv1.weight.requires_grad
+
+
+@pytest.mark.slow
+def test_init_from_loads_the_source_runs_weights(trained_baseline, tiny_data, tmp_path) -> None:
+    source_run, source_dir, source_final = trained_baseline
+    # lr 0: the one training iteration leaves every parameter where the initialisation put it.
+    run = tiny_run(id="tiny-init-00000000", init_from=source_run["id"], pretrain="lvis",
+                   schedule={"iterations": 1, "lr": 0.0, "checkpoint_period": 1, "warmup_iters": 0, "steps": []})
+    final = get_adapter("torchvision").train(run, tmp_path / "w", tiny_data, init_workdir=source_dir)
+    source = torch.load(source_final, weights_only=False)["model"]
+    model = torch.load(final, weights_only=False)["model"]
+    params = [k for k in source if "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(source[k], model[k]) for k in params)
+    with pytest.raises(LtbenchError, match="init_from"):
+        get_adapter("torchvision").train(run, tmp_path / "w2", tiny_data, init_workdir=tmp_path / "missing")

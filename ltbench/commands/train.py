@@ -16,9 +16,12 @@ from ltbench.commands.predict import data_options, resolve_data
               help="Work directory: checkpoints, last_checkpoint, log.txt, done.json.")
 @click.option("--stage1-workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work directory of the finished stage-1 run (stage-2 runs only).")
+@click.option("--init-workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Work directory of the run named by init_from (default: $LTBENCH_WORK/<init_from>).")
 @click.option("--framework", default=None, help="Override the run's framework (torchvision | mmdet | detectron2).")
 @data_options
-def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, framework: str | None, **data_kwargs) -> None:
+def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, init_workdir: Path | None,
+            framework: str | None, **data_kwargs) -> None:
     """Train one run of the plan into WORKDIR.
 
     A killed run started again with the same arguments continues from WORKDIR/last_checkpoint.
@@ -32,5 +35,5 @@ def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, f
         run_config = {**run_config, "framework": framework}
     data = resolve_data(run_config, run_config_path, **data_kwargs)
     adapter = get_adapter(run_config.get("framework", "torchvision"))
-    final = adapter.train(run_config, workdir, data, stage1_workdir=stage1_workdir)
+    final = adapter.train(run_config, workdir, data, stage1_workdir=stage1_workdir, init_workdir=init_workdir)
     click.echo(str(final))
