@@ -373,3 +373,15 @@ def test_json_loader_with_and_without_orjson(tmp_path: Path, monkeypatch: pytest
     (tmp_path / "bin.json").write_bytes(b"\xff\xfe[1]")
     with pytest.raises(LtbenchError, match="bin.json: "):
         load_json(tmp_path / "bin.json")
+
+
+def test_default_workers_counts_idle_allowed_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
+    assert le.default_workers() == 3
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert le.default_workers() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert le.default_workers() == 4

@@ -19,7 +19,8 @@ import click
               help="Instance-count bins: lvis (0,10),[10,100),[100,1000),[1000,inf); coco-lt <20,20-400,400-8000,>=8000.")
 @click.option("--proposal-stats", type=click.Path(dir_okay=False), default=None,
               help="proposal_stats.npz from ltbench predict: adds PwB and cls.ACC, cls.ACCbg.")
-@click.option("--workers", type=int, default=None, help="Processes for --evaluator fast (default: CPU count).")
+@click.option("--workers", type=int, default=None,
+              help="Processes for --evaluator fast (default: the idle CPUs among those allowed).")
 @click.option("--plot-dir", type=click.Path(file_okay=False), default=None,
               help="Also write plots here: per-class AP vs training instances (needs --train-ann) and the "
                    "log2 confusion-matrix heatmap (needs --proposal-stats).")

@@ -616,6 +616,21 @@ def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[
     return iou_type, [int(c) for c in wanted], precision, recall
 
 
+def default_workers() -> int:
+    """Worker processes for the fast path: the CPUs this process may use (a SLURM allocation, a
+    taskset) that are not already busy (1-minute load average). Forked workers only pay off on idle
+    CPUs: on busy ones they add copy-on-write and start-up costs and gain nothing."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except OSError:
+        idle = cpus
+    return max(1, min(cpus, int(idle + 0.5)))
+
+
 def _balanced_shards(gt: GroundTruth, dets: Sequence[dict], n: int) -> list[list[int]]:
     """Categories split into ``n`` shards of about equal work (ground truth + detections per category;
     largest first onto the lightest shard). Each shard's ids ascending."""
@@ -638,8 +653,8 @@ def _balanced_shards(gt: GroundTruth, dets: Sequence[dict], n: int) -> list[list
 def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
              workers: int | None = None, category_shards: int | None = None) -> dict[str, IouTypeResult]:
     """The fast path: truncate to LVIS' top 300 per image, then faster-coco-eval (LVIS mode) per iou
-    type and category shard. ``workers`` forked processes (default: the CPU count; 1 = all in this
-    process) take the tasks as they come free, reading the parsed data copy-on-write.
+    type and category shard. ``workers`` forked processes (default: :func:`default_workers`; 1 = all
+    in this process) take the tasks as they come free, reading the parsed data copy-on-write.
     ``category_shards`` (default: ``workers``) splits each iou type's categories into independent
     parts of about equal work, so that the workers finish together."""
     import numpy as np
@@ -661,7 +676,7 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
     if "segm" in iou_types:
         evaluated = _stub_unmatchable_masks(gt, evaluated)
     if workers is None:
-        workers = os.cpu_count() or 1
+        workers = default_workers()
     workers = max(1, int(workers))
     if category_shards is None:
         category_shards = workers if workers > 1 else 1
