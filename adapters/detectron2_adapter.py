@@ -47,6 +47,7 @@ GAPS = (
     "stage-2 heads without an optimiser (tau_norm, ncm)",
     "class_aware sampling only via ltbench's sampler (detectron2 has none of its own)",
     "Faster R-CNN only through MASK_ON=False of the Mask R-CNN config",
+    "Seesaw's normed mask head (mask_head: normed)",
     "exact resume needs num_workers=0 and a single aspect-ratio group",
 )
 
@@ -196,6 +197,11 @@ def build_cfg(run_config: dict, split: base.LvisSplit, workdir: Path) -> Any:
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = int(model.get("rpn_post_nms_top_n_test", cfg.MODEL.RPN.POST_NMS_TOPK_TEST))
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = int(model.get("box_batch_size_per_image", 512))
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = split.num_classes
+    cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = bool(run_config.get("class_agnostic", False))
+    cfg.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = bool(run_config.get("class_agnostic", False))
+    if (run_config.get("mask_head") or {"name": "standard"}).get("name") != "standard":
+        raise LtbenchError("the normed mask head is not wired in the detectron2 adapter", key="mask_head.name",
+                           expected="standard (or use the torchvision/mmdet adapter)")
     cfg.MODEL.ROI_HEADS.NAME = "LtbenchStandardROIHeads"
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(model.get("score_thresh", 1e-4))
     cfg.TEST.DETECTIONS_PER_IMAGE = int(model.get("detections_per_img", 300))

@@ -324,7 +324,7 @@ def build_config(run_config: dict, split: base.LvisSplit, data: base.DataPaths) 
         roi_feat_size=old.roi_feat_size,
         num_classes=split.num_classes,
         bbox_coder=old.bbox_coder,
-        reg_class_agnostic=old.reg_class_agnostic,
+        reg_class_agnostic=bool(run_config.get("class_agnostic", old.reg_class_agnostic)),
         loss_bbox=old.loss_bbox,
     )
     if detector == "mask_rcnn":
@@ -332,6 +332,12 @@ def build_config(run_config: dict, split: base.LvisSplit, data: base.DataPaths) 
         rh.mask_head.in_channels = fpn
         rh.mask_head.conv_out_channels = mask_channels
         rh.mask_head.num_classes = split.num_classes
+        rh.mask_head.class_agnostic = bool(run_config.get("class_agnostic", False))
+        mask_head_cfg = run_config.get("mask_head") or {"name": "standard"}
+        if mask_head_cfg.get("name") == "normed":  # Seesaw's normed mask: mmdet's NormedConv2d (sic kwarg)
+            rh.mask_head.predictor_cfg = dict(type="NormedConv2d", tempearture=float(mask_head_cfg.get("scale", 20)))
+        elif mask_head_cfg.get("name") != "standard":
+            raise LtbenchError(f"unknown mask head {mask_head_cfg.get('name')!r}", key="mask_head.name", expected="standard or normed")
     else:
         m.type = "FasterRCNN"
         for key in ("mask_roi_extractor", "mask_head"):

@@ -236,13 +236,20 @@ def build_model(run_config: dict, split: base.LvisSplit) -> Any:
         box_predictor=torch.nn.Identity(),
         box_head=torch.nn.Identity(),
     )
+    agnostic = bool(run_config.get("class_agnostic", False))
     if detector == "mask_rcnn":
         m = s["mask_head_channels"]
+        predictor = MaskRCNNPredictor(m, m, 1 if agnostic else c + 1)
+        mask_head_cfg = run_config.get("mask_head") or {"name": "standard"}
+        if mask_head_cfg.get("name") == "normed":
+            predictor.mask_fcn_logits = _normed_conv_class()(m, predictor.mask_fcn_logits.out_channels, float(mask_head_cfg.get("scale", 20)))
+        elif mask_head_cfg.get("name") != "standard":
+            raise LtbenchError(f"unknown mask head {mask_head_cfg.get('name')!r}", key="mask_head.name", expected="standard or normed")
         model = MaskRCNN(
             backbone,
             num_classes=None,
             mask_head=MaskRCNNHeads(s["fpn_channels"], (m, m, m, m), 1),
-            mask_predictor=MaskRCNNPredictor(m, m, c + 1),
+            mask_predictor=_AgnosticMask(predictor, c + 1) if agnostic else predictor,
             **common,
         )
     else:
@@ -251,7 +258,7 @@ def build_model(run_config: dict, split: base.LvisSplit) -> Any:
         run_config,
         num_classes=c,
         background="first",
-        num_box_deltas=4 * (c + 1),
+        num_box_deltas=4 if agnostic else 4 * (c + 1),
         split=split,
         in_channels=s["fpn_channels"],
         hidden=s["box_head_hidden"],
@@ -297,6 +304,48 @@ def _default_imagenet_weights(run_config: dict) -> Any:
         key="model.weights",
         expected="a path to the COCO-trained detector's state dict in model.weights",
     )
+
+
+def _normed_conv_class() -> type:
+    """1x1 conv on L2-normalised inputs and weights, times ``scale`` (Seesaw's "normed mask" predictor):
+    x (N, C_in, H, W) -> (N, C_out, H, W)."""
+    import torch
+    import torch.nn.functional as F
+
+    class NormedConv2d(torch.nn.Conv2d):
+        def __init__(self, in_channels: int, out_channels: int, scale: float, eps: float = 1e-6) -> None:
+            super().__init__(in_channels, out_channels, 1)
+            torch.nn.init.normal_(self.weight, std=0.01)
+            torch.nn.init.zeros_(self.bias)
+            self.scale, self.eps = scale, eps
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            weight = self.weight / (self.weight.norm(dim=1, keepdim=True) + self.eps)
+            x = self.scale * x / (x.norm(dim=1, keepdim=True) + self.eps)
+            return F.conv2d(x, weight, self.bias)
+
+    return NormedConv2d
+
+
+class _AgnosticMask:
+    """Marker replaced in ``__new__`` by a torch module (kept lazy: torch is imported inside functions)."""
+
+    def __new__(cls, predictor: Any, num_columns: int) -> Any:  # noqa: D102
+        import torch
+
+        class ClassAgnosticMaskPredictor(torch.nn.Module):
+            """One mask per RoI, shown to torchvision's loss/inference as (N, C+1, M, M) by broadcasting,
+            so that its per-class indexing picks the single mask whatever the label."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.predictor = predictor
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                logits = self.predictor(x)
+                return logits.expand(-1, num_columns, -1, -1)
+
+        return ClassAgnosticMaskPredictor()
 
 
 def _load_weights(module: Any, weights: str, *, part: str) -> None:

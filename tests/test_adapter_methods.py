@@ -58,3 +58,16 @@ def test_torchvision_stage1_family_trains_and_predicts(family, tiny_data, tmp_pa
     adapter.train(run, tmp_path / "w", tiny_data)
     adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
     check_outputs(tmp_path / "o", expect_detections=family not in SLOW_STARTERS)
+
+
+@pytest.mark.slow
+def test_torchvision_class_agnostic_and_normed_mask(tiny_data, tmp_path) -> None:
+    run = family_run("torchvision", "seesaw")
+    run.update(class_agnostic=True, mask_head={"name": "normed", "scale": 20}, classifier={"name": "linear"})
+    adapter = get_adapter("torchvision")
+    final = adapter.train(run, tmp_path / "w", tiny_data)
+    state = torch.load(final, weights_only=False)["model"]
+    assert state["roi_heads.mask_predictor.predictor.mask_fcn_logits.weight"].shape[0] == 1  # one mask per RoI
+    assert state["roi_heads.box_head.bbox_pred.weight"].shape[0] == 4  # class-agnostic deltas
+    adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o", expect_detections=False)

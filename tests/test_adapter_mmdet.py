@@ -160,3 +160,15 @@ def test_mmdet_paper_scale_keeps_mmdets_imagenet_init(tiny_data) -> None:
     assert cfg.model.backbone.frozen_stages == 1 and cfg.model.backbone.norm_eval is True
     with pytest.raises(LtbenchError, match="pretrain 'coco' needs a checkpoint"):
         build_config(mm_run(scale="paper", pretrain="coco"), split, tiny_data)
+
+
+def test_mmdet_config_class_agnostic_and_normed_mask(tiny_data) -> None:
+    from adapters import base
+    from adapters.mmdet_adapter import build_config, register
+
+    register()
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    cfg = build_config(mm_run(class_agnostic=True, mask_head={"name": "normed", "scale": 20}), split, tiny_data)
+    rh = cfg.model.roi_head
+    assert rh.bbox_head.reg_class_agnostic is True and rh.mask_head.class_agnostic is True
+    assert rh.mask_head.predictor_cfg == {"type": "NormedConv2d", "tempearture": 20.0}

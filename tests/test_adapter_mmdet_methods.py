@@ -81,3 +81,16 @@ def test_mmdet_posthoc_view_and_recurrent_step(mmdet_stage1, tiny_data, tmp_path
                     out_dir=tmp_path / "cm")
     plain, cm = check_outputs(tmp_path / "plain"), check_outputs(tmp_path / "cm")
     assert sorted(d["score"] for d in plain) != sorted(d["score"] for d in cm)
+
+
+@pytest.mark.slow
+def test_mmdet_class_agnostic_and_normed_mask(tiny_data, tmp_path) -> None:
+    run = family_run("mmdet", "eqlv2")
+    run.update(class_agnostic=True, mask_head={"name": "normed", "scale": 20})
+    adapter = get_adapter("mmdet")
+    final = adapter.train(run, tmp_path / "w", tiny_data)
+    state = torch.load(final, map_location="cpu", weights_only=False)["state_dict"]
+    assert state["roi_head.mask_head.conv_logits.weight"].shape[0] == 1
+    assert state["roi_head.bbox_head.box_head.bbox_pred.weight"].shape[0] == 4
+    adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o", expect_detections=False)
