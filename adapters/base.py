@@ -902,6 +902,55 @@ def load_matching(module: Any, state: dict, *, what: str) -> tuple[int, int]:
     return len(fitting), len(own)
 
 
+def is_grid_view(view_config: dict) -> bool:
+    """A view with a parameter grid (``gamma_grid``) selected by a metric (``select_by``): NorCal's protocol."""
+    return bool((view_config or {}).get("gamma_grid"))
+
+
+def predict_grid_view(adapter: Adapter, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str, out_dir: Path) -> dict:
+    """Predict every ``gamma`` of ``view_config["gamma_grid"]``, evaluate each on ``split`` with the
+    evaluator of record (``ltbench.evaluation.evaluate``), and keep the best by ``select_by`` (default
+    ``segm.AP``; ties: the first gamma). Writes the chosen detections.json / proposal_stats.npz to
+    ``out_dir``, every candidate under ``out_dir/grid/gamma_<g>/`` and ``out_dir/view_selection.json``."""
+    from ltbench.evaluation import evaluate
+    from ltbench.io import atomic_open, write_json
+
+    select_by = view_config.get("select_by", "segm.AP")
+    iou_type = select_by.split(".", 1)[0]
+    if iou_type not in ("bbox", "segm"):
+        raise LtbenchError(f"select_by {select_by!r} is not a bbox/segm metric", key="view.select_by", expected="e.g. segm.AP or bbox.AP")
+    gt = Path(data.val if split == "val" else data.train)
+    values: dict[str, float] = {}
+    best: tuple[float, float] | None = None
+    out_dir = Path(out_dir)
+    fixed = {k: v for k, v in view_config.items() if k not in ("gamma_grid", "select_by")}
+    for gamma in view_config["gamma_grid"]:
+        candidate = out_dir / "grid" / f"gamma_{gamma}"
+        view = {**fixed, "gamma": float(gamma), "id": f"{view_config.get('id', 'grid')}-g{gamma}"}
+        adapter.predict(run_config, view, workdir, data, split=split, out_dir=candidate)
+        metrics = evaluate(gt, candidate / "detections.json", iou_types=(iou_type,))
+        if select_by not in metrics:
+            raise LtbenchError(f"the evaluator gives no {select_by!r}", key="view.select_by", expected="one of " + ", ".join(sorted(metrics)))
+        values[str(gamma)] = float(metrics[select_by])
+        if best is None or values[str(gamma)] > best[1]:
+            best = (float(gamma), values[str(gamma)])
+    assert best is not None
+    chosen = out_dir / "grid" / f"gamma_{_grid_label(view_config['gamma_grid'], best[0])}"
+    for name in ("detections.json", "proposal_stats.npz"):
+        with atomic_open(out_dir / name, "wb") as handle:
+            handle.write((chosen / name).read_bytes())
+    write_json(out_dir / "view_selection.json", {"select_by": select_by, "split": split, "values": values, "gamma": best[0]})
+    return {"detections": str(out_dir / "detections.json"), "proposal_stats": str(out_dir / "proposal_stats.npz"),
+            "view": view_config.get("id"), "selected_gamma": best[0], select_by: best[1]}
+
+
+def _grid_label(grid: list, value: float) -> Any:
+    for g in grid:
+        if float(g) == value:
+            return g
+    return value
+
+
 def keep_batchnorm_in_eval(model: Any) -> None:
     """Pin every BatchNorm layer in eval mode, also under a later ``model.train()``: stage 2 trains only
     the new head, so the stage-1 BN statistics must not move either."""

@@ -575,6 +575,8 @@ class MMDetAdapter(base.Adapter):
 
         base.threads_from_env()
         view_config = view_config or {"id": "plain", "name": "plain"}
+        if base.is_grid_view(view_config):
+            return base.predict_grid_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir)
         if split not in ("train", "val"):
             raise LtbenchError(f"unknown split {split!r}", key="split", expected="train or val")
         workdir = Path(workdir)

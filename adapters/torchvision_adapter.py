@@ -548,6 +548,8 @@ class TorchvisionAdapter(base.Adapter):
 
         base.threads_from_env()
         view_config = view_config or {"id": "plain", "name": "plain"}
+        if base.is_grid_view(view_config):
+            return base.predict_grid_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir)
         ann = Path(getattr(data, split, None) or "")
         if split not in ("train", "val") or not ann.name:
             raise LtbenchError(f"unknown split {split!r}", key="split", expected="train or val")

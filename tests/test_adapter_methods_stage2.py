@@ -106,3 +106,17 @@ def test_torchvision_recurrent_step_views(tiny_data, tmp_path) -> None:
     # The plain view of a 3-step head is its last step.
     assert json.loads((tmp_path / "plain" / "detections.json").read_text()) == out[3]
     assert [d["score"] for d in out[1]] != [d["score"] for d in out[3]]
+
+
+@pytest.mark.slow
+def test_torchvision_norcal_gamma_grid_selects_by_metric(torchvision_stage1, tiny_data, tmp_path) -> None:
+    run, workdir = torchvision_stage1
+    view = {"id": "norcal-grid", "name": "norcal", "counts": "image", "gamma_grid": [0, 0.5, 1.0], "select_by": "bbox.AP"}
+    summary = get_adapter("torchvision").predict(run, view, workdir, tiny_data, split="val", out_dir=tmp_path)
+    selection = json.loads((tmp_path / "view_selection.json").read_text())
+    assert set(selection["values"]) == {"0", "0.5", "1.0"}
+    best = max(selection["values"].items(), key=lambda kv: kv[1])
+    assert selection["gamma"] == pytest.approx(float(best[0])) == pytest.approx(summary["selected_gamma"])
+    chosen = tmp_path / "grid" / f"gamma_{best[0]}" / "detections.json"
+    assert (tmp_path / "detections.json").read_bytes() == chosen.read_bytes()
+    check_outputs(tmp_path)
