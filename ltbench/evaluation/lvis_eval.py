@@ -516,58 +516,79 @@ def _stub_unmatchable_masks(gt: GroundTruth, dets: list[dict]) -> list[dict]:
     return out
 
 
-def _evaluate_pairs(ev: Any, group_size: int = 16) -> None:
-    """``COCOeval_faster.evaluate`` without work on empty (image, category) pairs.
+def _lvis_fast_eval(gt: GroundTruth, gt_anns: Sequence[dict], dets: Sequence[dict], iou_type: str,
+                    cat_ids: Sequence[int], group_size: int = 16) -> tuple[Any, Any]:
+    """faster-coco-eval's C++ matcher/accumulator on LVIS' evaluated detections, without its Python
+    front end. Returns precision (T, R, K, A) and recall (T, K, A) for ``cat_ids`` (each with ground
+    truth in ``gt_anns``), in that order.
 
-    faster-coco-eval 1.8.0 builds a dict over *every* image x category pair (6 million on LVIS v1
-    val), computes mask IoUs in a thread pool, and its C++ matcher visits every pair. Here IoUs are
-    computed only for the pairs that have both ground truth and detections (``_nonempty_iou_pairs``,
-    which faster-coco-eval itself uses to skip the rest), and the C++ matcher/accumulator is called
-    once per group of categories with only the images those categories touch (ground truth or a
-    detection): an untouched image adds nothing to a category's precision or recall, and categories
-    are accumulated independently, so the arrays are the same. Equality with the LVIS API is what the
-    tests check.
+    What ``COCO.loadRes`` + ``COCOeval._prepare`` would do, in one pass and without the LVIS filter
+    (``dets`` are already filtered): each detection record gets ``id`` (its 1-based position), ``area``
+    (its box's w*h, as LVIS and loadRes take it), ``iscrowd`` 0 and ``lvis_mark`` (its category is not
+    exhaustively annotated in its image); ground truth gets ``ignore`` 0 (LVIS ignores iscrowd); masks
+    are converted once (``calculateRleForAllAnnotations``) for segm. Then, unlike faster-coco-eval 1.8.0
+    — which builds a dict over *every* image x category pair (6 million on LVIS v1 val), computes
+    mask IoUs in a thread pool and matches every pair — IoUs are computed only for pairs with both
+    ground truth and detections, and the C++ matcher runs once per group of categories over only the
+    images those categories touch: an untouched image adds nothing to a category's precision or
+    recall, and categories are accumulated independently, so the arrays are the same. Equality with
+    the LVIS API on every metric is what the tests check.
     """
     import copy
 
     import numpy as np
-
-    p = ev.params
-    p.imgIds = list(np.unique(p.imgIds))
-    p.catIds = list(np.unique(p.catIds))
-    p.maxDets = sorted(p.maxDets)
-    ev._prepare()
-    pairs = getattr(ev, "_nonempty_iou_pairs", None)
-    if pairs is None:  # another faster-coco-eval version: take its own (slower) route
-        ev.evaluate()
-        return
     from faster_coco_eval import faster_eval_api_cpp as _C
+    from faster_coco_eval.core import mask as mask_utils
+    from faster_coco_eval.core.faster_eval_api import COCOeval_faster
 
-    cat_ids = [int(c) for c in p.catIds]
-    img_ids = [int(i) for i in p.imgIds]
-    # Which images each category touches (has ground truth or a detection in, after LVIS' filter).
-    touched: dict[int, set[int]] = {c: set() for c in cat_ids}
-    for ann in ev.cocoGt.dataset["annotations"]:
-        touched[ann["category_id"]].add(ann["image_id"])
-    for det in ev.cocoDt.dataset["annotations"]:
-        if det["category_id"] in touched:
-            touched[det["category_id"]].add(det["image_id"])
-    ious_of = {pair: ev.computeIoU(*pair) for pair in pairs}
+    ev = COCOeval_faster(None, None, iouType=iou_type, lvis_style=True, print_function=_log.debug,
+                         rle_iou_max_workers=1)
+    p = ev.params
+    p.maxDets = [MAX_DETS]
+    p.imgIds = sorted(gt.image_sizes)
+    p.catIds = [int(c) for c in cat_ids]
+    segm = iou_type == "segm"
+    sizes = {i: (hw[0], hw[1]) for i, hw in gt.image_sizes.items()}
+    nel = {img["id"]: set(img["not_exhaustive_category_ids"]) for img in gt.data["images"]}
+
+    gts = [{**a, "ignore": 0, "iscrowd": 0} for a in gt_anns]
+    dts = []
+    for k, d in enumerate(dets, 1):
+        b = d["bbox"]
+        rec = {"id": k, "image_id": d["image_id"], "category_id": d["category_id"], "score": d["score"],
+               "bbox": b, "area": b[2] * b[3], "iscrowd": 0, "lvis_mark": d["category_id"] in nel[d["image_id"]]}
+        if segm:
+            rec["segmentation"] = d["segmentation"]
+        dts.append(rec)
+    if segm:
+        mask_utils.calculateRleForAllAnnotations(gts, sizes, True, False, ev.boundary_dilation_ratio, 1)
+        mask_utils.calculateRleForAllAnnotations(dts, sizes, True, False, ev.boundary_dilation_ratio, 1)
+    touched: dict[int, set[int]] = {c: set() for c in p.catIds}
+    gt_pairs, dt_pairs = set(), set()
+    for a in gts:
+        ev.gt_dataset.append_ref(a["image_id"], a["category_id"], a)
+        gt_pairs.add((a["image_id"], a["category_id"]))
+        touched[a["category_id"]].add(a["image_id"])
+    for d in dts:
+        ev.dt_dataset.append_ref(d["image_id"], d["category_id"], d)
+        dt_pairs.add((d["image_id"], d["category_id"]))
+        touched[d["category_id"]].add(d["image_id"])
+
+    ious_of = {pair: ev.computeIoU(*pair) for pair in gt_pairs & dt_pairs}
     ev._paramsEval = copy.deepcopy(p)
     empty: list = []
     precisions, recalls, order = [], [], []
     for group in _category_groups(touched, group_size):
-        imgs = sorted(set().union(*(touched[c] for c in group))) or img_ids[:1]
+        imgs = sorted(set().union(*(touched[c] for c in group)))
         ious = [[ious_of.get((i, c), empty) for c in group] for i in imgs]
         params = copy.copy(ev._paramsEval)  # the accumulator sizes its arrays from these lists
         params.imgIds, params.catIds = imgs, group
         res = _C.COCOevalEvaluateAccumulate(params, ious, ev.gt_dataset, ev.dt_dataset, imgs, group, True)
-        precisions.append(np.asarray(res["precision"]))
-        recalls.append(np.asarray(res["recall"]))
+        precisions.append(np.asarray(res["precision"])[..., -1])  # (T, R, K, A, M) -> (T, R, K, A)
+        recalls.append(np.asarray(res["recall"])[..., -1])  # (T, K, A, M) -> (T, K, A)
         order.extend(group)
-    pos = np.argsort([cat_ids.index(c) for c in order], kind="stable")
-    ev.eval = {"precision": np.concatenate(precisions, axis=2)[:, :, pos],
-               "recall": np.concatenate(recalls, axis=1)[:, pos]}
+    pos = np.argsort([p.catIds.index(c) for c in order], kind="stable")
+    return np.concatenate(precisions, axis=2)[:, :, pos], np.concatenate(recalls, axis=1)[:, pos]
 
 
 def _category_groups(touched: Mapping[int, set[int]], group_size: int) -> list[list[int]]:
@@ -578,41 +599,32 @@ def _category_groups(touched: Mapping[int, set[int]], group_size: int) -> list[l
 
 
 def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[int], Any, Any]:
-    """faster-coco-eval in LVIS mode on one iou type (and optionally a subset of categories, given
-    only that subset's ground truth and detections — categories are evaluated independently).
+    """The fast evaluation of one iou type, for all categories or a shard of them (given only that
+    shard's ground truth and detections — categories are evaluated independently).
     Returns (iou_type, category ids, precision (T,R,K,A), recall (T,K,A))."""
     import numpy as np
-    from faster_coco_eval import COCO
-    from faster_coco_eval.core.faster_eval_api import COCOeval_faster
 
     gt: GroundTruth = _FORK_SHARED["gt"]
     dets: list[dict] = _FORK_SHARED["dets"]
-    gt_data = gt.data
+    anns = gt.data["annotations"]
+    wanted = list(gt.category_ids if cat_ids is None else cat_ids)
     if cat_ids is not None:
         keep = set(cat_ids)
-        gt_data = {**gt.data, "annotations": [a for a in gt.data["annotations"] if a["category_id"] in keep]}
+        anns = [a for a in anns if a["category_id"] in keep]
         dets = [d for d in dets if d["category_id"] in keep]
-    silent = logging.getLogger("faster_coco_eval").debug
-    coco_gt = COCO(gt_data, print_function=silent)
-    coco_dt = coco_gt.loadRes(dets)
-    ev = COCOeval_faster(coco_gt, coco_dt, iouType=iou_type, lvis_style=True, print_function=silent,
-                         rle_iou_max_workers=1)
-    ev.params.maxDets = [MAX_DETS]
-    # LVIS evaluates every ground-truth image (not only images with detections) and every category.
-    ev.params.imgIds = sorted(gt.image_sizes)
-    wanted = list(gt.category_ids if cat_ids is None else cat_ids)
     # A category without ground truth has precision and recall -1 whatever its detections (LVIS skips
     # it in accumulate): it is left out of the matcher and filled in here.
-    with_gt = {a["category_id"] for a in gt_data["annotations"]}
-    ev.params.catIds = [c for c in wanted if c in with_gt]
-    T, R, A = len(ev.params.iouThrs), len(ev.params.recThrs), len(ev.params.areaRng)
+    with_gt = {a["category_id"] for a in anns}
+    evaluated = [c for c in wanted if c in with_gt]
+    T, R, A = len(_iou_thresholds()), 101, len(AREA_LABELS)  # LVIS: 10 IoUs, 101 recall points
     precision = -np.ones((T, R, len(wanted), A))
     recall = -np.ones((T, len(wanted), A))
-    if ev.params.catIds:
-        _evaluate_pairs(ev)
-        pos = [wanted.index(c) for c in ev.params.catIds]
-        precision[:, :, pos, :] = np.asarray(ev.eval["precision"])[..., -1]  # (T, R, K, A, M) -> (T, R, K, A)
-        recall[:, pos, :] = np.asarray(ev.eval["recall"])[..., -1]  # (T, K, A, M) -> (T, K, A)
+    if evaluated:
+        with_gt_dets = [d for d in dets if d["category_id"] in with_gt]
+        prec, rec = _lvis_fast_eval(gt, anns, with_gt_dets, iou_type, evaluated)
+        pos = [wanted.index(c) for c in evaluated]
+        precision[:, :, pos, :] = prec
+        recall[:, pos, :] = rec
     return iou_type, [int(c) for c in wanted], precision, recall
 
 
