@@ -14,7 +14,7 @@ detections LVIS evaluates —
   filter, applied before faster-coco-eval rather than inside it);
 - masks that can never be compared with ground truth (no object of that category in that image) are
   replaced by an empty mask, since only their box area matters;
-- ``iscrowd`` is dropped (LVIS ignores it) and ground truth with ``ignore`` flags goes to the LVIS API;
+- ground-truth ``iscrowd`` is dropped (LVIS ignores it) and ``ignore`` kept (LVIS honours it);
 
 and run per iou type and per category shard in forked worker processes that share the parsed data,
 with IoUs and the matcher restricted to the (image, category) pairs that hold anything. Its summary
@@ -525,7 +525,8 @@ def _lvis_fast_eval(gt: GroundTruth, gt_anns: Sequence[dict], dets: Sequence[dic
     What ``COCO.loadRes`` + ``COCOeval._prepare`` would do, in one pass and without the LVIS filter
     (``dets`` are already filtered): each detection record gets ``id`` (its 1-based position), ``area``
     (its box's w*h, as LVIS and loadRes take it), ``iscrowd`` 0 and ``lvis_mark`` (its category is not
-    exhaustively annotated in its image); ground truth gets ``ignore`` 0 (LVIS ignores iscrowd); masks
+    exhaustively annotated in its image); ground truth keeps its ``ignore`` flag and gets ``iscrowd`` 0
+    (LVIS honours the one and ignores the other, where faster-coco-eval would overwrite ignore); masks
     are converted once (``calculateRleForAllAnnotations``) for segm. Then, unlike faster-coco-eval 1.8.0
     — which builds a dict over *every* image x category pair (6 million on LVIS v1 val), computes
     mask IoUs in a thread pool and matches every pair — IoUs are computed only for pairs with both
@@ -551,7 +552,8 @@ def _lvis_fast_eval(gt: GroundTruth, gt_anns: Sequence[dict], dets: Sequence[dic
     sizes = {i: (hw[0], hw[1]) for i, hw in gt.image_sizes.items()}
     nel = {img["id"]: set(img["not_exhaustive_category_ids"]) for img in gt.data["images"]}
 
-    gts = [{**a, "ignore": 0, "iscrowd": 0} for a in gt_anns]
+    # LVIS honours a ground-truth "ignore" flag and treats every object as non-crowd.
+    gts = [{**a, "ignore": int(bool(a.get("ignore", 0))), "iscrowd": 0} for a in gt_anns]
     dts = []
     for k, d in enumerate(dets, 1):
         b = d["bbox"]
@@ -675,15 +677,6 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
     # nor in its negative list. Dropping them here (order kept) changes no number, saves faster-coco-eval
     # the work, and avoids its crash on an image whose detections are all dropped
     # (faster-coco-eval 1.8.0 looks up that image's size and fails with "unordered_map::at").
-    annotations = gt.data["annotations"]
-    if any(a.get("ignore") for a in annotations):
-        # LVIS honours a ground-truth "ignore" flag; faster-coco-eval replaces it by iscrowd.
-        _log.warning("ground truth has 'ignore' flags, which only the LVIS API honours: using it")
-        return run_lvis_api(gt, dets, iou_types)
-    if any(a.get("iscrowd") for a in annotations):
-        # The LVIS API treats every object as non-crowd; faster-coco-eval would not.
-        data = {**gt.data, "annotations": [{k: v for k, v in a.items() if k != "iscrowd"} for a in annotations]}
-        gt = GroundTruth(gt.path, data, gt.image_sizes, gt.category_ids, gt.frequency)
     evaluated = federated_filter(gt, limit_dets_per_image(dets, MAX_DETS))
     if "segm" in iou_types:
         evaluated = _stub_unmatchable_masks(gt, evaluated)
