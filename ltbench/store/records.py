@@ -241,6 +241,14 @@ def write_failure(
     return target
 
 
+def clean_reason(line: str) -> str:
+    """``ltbench: error: work/<run>: training diverged ...`` -> ``training diverged ...``."""
+    line = re.sub(r"^ltbench: error: ", "", line.strip())
+    if "/" in line.split(":", 1)[0]:
+        line = re.sub(r"^[^\s:]+: (?=\w)", "", line, count=1)
+    return line
+
+
 def reason_from_log(log_path: str | Path, max_chars: int = 160) -> str:
     """The most telling line of a failed job's log: the last error-looking line, else the last line."""
     p = Path(log_path)
@@ -251,10 +259,7 @@ def reason_from_log(log_path: str | Path, max_chars: int = 160) -> str:
         return "failed with an empty log"
     pattern = re.compile(r"(error|exception|killed|out of memory|nan|traceback)", re.IGNORECASE)
     errorish = [ln for ln in lines if pattern.search(ln) and not ln.startswith("Traceback")]
-    line = errorish[-1] if errorish else lines[-1]
-    # "ltbench: error: work/<run>: training diverged ..." -> "training diverged ..."
-    line = re.sub(r"^ltbench: error: ", "", line)
-    line = re.sub(r"^(?:[\w./-]+/)?[\w.+=-]+(?:\.json)?: (?=\w)", "", line, count=1) if "/" in line.split(":", 1)[0] else line
+    line = clean_reason(errorish[-1] if errorish else lines[-1])
     return line if len(line) <= max_chars else line[: max_chars - 1] + "…"
 
 
@@ -273,7 +278,7 @@ def load_failures(results_dir: str | Path | None = None) -> list[Failure]:
                     run_id=str(obj["run_id"]),
                     view_id=obj.get("view_id"),
                     stage=str(obj["stage"]),
-                    reason=str(obj["reason"]),
+                    reason=clean_reason(str(obj["reason"])),
                     log=obj.get("log"),
                     time=obj.get("time"),
                 )
