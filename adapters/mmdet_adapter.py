@@ -8,7 +8,7 @@ What comes from mmdet and what is ours:
 - mmdet/mmengine: the config (``mmdet/.mim/configs/lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py``
   or the v1 1x one), data pipeline, backbone/FPN/RPN, RoI assignment and sampling, RoIAlign, the L1 box
   loss, multiclass NMS, the mask branch, the Runner (optimizer, LR schedulers, checkpoints, logging,
-  resume), ``ClassBalancedDataset`` for RFS (mmdet's ceil rounding).
+  resume), ``ClassBalancedDataset`` for RFS with mmdet's ceil rounding (the default here).
 - ltbench, registered in mmdet's registries on first use:
   ``LtbenchLvisDataset`` (any LVIS-format file, image paths relative to an image root; images without
   instances are dropped for training, so ClassBalancedDataset never sees an empty ``cat_ids`` -- the
@@ -16,11 +16,15 @@ What comes from mmdet and what is ours:
   ``LtbenchBBoxHead`` (an mmdet ``BBoxHead`` whose classification is the ltbench BoxHead);
   ``LtbenchScores`` (tells mmdet's post-processing that the head already gives probabilities);
   ``LtbenchProgressHook`` (``BoxHead.set_progress`` before every iteration: PCB's start gate);
+  ``LtbenchStreamSampler`` (ltbench's image samplers: RFS with stochastic rounding, class-aware);
   ``LtbenchIterBasedTrainLoop`` (mmengine's loop, re-seeding from (seed, iteration) before each batch so
   that a resumed run draws the same augmentation and RoI samples as an uninterrupted one).
 
 Exact resume on CPU needs ``num_workers=0`` (the default here); with worker processes the pipeline's
 random draws happen in the workers and a resumed run is equivalent but not bit-identical.
+
+Not wired here (use the torchvision adapter): SimCal's bi-level sampler with its RoI composition;
+detectors other than Mask/Faster R-CNN (cascade, HTC) and DCN/ResNeXt backbones.
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ def register() -> None:
     import torch
     from mmdet.datasets.base_det_dataset import BaseDetDataset
     from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
-    from mmdet.registry import DATASETS, HOOKS, LOOPS, MODELS
+    from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS
     from mmengine.hooks import Hook
     from mmdet.utils import register_all_modules
     from mmengine.runner.loops import IterBasedTrainLoop
@@ -142,6 +146,33 @@ def register() -> None:
                     instances.append(instance)
                 data.append({"img_path": str(r.path), "img_id": r.image_id, "height": r.height, "width": r.width, "instances": instances})
             return data
+
+    @DATA_SAMPLERS.register_module(force=True)
+    class LtbenchStreamSampler(torch.utils.data.Sampler):
+        """An endless image-index stream from ``adapters.base.make_epoch_order`` (ltbench's samplers:
+        random, RFS with either rounding, class-aware), seeded per (seed, epoch); mmengine's loop skips the
+        batches a resumed run already consumed, so the stream resumes exactly."""
+
+        def __init__(self, dataset: Any, sampler: dict | None = None, seed: int | None = None) -> None:
+            self.dataset = dataset  # AspectRatioBatchSampler reads image sizes through it
+            inner = dataset
+            while not hasattr(inner, "_split") and hasattr(inner, "dataset"):
+                inner = inner.dataset
+            inner.full_init()
+            categories = [r.category_ids for r in inner._split.images]
+            self.order = base.make_epoch_order(sampler, categories, int(seed or 0))
+            self.length = len(self.order(0))
+
+        def __iter__(self):
+            stream = base.IndexStream(self.order)
+            while True:
+                yield from stream.take(1)
+
+        def __len__(self) -> int:
+            return self.length
+
+        def set_epoch(self, epoch: int) -> None:  # the stream carries its own epochs
+            pass
 
     @MODELS.register_module(force=True)
     class LtbenchScores(nn.Module):
@@ -390,24 +421,24 @@ def _dataset_cfg(cfg: Any, ann_file: str, *, test_mode: bool) -> dict:
     )
 
 
-def _train_dataset_cfg(cfg: Any, sampler: dict | None) -> dict:
+def _train_data(cfg: Any, sampler: dict | None, seed: int) -> tuple[dict, dict]:
+    """(train dataset config, image sampler config) for the run's sampler: RFS with mmdet's rounding (ceil)
+    is mmengine's ``ClassBalancedDataset`` around the dataset, as in mmdet's LVIS configs; stochastic RFS and
+    class-aware sampling use ``LtbenchStreamSampler``; random is mmengine's ``InfiniteSampler``."""
     dataset = _dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False)
     name = (sampler or {}).get("name", "random")
     if name in ("random", "uniform"):
-        return dataset
-    if name == "rfs":
-        rounding = (sampler or {}).get("rounding", "ceil")
-        if rounding != "ceil":
-            raise LtbenchError(
-                "the mmdet adapter repeats images with mmengine's ClassBalancedDataset, which rounds up",
-                key="sampler.rounding",
-                expected="ceil (or use the torchvision adapter for stochastic rounding)",
-            )
-        return dict(type="ClassBalancedDataset", oversample_thr=float(sampler.get("t", 0.001)), dataset=dataset)
+        return dataset, dict(type="InfiniteSampler", shuffle=True, seed=seed)
+    if name == "rfs" and (sampler or {}).get("rounding", "ceil") == "ceil":
+        return dict(type="ClassBalancedDataset", oversample_thr=float(sampler.get("t", 0.001)), dataset=dataset), dict(
+            type="InfiniteSampler", shuffle=True, seed=seed
+        )
+    if name in ("rfs", "class_aware"):
+        return dataset, dict(type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed)
     raise LtbenchError(
         f"sampler {name!r} is not wired in the mmdet adapter",
         key="sampler.name",
-        expected="random or rfs (class_aware and SimCal's bilevel: use the torchvision adapter)",
+        expected="random, rfs or class_aware (SimCal's bilevel: use the torchvision adapter)",
     )
 
 
@@ -493,7 +524,7 @@ class MMDetAdapter(base.Adapter):
         sampler = run_config.get("sampler")
         if stage2 and isinstance(stage2, dict) and "sampler" in stage2:
             sampler = stage2["sampler"]
-        train_dataset = _train_dataset_cfg(cfg, sampler)
+        train_dataset, image_sampler = _train_data(cfg, sampler, seed)
         warmup = int(schedule["warmup_iters"])
         schedulers = []
         if warmup > 0:
@@ -507,7 +538,7 @@ class MMDetAdapter(base.Adapter):
                 batch_size=batch,
                 num_workers=int(schedule.get("num_workers", 0)),
                 persistent_workers=False,
-                sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed),
+                sampler=image_sampler,
                 batch_sampler=dict(type="AspectRatioBatchSampler"),
                 dataset=train_dataset,
             ),
@@ -635,7 +666,8 @@ class MMDetAdapter(base.Adapter):
 
 
 def _epoch_length(train_dataset: dict, split: base.LvisSplit) -> int:
-    """Images per epoch: the split's images, or the sum of ceil(repeat factor) under RFS."""
+    """Images per epoch: the split's images, or the sum of ceil(repeat factor) under mmdet's RFS (the
+    stream sampler's epochs have about as many images as the split)."""
     if train_dataset.get("type") != "ClassBalancedDataset":
         return len(split.images)
     from ltbench.methods.samplers import repeat_factors

@@ -114,10 +114,39 @@ def test_mmdet_resume_reaches_identical_weights(tiny_data, tmp_path, monkeypatch
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
 
 
-def test_mmdet_rfs_rejects_stochastic_rounding(tiny_data, tmp_path) -> None:
-    run = mm_run(sampler={"name": "rfs", "t": 0.001, "rounding": "stochastic"})
-    with pytest.raises(LtbenchError, match="rounds up"):
+def test_mmdet_bilevel_sampler_is_refused_clearly(tiny_data, tmp_path) -> None:
+    run = mm_run(sampler={"name": "bilevel"})
+    with pytest.raises(LtbenchError, match="not wired in the mmdet adapter"):
         get_adapter("mmdet").train(run, tmp_path, tiny_data)
+
+
+@pytest.mark.slow
+def test_mmdet_class_aware_stream_sampler_resumes_exactly(tiny_data, tmp_path, monkeypatch) -> None:
+    """ltbench's class-aware sampler inside mmengine's loop: straight == killed at 2 + resumed."""
+    from mmdet.registry import LOOPS
+
+    from adapters.mmdet_adapter import register
+
+    register()
+    adapter = get_adapter("mmdet")
+    run = mm_run(id="tiny-mmdet-ca-00000000", sampler={"name": "class_aware"})
+    straight = adapter.train(run, tmp_path / "straight", tiny_data)
+    loop_cls = LOOPS.get("LtbenchIterBasedTrainLoop")
+    real_run_iter = loop_cls.run_iter
+
+    def dying_run_iter(self, data_batch):
+        if self._iter == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return real_run_iter(self, data_batch)
+
+    monkeypatch.setattr(loop_cls, "run_iter", dying_run_iter)
+    with pytest.raises(KeyboardInterrupt):
+        adapter.train(run, tmp_path / "resumed", tiny_data)
+    monkeypatch.setattr(loop_cls, "run_iter", real_run_iter)
+    resumed = adapter.train(run, tmp_path / "resumed", tiny_data)
+    a = torch.load(straight, map_location="cpu", weights_only=False)["state_dict"]
+    b = torch.load(resumed, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_mmdet_config_starts_from_the_wheels_lvis_config(tiny_data) -> None:
