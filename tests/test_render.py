@@ -166,7 +166,7 @@ def test_latex_is_escaped_booktabs_with_group_headers():
     tex = render_latex(built)
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"\multicolumn{3}{c}{LVIS v0.5}" in tex and r"\cmidrule(lr){3-5}" in tex and r"\cmidrule(lr){6-8}" in tex
-    assert r"\& more\_" in tex and r"AP\_r" in tex and r"PwB $\downarrow$" in tex
+    assert r"\& more\_" in tex and r"AP$_{\mathrm{r}}$" in tex and r"PwB $\downarrow$" in tex
     assert r"21.9 ($\pm$0.0) $\checkmark$" in tex
     assert "✓" not in tex and "{{" not in tex
     # every body line has the same number of columns as the spec

@@ -42,6 +42,19 @@ def tex_escape(value: object) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(value))
 
 
+def tex_header(value: object) -> str:
+    """A column header: ``AP_r`` -> ``AP$_{r}$``, ``AP^b`` -> ``AP$^{b}$``; everything else escaped."""
+    import re
+
+    out = []
+    for part in re.split(r"([_^][A-Za-z0-9]+)", str(value)):
+        if part[:1] in ("_", "^") and len(part) > 1:
+            out.append(f"${part[0]}{{\\mathrm{{{part[1:]}}}}}$")
+        else:
+            out.append(tex_escape(part))
+    return "".join(out)
+
+
 def environment():
     import jinja2
 
@@ -61,6 +74,7 @@ def environment():
         keep_trailing_newline=True,
     )
     env.filters["e"] = tex_escape
+    env.filters["header"] = tex_header
     return env
 
 
