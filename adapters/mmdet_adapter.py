@@ -16,15 +16,16 @@ What comes from mmdet and what is ours:
   ``LtbenchBBoxHead`` (an mmdet ``BBoxHead`` whose classification is the ltbench BoxHead);
   ``LtbenchScores`` (tells mmdet's post-processing that the head already gives probabilities);
   ``LtbenchProgressHook`` (``BoxHead.set_progress`` before every iteration: PCB's start gate);
-  ``LtbenchStreamSampler`` (ltbench's image samplers: RFS with stochastic rounding, class-aware);
+  ``LtbenchStreamSampler`` (ltbench's image samplers: RFS with stochastic rounding, class-aware, SimCal's
+  bi-level stream) with ``LtbenchBilevelDataset`` and ``LtbenchRoIHead`` carrying each image's sampled
+  class to the box head, which keeps SimCal's RoIs (``compose_bilevel_batch``);
   ``LtbenchIterBasedTrainLoop`` (mmengine's loop, re-seeding from (seed, iteration) before each batch so
   that a resumed run draws the same augmentation and RoI samples as an uninterrupted one).
 
 Exact resume on CPU needs ``num_workers=0`` (the default here); with worker processes the pipeline's
 random draws happen in the workers and a resumed run is equivalent but not bit-identical.
 
-Not wired here (use the torchvision adapter): SimCal's bi-level sampler with its RoI composition;
-detectors other than Mask/Faster R-CNN (cascade, HTC) and DCN/ResNeXt backbones.
+Not wired here: detectors other than Mask/Faster R-CNN (cascade, HTC) and DCN/ResNeXt backbones.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def register() -> None:
     _require_mmdet()
     import torch
     from mmdet.datasets.base_det_dataset import BaseDetDataset
+    from mmdet.models.roi_heads import StandardRoIHead
     from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
     from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS
     from mmengine.hooks import Hook
@@ -153,26 +155,71 @@ def register() -> None:
         random, RFS with either rounding, class-aware), seeded per (seed, epoch); mmengine's loop skips the
         batches a resumed run already consumed, so the stream resumes exactly."""
 
-        def __init__(self, dataset: Any, sampler: dict | None = None, seed: int | None = None) -> None:
+        def __init__(self, dataset: Any, sampler: dict | None = None, seed: int | None = None, batch_size: int = 1) -> None:
             self.dataset = dataset  # AspectRatioBatchSampler reads image sizes through it
             inner = dataset
             while not hasattr(inner, "_split") and hasattr(inner, "dataset"):
                 inner = inner.dataset
             inner.full_init()
-            categories = [r.category_ids for r in inner._split.images]
-            self.order = base.make_epoch_order(sampler, categories, int(seed or 0))
+            self.bilevel = (sampler or {}).get("name") == "bilevel"
+            images = inner._split.images
+            # bi-level: class indices, and (image, class) pairs encoded as LtbenchBilevelDataset indices
+            categories = [set(r.classes.tolist()) for r in images] if self.bilevel else [r.category_ids for r in images]
+            self.num_images = len(images)
+            self.order = base.make_epoch_order(sampler, categories, int(seed or 0), batch_size=batch_size)
             self.length = len(self.order(0))
 
         def __iter__(self):
             stream = base.IndexStream(self.order)
             while True:
-                yield from stream.take(1)
+                (item,) = stream.take(1)
+                yield item[1] * self.num_images + item[0] if self.bilevel else item
 
         def __len__(self) -> int:
             return self.length
 
         def set_epoch(self, epoch: int) -> None:  # the stream carries its own epochs
             pass
+
+    @DATASETS.register_module(force=True)
+    class LtbenchBilevelDataset(torch.utils.data.Dataset):
+        """SimCal's bi-level items: index ``k * N + i`` is image i sampled for class k (N images); the
+        sampled class travels in the data sample's metainfo as ``ltbench_class``."""
+
+        def __init__(self, dataset: dict) -> None:
+            self.dataset = DATASETS.build(dataset)
+            self._fully_initialized = False
+
+        def full_init(self) -> None:
+            self.dataset.full_init()
+            self._split = self.dataset._split
+            self.num_images = len(self.dataset)
+            self._fully_initialized = True
+
+        @property
+        def metainfo(self) -> dict:
+            return self.dataset.metainfo
+
+        def __len__(self) -> int:
+            return self.num_images * len(self._split.category_ids)
+
+        def get_data_info(self, index: int) -> dict:
+            return self.dataset.get_data_info(index % self.num_images)
+
+        def __getitem__(self, index: int) -> dict:
+            item = self.dataset[index % self.num_images]
+            item["data_samples"].set_metainfo({"ltbench_class": int(index // self.num_images)})
+            return item
+
+    @MODELS.register_module(force=True)
+    class LtbenchRoIHead(StandardRoIHead):
+        """StandardRoIHead that hands SimCal's sampled class per image (``ltbench_class`` in the data
+        samples' metainfo, from ``LtbenchBilevelDataset``) to the box head's loss."""
+
+        def loss(self, x, rpn_results_list, batch_data_samples):  # noqa: ANN001, ANN201 - mmdet signature
+            classes = [sample.metainfo.get("ltbench_class") for sample in batch_data_samples]
+            self.bbox_head.bilevel_classes = classes if all(c is not None for c in classes) else None
+            return super().loss(x, rpn_results_list, batch_data_samples)
 
     @MODELS.register_module(force=True)
     class LtbenchScores(nn.Module):
@@ -220,6 +267,7 @@ def register() -> None:
             self._output = None
             self.view = None
             self.fit_pass = False
+            self.bilevel_classes: list[int] | None = None
             self.last_inference: list = []
 
         def forward(self, x: torch.Tensor) -> tuple:
@@ -235,8 +283,17 @@ def register() -> None:
                 self.box_head.accumulate(self._output, labels)
                 self._output = None
                 return {}
+            output = self._output
+            if self.bilevel_classes is not None:  # SimCal: the sampled class's positives + as many negatives
+                from ltbench.methods.samplers import compose_bilevel_batch
+
+                keep = compose_bilevel_batch(labels, rois[:, 0].long(), self.bilevel_classes, num_classes=self.num_classes, background="last")
+                output = _subset(output, keep, len(labels))
+                bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights = (
+                    t[keep] for t in (bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights)
+                )
             losses = super().loss(None, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights, reduction_override)
-            losses.update(self.box_head.classification_losses(self._output, labels))
+            losses.update(self.box_head.classification_losses(output, labels))
             self._output = None
             return losses
 
@@ -288,6 +345,24 @@ def register() -> None:
             return self.runner.model
 
     _REGISTERED = True
+
+
+def _subset(value: Any, keep: Any, rows: int) -> Any:
+    """``value`` (a BoxHeadOutput, or tensors/lists/dicts inside one) restricted to the RoIs ``keep``:
+    every tensor whose first dimension is the number of RoIs ``rows`` is indexed."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value[keep] if value.dim() > 0 and value.shape[0] == rows else value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return type(value)(**{f.name: _subset(getattr(value, f.name), keep, rows) for f in dataclasses.fields(value)})
+    if isinstance(value, list):
+        return [_subset(v, keep, rows) for v in value]
+    if isinstance(value, dict):
+        return {k: _subset(v, keep, rows) for k, v in value.items()}
+    return value
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,6 +418,7 @@ def build_config(run_config: dict, split: base.LvisSplit, data: base.DataPaths) 
     m.rpn_head.in_channels = fpn
     m.rpn_head.feat_channels = fpn
     rh = m.roi_head
+    rh.type = "LtbenchRoIHead"
     rh.bbox_roi_extractor.out_channels = fpn
     head_cls, head_params = base.head_class_and_params(run_config, split)
     old = rh.bbox_head
@@ -421,7 +497,7 @@ def _dataset_cfg(cfg: Any, ann_file: str, *, test_mode: bool) -> dict:
     )
 
 
-def _train_data(cfg: Any, sampler: dict | None, seed: int) -> tuple[dict, dict]:
+def _train_data(cfg: Any, sampler: dict | None, seed: int, batch_size: int = 1) -> tuple[dict, dict]:
     """(train dataset config, image sampler config) for the run's sampler: RFS with mmdet's rounding (ceil)
     is mmengine's ``ClassBalancedDataset`` around the dataset, as in mmdet's LVIS configs; stochastic RFS and
     class-aware sampling use ``LtbenchStreamSampler``; random is mmengine's ``InfiniteSampler``."""
@@ -435,10 +511,14 @@ def _train_data(cfg: Any, sampler: dict | None, seed: int) -> tuple[dict, dict]:
         )
     if name in ("rfs", "class_aware"):
         return dataset, dict(type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed)
+    if name == "bilevel":
+        return dict(type="LtbenchBilevelDataset", dataset=dataset), dict(
+            type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed, batch_size=batch_size
+        )
     raise LtbenchError(
         f"sampler {name!r} is not wired in the mmdet adapter",
         key="sampler.name",
-        expected="random, rfs or class_aware (SimCal's bilevel: use the torchvision adapter)",
+        expected="random, rfs, class_aware or bilevel",
     )
 
 
@@ -524,7 +604,7 @@ class MMDetAdapter(base.Adapter):
         sampler = run_config.get("sampler")
         if stage2 and isinstance(stage2, dict) and "sampler" in stage2:
             sampler = stage2["sampler"]
-        train_dataset, image_sampler = _train_data(cfg, sampler, seed)
+        train_dataset, image_sampler = _train_data(cfg, sampler, seed, batch)
         warmup = int(schedule["warmup_iters"])
         schedulers = []
         if warmup > 0:

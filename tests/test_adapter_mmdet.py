@@ -114,8 +114,8 @@ def test_mmdet_resume_reaches_identical_weights(tiny_data, tmp_path, monkeypatch
         assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
 
 
-def test_mmdet_bilevel_sampler_is_refused_clearly(tiny_data, tmp_path) -> None:
-    run = mm_run(sampler={"name": "bilevel"})
+def test_mmdet_unknown_sampler_is_refused_clearly(tiny_data, tmp_path) -> None:
+    run = mm_run(sampler={"name": "episodic"})
     with pytest.raises(LtbenchError, match="not wired in the mmdet adapter"):
         get_adapter("mmdet").train(run, tmp_path, tiny_data)
 

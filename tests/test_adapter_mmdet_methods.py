@@ -94,3 +94,27 @@ def test_mmdet_class_agnostic_and_normed_mask(tiny_data, tmp_path) -> None:
     assert state["roi_head.bbox_head.box_head.bbox_pred.weight"].shape[0] == 4
     adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
     check_outputs(tmp_path / "o", expect_detections=False)
+
+
+@pytest.mark.slow
+def test_mmdet_simcal_bilevel_stage2(mmdet_stage1, tiny_data, tmp_path, monkeypatch) -> None:
+    """SimCal through mmdet: bi-level image stream, sampled class in the data samples, RoIs composed by
+    compose_bilevel_batch (checked by spying on it), dual-head view at predict time."""
+    from ltbench.methods import samplers
+
+    calls = []
+    real = samplers.compose_bilevel_batch
+
+    def spy(labels, image_index, classes, **kw):
+        calls.append(list(classes))
+        return real(labels, image_index, classes, **kw)
+
+    monkeypatch.setattr(samplers, "compose_bilevel_batch", spy)
+    stage1_run, stage1_dir = mmdet_stage1
+    run = stage2_run("mmdet", "simcal", stage1_run)
+    adapter = get_adapter("mmdet")
+    adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    assert len(calls) == 2 and all(len(c) == 2 and all(0 <= k < 4 for k in c) for c in calls)
+    view = {"id": "dual-t2-replace", "name": "dual_head", "threshold": 2, "combiner": "replace"}
+    adapter.predict(run, view, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o")
