@@ -385,3 +385,13 @@ def test_default_workers_counts_idle_allowed_cpus(monkeypatch: pytest.MonkeyPatc
     assert le.default_workers() == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert le.default_workers() == 4
+
+
+def test_bin_edges() -> None:
+    from ltbench.evaluation.bins import bin_index, bin_label
+
+    assert [bin_index(n) for n in (0, 1, 9, 10, 99, 100, 999, 1000, 10**6)] == [-1, 0, 0, 1, 1, 2, 2, 3, 3]
+    assert [bin_index(n, "coco-lt") for n in (0, 1, 19, 20, 399, 400, 7999, 8000)] == [-1, 0, 0, 1, 1, 2, 2, 3]
+    assert [bin_label(b) for b in range(4)] == ["(0, 10)", "[10, 100)", "[100, 1000)", "[1000, inf)"]
+    with pytest.raises(LtbenchError, match="unknown bin scheme 'lvis1'.*did you mean 'lvis'"):
+        bin_index(3, "lvis1")
