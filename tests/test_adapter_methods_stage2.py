@@ -58,11 +58,23 @@ def test_torchvision_stage2_method(method, torchvision_stage1, tiny_data, tmp_pa
 
 
 @pytest.mark.slow
-def test_torchvision_simcal_dual_head_views(torchvision_stage1, tiny_data, tmp_path) -> None:
+def test_torchvision_simcal_dual_head_views(torchvision_stage1, tiny_data, tmp_path, monkeypatch) -> None:
+    from ltbench.methods import samplers
+
+    calls = []
+    real = samplers.compose_bilevel_batch
+
+    def spy(labels, image_index, classes, **kw):
+        calls.append(list(classes))
+        return real(labels, image_index, classes, **kw)
+
+    monkeypatch.setattr(samplers, "compose_bilevel_batch", spy)
     stage1_run, stage1_dir = torchvision_stage1
     run = stage2_run("torchvision", "simcal", stage1_run)
     adapter = get_adapter("torchvision")
     adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    # one bi-level RoI composition per iteration, one sampled class per image (2 images, 2 classes)
+    assert len(calls) == 2 and all(len(c) == 2 for c in calls)
     scores = {}
     for combiner in ("replace", "average"):
         view = {"id": f"dual-t2-{combiner}", "name": "dual_head", "threshold": 2, "combiner": combiner}
