@@ -227,6 +227,8 @@ STAGE2_METHODS: dict[str, dict] = {
     "disalign": {"stage2": {"name": "disalign"}},
     "simcal": {"stage2": {"name": "simcal"}, "sampler": {"name": "bilevel", "classes_per_batch": 2, "episodes": 4}},
     "bags": {"stage2": {"name": "bags", "groups": [2, 5]}},
+    "bags_no_others": {"stage2": {"name": "bags", "groups": [2, 5], "others": False}},
+    "bags_no_bg_group": {"stage2": {"name": "bags", "groups": [2, 5], "background_group": False}},
     "crt": {"stage2": {"name": "crt"}, "sampler": {"name": "class_aware"}},
     "lws": {"stage2": {"name": "lws"}},
     "tau_norm": {"stage2": {"name": "tau_norm", "tau": 1.0}},

@@ -15,9 +15,11 @@ from adapters import get_adapter  # noqa: E402
 from adapters_support import (  # noqa: E402
     SLOW_STARTERS,
     STAGE1_FAMILIES,
+    STAGE2_METHODS,
     check_outputs,
     family_run,
     make_tiny_lvis,
+    stage2_run,
 )
 
 
@@ -35,8 +37,10 @@ def tiny_data(tmp_path_factory):
 
 
 def test_families_cover_every_registered_head() -> None:
-    from ltbench.methods import head_for_run
-    from ltbench.methods.box_head import BOX_HEADS
+    """Stage-1 families (through head_for_run) and stage-2 methods (through build_stage2) reach every head
+    registered in BOX_HEADS, so every registered method is trained by an adapter test."""
+    from ltbench.methods import build_stage2, head_for_run
+    from ltbench.methods.box_head import BOX_HEADS, build_box_head
 
     reached = set()
     for family in STAGE1_FAMILIES:
@@ -44,6 +48,15 @@ def test_families_cover_every_registered_head() -> None:
         reached.add(name)
         if "base" in params:
             reached.add(params["base"])
+    by_class = {BOX_HEADS.get(n): n for n in BOX_HEADS.names()}
+    stage1_run = family_run("torchvision", "softmax")
+    for method in STAGE2_METHODS:
+        stage1 = build_box_head("softmax", num_classes=4, background="first", num_box_deltas=20, in_channels=8, hidden=16)
+        head = build_stage2(stage2_run("torchvision", method, stage1_run), stage1, instance_counts=[12, 6, 3, 1],
+                            image_counts=[12, 6, 3, 1])
+        for module in head.modules():
+            if type(module) in by_class:
+                reached.add(by_class[type(module)])
     # "pcb" is a registered shorthand for "iterative" with the PCB regulariser (the same class with
     # defaults); head_for_run always returns "iterative", which the pcb_* families reach.
     missing = set(BOX_HEADS.names()) - reached - {"pcb"}
