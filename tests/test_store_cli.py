@@ -23,10 +23,12 @@ def test_emit_done_fail_record_collect_round_trip(tmp_path, capsys):
     assert main(["results", "fail", "--results-dir", str(results), "--run", run["id"], "--stage", "train", "--log", str(log)]) == 0
     assert (results / "failures" / run["id"] / "train.json").is_file()
     workdir = tmp_path / "work" / run["id"]
-    write_json(workdir / "done.json", {"checkpoint": "model_final.pth", "started": "2026-01-01T00:00:00+00:00", "wall_time_s": 12.5})
+    write_json(workdir / "done.json", {"checkpoint": "model_final.pth"})
     done = results / "runs" / run["id"] / "train.done"
-    assert main(["results", "done", "--run", run["id"], "--workdir", str(workdir), "--out", str(done)]) == 0
-    assert read_json(done)["checkpoint"] == "model_final.pth"
+    assert main(["results", "done", "--run", run["id"], "--workdir", str(workdir), "--started", "2026-01-01T00:00:00+00:00",
+                 "--out", str(done)]) == 0
+    marker = read_json(done)
+    assert marker["checkpoint"] == "model_final.pth" and marker["wall_time_s"] > 0
     assert not (results / "failures" / run["id"] / "train.json").exists()
 
     view_json = results / "runs" / run["id"] / "views" / "plain.json"
@@ -38,7 +40,8 @@ def test_emit_done_fail_record_collect_round_trip(tmp_path, capsys):
                  str(metrics), "--train-done", str(done), "--out", str(out)]) == 0
     record = read_json(out)
     assert record["provenance"]["started"] == "2026-01-01T00:00:00+00:00"
-    assert record["provenance"]["wall_time_s"] == 12.5 and record["train"]["checkpoint"] == "model_final.pth"
+    assert record["provenance"]["wall_time_s"] == marker["wall_time_s"] and record["train"]["checkpoint"] == "model_final.pth"
+    assert record["provenance"]["ended"] == marker["ended"]
 
     capsys.readouterr()
     table = tmp_path / "collected.parquet"

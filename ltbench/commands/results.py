@@ -100,14 +100,25 @@ def emit(run_id, view_id, config_json, scale, framework, out) -> None:
 @command.command("done")
 @click.option("--run", "run_id", required=True)
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--started", default=None, help="ISO-8601 UTC time the training job started (for provenance).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def done(run_id, workdir, out) -> None:
-    """Copy the adapter's WORKDIR/done.json to the workflow's small training marker."""
+def done(run_id, workdir, started, out) -> None:
+    """Copy the adapter's WORKDIR/done.json to the workflow's small training marker (+ job timing)."""
+    from datetime import datetime
+
     from ltbench.io import read_json, write_json
+    from ltbench.store.provenance import utc_now
     from ltbench.store.records import clear_failures
 
     summary = read_json(workdir / "done.json")
-    write_json(out, {"run_id": run_id, "workdir": str(workdir), **summary})
+    timing: dict = {"ended": utc_now()}
+    if started:
+        timing["started"] = started
+        try:
+            timing["wall_time_s"] = (datetime.fromisoformat(timing["ended"]) - datetime.fromisoformat(started)).total_seconds()
+        except ValueError:
+            pass
+    write_json(out, {"run_id": run_id, "workdir": str(workdir), **timing, **summary})
     clear_failures(run_id, None, out.parent.parent.parent)  # results/runs/<run>/train.done -> results
 
 

@@ -51,9 +51,10 @@ rule train:
         slurm_partition=train_res("slurm_partition"),
         slurm_account=train_res("slurm_account"),
     shell:
-        "({params.cmd} results emit --run {wildcards.run} --config-json {params.config:q} --out {output.run}"
+        "(started=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
+        " && {params.cmd} results emit --run {wildcards.run} --config-json {params.config:q} --out {output.run}"
         " && OMP_NUM_THREADS={threads} {params.cmd} train --run-config {output.run} --workdir {params.workdir}"
-        " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir}"
+        " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir} --started $started"
         " --out {output.done}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
 
