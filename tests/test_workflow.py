@@ -189,3 +189,12 @@ def test_row_pairs_of_pcb_table2_cover_the_runs_and_mark_cited_rows():
     assert len(served) == 16
     for serve in served.values():
         assert serve.pairs or serve.reason  # a row without a run says why
+
+
+def test_without_failed_drops_pairs_of_failed_runs_and_views(tmp_path):
+    from ltbench.store import write_failure
+
+    write_failure("run-a", "train", "nan", results_dir=tmp_path)
+    write_failure("run-b", "predict", "oom", view_id="cm-val", results_dir=tmp_path)
+    pairs = [("run-a", "plain"), ("run-b", "plain"), ("run-b", "cm-val"), ("run-c", "plain")]
+    assert wf.without_failed(pairs, str(tmp_path)) == [("run-b", "plain"), ("run-c", "plain")]

@@ -162,6 +162,14 @@ class WorkflowPlan:
         return train_resources(self.run(run_id), self.scale, slurm)
 
 
+def without_failed(pairs: Sequence[tuple[str, str]], results_dir: str) -> list[tuple[str, str]]:
+    """``pairs`` minus those with a failure note (their run's training, or the view's step, failed)."""
+    from ltbench.store.records import load_failures
+
+    failed = {(f.run_id, f.view_id) for f in load_failures(results_dir)}
+    return [(r, v) for r, v in pairs if (r, None) not in failed and (r, v) not in failed]
+
+
 def gpus_for(run: RunInfo, scale: str, slurm: dict[str, Any]) -> int:
     if scale != "paper":
         return 0
