@@ -15,6 +15,9 @@ R-18 FPN 64 channels, 128-px images, 300/150 RPN proposals, 64 RoIs per image, b
   config with mmdet's own ``Shared2FCBBoxHead``, timed on ``model.loss`` + backward + step over the same
   pipeline outputs.
 
+Both sides start from identical weights (ours copied into the plain model, head tensors renamed), see the
+same images and re-seed torch per iteration, so they sample the same RoIs and do the same mask-head work;
+without that, a different initialisation changes the number of positive RoIs and the timings by +-20%.
 Times are medians over ``iters`` iterations after ``warmup``; ratio = ours / plain; overhead goal <= 5%.
 CPU timings on a shared machine are noisy: the two sides are interleaved iteration by iteration so that
 load changes hit both alike.
@@ -58,6 +61,34 @@ def report(name: str, ours: list[float], plain: list[float]) -> float:
     return ratio
 
 
+TV_HEAD_KEYS = {  # ours -> torchvision's own box head / predictor
+    "roi_heads.box_head.features.fc6.": "roi_heads.box_head.fc6.",
+    "roi_heads.box_head.features.fc7.": "roi_heads.box_head.fc7.",
+    "roi_heads.box_head.cls_score.": "roi_heads.box_predictor.cls_score.",
+    "roi_heads.box_head.bbox_pred.": "roi_heads.box_predictor.bbox_pred.",
+}
+MM_HEAD_KEYS = {  # ours -> mmdet's Shared2FCBBoxHead
+    "roi_head.bbox_head.box_head.features.fc6.": "roi_head.bbox_head.shared_fcs.0.",
+    "roi_head.bbox_head.box_head.features.fc7.": "roi_head.bbox_head.shared_fcs.1.",
+    "roi_head.bbox_head.box_head.cls_score.": "roi_head.bbox_head.fc_cls.",
+    "roi_head.bbox_head.box_head.bbox_pred.": "roi_head.bbox_head.fc_reg.",
+}
+
+
+def copy_weights(ours, plain, head_keys: dict) -> None:
+    """Give the plain model exactly our weights (same initial state: same proposals, same positives, same
+    mask-head work), so that the timings differ only by the code path."""
+    renamed = {}
+    for key, value in ours.state_dict().items():
+        for src, dst in head_keys.items():
+            if key.startswith(src):
+                key = dst + key[len(src):]
+        renamed[key] = value
+    missing, unexpected = plain.load_state_dict(renamed, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"weights do not map: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
 def torchvision_models(run: dict, split):
     import torch
     import torchvision
@@ -97,18 +128,19 @@ def bench_torchvision(data, iters: int, warmup: int) -> list[float]:
     run = tiny_run(id="bench-tv-00000000", model=SMOKE_MODEL, schedule={"batch_size": 4})
     split = base.load_lvis_split(data.train, data.image_root)
     ours, plain = torchvision_models(run, split)
+    copy_weights(ours, plain, TV_HEAD_KEYS)
     n_ours = sum(p.numel() for p in ours.parameters())
     n_plain = sum(p.numel() for p in plain.parameters())
     print(f"torchvision: parameters ours {n_ours:,} vs plain {n_plain:,} (same architecture: {n_ours == n_plain})")
 
     def make_step(model):
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9)
         model.train()
 
-        def step(i: int) -> None:
+        def step(i: int, indices: list[int] | None = None) -> None:
             images, targets = [], []
             for k in range(4):
-                r = split.images[(4 * i + k) % len(split.images)]
+                r = split.images[indices[k] if indices is not None else (4 * i + k) % len(split.images)]
                 images.append(base.read_image(r))
                 targets.append({"boxes": torch.from_numpy(r.boxes), "labels": torch.from_numpy(r.classes) + 1,
                                 "masks": base.instance_masks(r)})
@@ -128,8 +160,8 @@ def bench_torchvision(data, iters: int, warmup: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         total = warmup + iters + 1
         run_e2e = tiny_run(id="bench-tv-e2e-00000000", model=SMOKE_MODEL,
-                           schedule={"batch_size": 4, "iterations": total, "checkpoint_period": 10**9, "warmup_iters": 1, "steps": []})
-        plain_step = make_step(plain)
+                           schedule={"batch_size": 4, "iterations": total, "lr": 0.002, "checkpoint_period": 10**9, "warmup_iters": 1, "steps": []})
+        plain_step = None
         plain_start: list[float] = []
         plain_end: list[float] = []
         real_loop = base.run_training_loop
@@ -137,9 +169,13 @@ def bench_torchvision(data, iters: int, warmup: int) -> list[float]:
         def timed_loop(run_config, workdir, schedule, parts, **kw):
             step = parts.step
 
+            fresh_plain = torchvision_models(run_e2e, split)[1]
+            copy_weights(parts.model, fresh_plain, TV_HEAD_KEYS)  # the adapter's initial weights
+            plain_step = make_step(fresh_plain)
+
             def stamped(items, iteration):
                 plain_start.append(time.perf_counter())
-                plain_step(iteration)
+                plain_step(iteration, items)  # the same images as the adapter's step
                 plain_end.append(time.perf_counter())
                 return step(items, iteration)
 
@@ -185,11 +221,12 @@ def bench_mmdet(data, iters: int, warmup: int) -> list[float]:
         model = MODELS.build(model_cfg)
         _quiet_init(model)
         models.append(model)
+    copy_weights(models[0], models[1], MM_HEAD_KEYS)
     dataset = DATASETS.build(_dataset_cfg(cfg, str(data.train), test_mode=False))
     print(f"mmdet: parameters ours {sum(p.numel() for p in models[0].parameters()):,} vs plain {sum(p.numel() for p in models[1].parameters()):,}")
 
     def make_step(model):
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9)
         model.train()
 
         def step(i: int) -> None:
