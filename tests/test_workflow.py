@@ -198,3 +198,8 @@ def test_without_failed_drops_pairs_of_failed_runs_and_views(tmp_path):
     write_failure("run-b", "predict", "oom", view_id="cm-val", results_dir=tmp_path)
     pairs = [("run-a", "plain"), ("run-b", "plain"), ("run-b", "cm-val"), ("run-c", "plain")]
     assert wf.without_failed(pairs, str(tmp_path)) == [("run-b", "plain"), ("run-c", "plain")]
+
+
+def test_parent_workdir_args():
+    assert wf.parent_workdir_args({"stage1": None}, "work") == ""
+    assert wf.parent_workdir_args({"stage1": "s1-a", "init_from": "p-b"}, "w") == "--stage1-workdir w/s1-a --init-workdir w/p-b"

@@ -162,6 +162,16 @@ class WorkflowPlan:
         return train_resources(self.run(run_id), self.scale, slurm)
 
 
+def parent_workdir_args(config: dict[str, Any], work: str) -> str:
+    """``ltbench train`` flags for the runs a run starts from: its stage-1 run, a run it is initialised from."""
+    args = []
+    if config.get("stage1"):
+        args.append(f"--stage1-workdir {work}/{config['stage1']}")
+    if config.get("init_from"):
+        args.append(f"--init-workdir {work}/{config['init_from']}")
+    return " ".join(args)
+
+
 def without_failed(pairs: Sequence[tuple[str, str]], results_dir: str) -> list[tuple[str, str]]:
     """``pairs`` minus those with a failure note (their run's training, or the view's step, failed)."""
     from ltbench.store.records import load_failures

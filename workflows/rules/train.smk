@@ -40,7 +40,7 @@ rule train:
         cmd=LTBENCH,
         config=lambda w: json.dumps(PLAN.run(w.run).config, sort_keys=True),
         workdir=lambda w: f"{WORK}/{w.run}",
-        stage1=lambda w: (f"--stage1-workdir {WORK}/{PLAN.run(w.run).stage1}" if PLAN.run(w.run).stage1 else ""),
+        parents=lambda w: wf.parent_workdir_args(PLAN.run(w.run).config, WORK),
     threads: 1
     resources:
         runtime=train_res("runtime"),
@@ -54,7 +54,7 @@ rule train:
         "(started=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
         " && {params.cmd} results emit --run {wildcards.run} --config-json {params.config:q} --out {output.run}"
         " && OMP_NUM_THREADS={threads} {params.cmd} train --run-config {output.run} --workdir {params.workdir}"
-        " {params.stage1} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir} --started $started"
+        " {params.parents} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir} --started $started"
         " --out {output.done}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
 
