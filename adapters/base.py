@@ -951,6 +951,24 @@ def _grid_label(grid: list, value: float) -> Any:
     return value
 
 
+def unfreeze_for_finetune(model: Any, run_config: dict, head_prefix: str, stem_prefixes: tuple[str, ...], stage_prefix: str, first_stage: int = 1) -> None:
+    """Stage-2 ``finetune`` recipes with ``frozen_stages: k`` train the whole detector except the backbone
+    stem and its first k stages (mmdet's ``frozen_stages`` semantics); the box head's own trainable set is
+    ``build_stage2``'s. Without ``frozen_stages`` stage 2 trains the new head only (nothing to do here).
+
+    ``stage_prefix`` is the backbone stage name pattern with ``{}`` for the stage number, counted from
+    ``first_stage`` (torchvision/mmdet ``layer1``, detectron2 ``res2``)."""
+    stage2 = run_config.get("stage2") or {}
+    if "frozen_stages" not in stage2:
+        return
+    k = int(stage2["frozen_stages"])
+    frozen = stem_prefixes + tuple(stage_prefix.format(first_stage + i) for i in range(k))
+    for name, parameter in model.named_parameters():
+        if name.startswith(head_prefix):
+            continue
+        parameter.requires_grad_(not name.startswith(frozen))
+
+
 def keep_batchnorm_in_eval(model: Any) -> None:
     """Pin every BatchNorm layer in eval mode, also under a later ``model.train()``: stage 2 trains only
     the new head, so the stage-1 BN statistics must not move either."""

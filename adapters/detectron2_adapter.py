@@ -286,6 +286,8 @@ class Detectron2Adapter(base.Adapter):
                 p.requires_grad_(False)
             predictor = model.roi_heads.box_predictor
             predictor.box_head = base.build_stage2_head(run_config, predictor.box_head, split)
+            base.unfreeze_for_finetune(model, run_config, "roi_heads.box_predictor.box_head.", ("backbone.bottom_up.stem.",),
+                                       "backbone.bottom_up.res{}.", first_stage=2)
             base.keep_batchnorm_in_eval(model)
             if not getattr(predictor.box_head, "requires_training", True):
                 raise LtbenchError(f"stage-2 method {run_config['stage2'].get('name')!r} is not wired in the detectron2 adapter",

@@ -534,7 +534,8 @@ class MMDetAdapter(base.Adapter):
 
     def _build_model(self, run_config: dict, split: base.LvisSplit, data: base.DataPaths, *, stage1: tuple[dict, Path | None] | None) -> Any:
         """The mmdet detector; for a stage-2 run the stage-1 detector (weights loaded when a checkpoint
-        path is given) with ``build_stage2`` around its box head and everything else frozen."""
+        path is given) with ``build_stage2`` around its box head and everything else frozen (fine-tuning: see ``base.unfreeze_for_finetune``)."""
+        register()
         from mmdet.registry import MODELS
         from mmengine.runner.checkpoint import load_checkpoint
 
@@ -559,6 +560,7 @@ class MMDetAdapter(base.Adapter):
         trains = getattr(bbox_head.box_head, "requires_training", True)
         if trains and not any(p.requires_grad for p in bbox_head.box_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
+        base.unfreeze_for_finetune(model, run_config, "roi_head.bbox_head.box_head.", ("backbone.conv1.", "backbone.bn1."), "backbone.layer{}.")
         base.keep_batchnorm_in_eval(model)
         return model, cfg
 

@@ -494,6 +494,7 @@ class TorchvisionAdapter(base.Adapter):
         trains = getattr(new_head, "requires_training", True)
         if trains and not any(p.requires_grad for p in new_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2", path=base.run_label(run_config))
+        base.unfreeze_for_finetune(model, run_config, "roi_heads.box_head.", ("backbone.body.conv1.", "backbone.body.bn1."), "backbone.body.layer{}.")
         base.keep_batchnorm_in_eval(model)
         return model
 

@@ -18,6 +18,7 @@ from adapters_support import (  # noqa: E402
     frozen_outside_head_unchanged,
     make_tiny_lvis,
     stage2_run,
+    tiny_run,
 )
 
 
@@ -132,3 +133,19 @@ def test_torchvision_norcal_gamma_grid_selects_by_metric(torchvision_stage1, tin
     chosen = tmp_path / "grid" / f"gamma_{best[0]}" / "detections.json"
     assert (tmp_path / "detections.json").read_bytes() == chosen.read_bytes()
     check_outputs(tmp_path)
+
+
+@pytest.mark.slow
+def test_torchvision_finetune_with_frozen_stages_trains_beyond_the_head(torchvision_stage1, tiny_data, tmp_path) -> None:
+    stage1_run, stage1_dir = torchvision_stage1
+    run = tiny_run(id="tiny-tv-finetune-fs1-00000000", framework="torchvision", stage1=stage1_run["id"],
+                   schedule={"iterations": 2, "checkpoint_period": 2, "warmup_iters": 1, "steps": []},
+                   stage2={"name": "finetune", "frozen_stages": 1})
+    final = get_adapter("torchvision").train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    s1 = torch.load(stage1_dir / "model_final.pth", weights_only=False)["model"]
+    s2 = torch.load(final, weights_only=False)["model"]
+    for key in ("backbone.body.conv1.weight", "backbone.body.layer1.0.conv1.weight"):
+        assert torch.equal(s1[key], s2[key]), key  # frozen stem and stage 1
+    for key in ("backbone.body.layer2.0.conv1.weight", "backbone.fpn.layer_blocks.0.0.weight", "roi_heads.box_head.cls_score.weight"):
+        assert not torch.equal(s1[key], s2[key]), key  # fine-tuned
+    assert torch.equal(s1["backbone.body.layer2.0.bn1.running_mean"], s2["backbone.body.layer2.0.bn1.running_mean"])

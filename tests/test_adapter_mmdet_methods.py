@@ -118,3 +118,16 @@ def test_mmdet_simcal_bilevel_stage2(mmdet_stage1, tiny_data, tmp_path, monkeypa
     view = {"id": "dual-t2-replace", "name": "dual_head", "threshold": 2, "combiner": "replace"}
     adapter.predict(run, view, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
     check_outputs(tmp_path / "o")
+
+
+def test_mmdet_finetune_frozen_stages_requires_grad(tiny_data) -> None:
+    from adapters import base
+
+    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    stage1 = family_run("mmdet", "softmax")
+    run = dict(stage1, id="tiny-mmdet-ft-00000000", stage1=stage1["id"], stage2={"name": "finetune", "frozen_stages": 1})
+    model, _ = get_adapter("mmdet")._build_model(run, split, tiny_data, stage1=(stage1, None))
+    grads = {name: p.requires_grad for name, p in model.named_parameters()}
+    assert not grads["backbone.conv1.weight"] and not grads["backbone.layer1.0.conv1.weight"]
+    assert grads["backbone.layer2.0.conv1.weight"] and grads["neck.lateral_convs.0.conv.weight"]
+    assert grads["roi_head.mask_head.conv_logits.weight"] and grads["roi_head.bbox_head.box_head.cls_score.weight"]
