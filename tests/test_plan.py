@@ -170,9 +170,10 @@ def test_smoke_scale_schedule_and_pcb_gate(pcb_plan):
     config = pcb_plan.runs[row(pcb_plan, "2", "RFS [12] + PCB (LVIS v0.5)").run_ids[0]].config
     assert config["framework"] == "torchvision" and config["scale"] == "smoke"
     schedule = config["schedule"]
-    assert schedule["iterations"] == 120 and schedule["steps"] == [80, 110] and schedule["batch_size"] == 4
-    assert config["regularizer"]["start_iteration"] == 80  # epoch 17 of 24, 1-based -> 16/24 of the schedule
-    assert config["model"]["min_size"] == 128 and config["model"]["backbone_depth"] == 18
+    assert schedule["iterations"] == 60 and schedule["steps"] == [40, 55] and schedule["batch_size"] == 4
+    assert schedule["grad_clip"] == 10.0
+    assert config["regularizer"]["start_iteration"] == 40  # epoch 17 of 24, 1-based -> 16/24 of the schedule
+    assert config["model"]["min_size"] == 96 and config["model"]["backbone_depth"] == 18
 
 
 def test_paper_scale_schedules_and_framework_override():
@@ -238,7 +239,7 @@ def test_stage2_runs_depend_on_stage1_and_seeds_multiply():
         assert stage2["seed"] == stage1["seed"] == seed
         assert stage2["stage2"] == {"name": "crt"} and stage1["stage2"] is None
         assert stage1["id"] == softmax.run_ids[seed]  # the plain Softmax run is the stage-1 run
-        assert stage2["schedule"]["iterations"] == 60  # 12 epochs -> 1 unit -> 60 smoke iterations
+        assert stage2["schedule"]["iterations"] == 30  # 12 epochs -> 1 unit -> 30 smoke iterations
     from_rfs = next(r for r in plan.rows if r.label == "cRT from RFS (LVIS v0.5)")
     stage1 = plan.runs[plan.runs[from_rfs.run_ids[0]].stage1].config
     assert stage1["sampler"] == {"name": "rfs", "t": 0.001}

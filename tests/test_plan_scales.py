@@ -25,12 +25,13 @@ def test_paper_schedules_per_framework():
 
 
 def test_smoke_schedules_keep_the_shape():
-    assert scales.smoke_schedule("1x", "torchvision", "lvis_v0.5")["iterations"] == 60
+    assert scales.smoke_schedule("1x", "torchvision", "lvis_v0.5")["iterations"] == 30
     two = scales.smoke_schedule("2x", "detectron2", "lvis_v1")
-    assert two["iterations"] == 120 and two["steps"] == [80, 110] and two["batch_size"] == 4
-    assert scales.smoke_schedule("3x", "mmdet", "lvis_v1")["iterations"] == 150  # clipped
+    assert two["iterations"] == 60 and two["steps"] == [40, 55] and two["batch_size"] == 4
+    assert two["grad_clip"] == scales.SMOKE_GRAD_CLIP
+    assert scales.smoke_schedule("3x", "mmdet", "lvis_v1")["iterations"] == 90  # clipped
     stage2 = scales.smoke_schedule({"iterations": 4500, "steps": [4000]}, "detectron2", "lvis_v0.5")
-    assert stage2["iterations"] == 20 and stage2["steps"] == [18]  # 4000/4500 of 20
+    assert stage2["iterations"] == 10 and stage2["steps"] == [9]  # 4000/4500 of 10 (clipped up from 3)
     assert scales.smoke_schedule({"epochs": 12, "lr": 0.01}, "mmdet", "lvis_v0.5")["lr"] == pytest.approx(0.01)
 
 
@@ -75,7 +76,7 @@ def test_cost_model_factors():
     assert cost.run_gpu_hours(_config(stage2={"name": "crt"})) < base
     assert cost.estimate(_config())["cpu_hours"] == 0
     smoke = _config(scale="smoke", schedule=scales.smoke_schedule("2x", "torchvision", "lvis_v0.5"))
-    assert cost.estimate(smoke, n_views=2) == {"gpu_hours": 0.0, "cpu_hours": round((120 * 0.9 + 120) / 3600, 4)}
+    assert cost.estimate(smoke, n_views=2) == {"gpu_hours": 0.0, "cpu_hours": round((60 * 0.9 + 120) / 3600, 4)}
 
 
 def test_coco_lt_sizes_are_the_papers_and_cited():
@@ -109,9 +110,9 @@ def test_train_scales_reach_the_model_block():
     assert scales.model_block("paper", "r50_fpn", "mmdet", 800)["min_size"] == 800
     assert scales.model_block("paper", "r50_fpn", "mmdet", [800])["min_size"] == 800
     assert scales.model_block("paper", "r50_fpn", "mmdet", [640, 800])["min_size"] == [640, 800]
-    assert scales.model_block("smoke", "r50_fpn", "torchvision")["min_size"] == 128
-    assert scales.model_block("smoke", "r50_fpn", "torchvision", 800)["min_size"] == 128
-    assert scales.model_block("smoke", "r50_fpn", "torchvision", [640, 720, 800])["min_size"] == [102, 115, 128]
+    assert scales.model_block("smoke", "r50_fpn", "torchvision")["min_size"] == 96
+    assert scales.model_block("smoke", "r50_fpn", "torchvision", 800)["min_size"] == 96
+    assert scales.model_block("smoke", "r50_fpn", "torchvision", [640, 720, 800])["min_size"] == [77, 86, 96]
 
 
 def test_bags_multiscale_rows_differ_from_single_scale_rows():
