@@ -17,6 +17,17 @@ from typing import IO, Any
 from ltbench.errors import LtbenchError
 
 
+def _default_file_mode() -> int:
+    """0o666 minus the process umask: what ``open(path, "w")`` would have given the file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# mkstemp creates files 0600; results and tables are meant to be shared with a group on a cluster.
+_FILE_MODE = _default_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
@@ -33,6 +44,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, _FILE_MODE)
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

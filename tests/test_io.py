@@ -47,3 +47,13 @@ def test_read_missing_and_bad_yaml(tmp_path):
     bad.write_text("a: [1, 2\nb: 3\n")
     with pytest.raises(LtbenchError, match=r"bad.yaml: invalid YAML at line"):
         read_yaml(bad)
+
+
+def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    import os
+
+    path = tmp_path / "table.md"
+    write_json(path, {"x": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
