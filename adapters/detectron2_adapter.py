@@ -221,6 +221,10 @@ def build_cfg(run_config: dict, split: base.LvisSplit, workdir: Path) -> Any:
     cfg.SOLVER.WARMUP_ITERS = int(schedule["warmup_iters"])
     cfg.SOLVER.WARMUP_FACTOR = float(schedule.get("warmup_factor", 0.001))
     cfg.SOLVER.CHECKPOINT_PERIOD = int(schedule["checkpoint_period"])
+    if schedule.get("grad_clip"):  # gradient-norm clipping (the smoke schedule sets it)
+        cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
+        cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+        cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = float(schedule["grad_clip"])
     cfg.DATALOADER.NUM_WORKERS = int(schedule.get("num_workers", 0))
     cfg.DATASETS.TRAIN = ()
     cfg.DATASETS.TEST = ()

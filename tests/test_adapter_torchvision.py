@@ -284,3 +284,21 @@ def test_init_from_loads_the_source_runs_weights(trained_baseline, tiny_data, tm
     assert all(torch.equal(source[k], model[k]) for k in params)
     with pytest.raises(LtbenchError, match="init_from"):
         get_adapter("torchvision").train(run, tmp_path / "w2", tiny_data, init_workdir=tmp_path / "missing")
+
+
+def test_grad_clip_bounds_the_update(tiny_data, tmp_path, monkeypatch) -> None:
+    """schedule.grad_clip (the smoke schedule's 10) clips the total gradient norm before the step."""
+    norms = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **kw):
+        params = list(params)
+        total = real(params, max_norm, *a, **kw)
+        norms.append((float(total), float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))), max_norm))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    run = tiny_run(id="tiny-clip-00000000", schedule={"iterations": 1, "checkpoint_period": 1, "grad_clip": 0.5})
+    get_adapter("torchvision").train(run, tmp_path / "w", tiny_data)
+    assert len(norms) == 1 and norms[0][2] == 0.5
+    assert norms[0][1] <= 0.5 + 1e-4 < norms[0][0]  # clipped from a larger norm
