@@ -104,6 +104,7 @@ class Cell:
     verdict: str | None = None
     reason: str | None = None
     paper_unknown: str | None = None
+    interval: tuple[float | None, float | None] | None = None  # the seed interval judged against (n >= 2)
 
     def text(self, *, markdown: bool = True) -> str:
         """The cell as printed, e.g. ``22.4 (+0.5) ✓``, ``pending (21.9)``, ``failed: OOM (21.9)``."""
@@ -195,7 +196,14 @@ def make_cell(
     statistic: str,
     paper_unknown: str | None = None,
     not_reproducible: str | None = None,
+    metric: str = "",
 ) -> Cell:
+    """One printed cell from its seed values (AP points; -1 = undefined).
+
+    Verdict: with n >= 2 defined seeds, whether the paper's number lies in the seeds' 95 % prediction
+    interval (``ltbench.seeds.cell_verdict``); with n = 1, the rounded difference against the fixed
+    per-metric ``tolerance``.
+    """
     if reported is not None:
         precision = decimals_of(reported)
     cell = Cell(status="pending", reported=reported, precision=precision, n_expected=n_expected, paper_unknown=paper_unknown)
@@ -222,7 +230,14 @@ def make_cell(
     if reported is not None:
         delta = round_half_up(cell.value, precision) - round_half_up(reported, precision)
         cell.delta = fmt_signed(delta, precision)
-        if abs(delta) <= to_decimal(tolerance):
+        if len(defined) >= 2:
+            # n >= 2: is the paper's number inside the 95 % prediction interval of the seeds (ltbench.seeds)?
+            from ltbench.seeds import cell_verdict
+
+            seed = cell_verdict(reported, defined, metric=metric, tolerance=tolerance, lower_is_better=lower_is_better)
+            cell.verdict = seed.verdict
+            cell.interval = (seed.low, seed.high)
+        elif abs(delta) <= to_decimal(tolerance):  # n = 1: the fixed per-metric tolerance
             cell.verdict = WITHIN
         else:
             improved = delta < 0 if lower_is_better else delta > 0
@@ -305,6 +320,7 @@ def build_table(
                 statistic="median" if rule.get("rule") == "median" else "mean",
                 paper_unknown=row.missing.get(column.key),
                 not_reproducible=row.not_reproducible.get(column.key),
+                metric=column.key,
             )
             if cell.paper_unknown:
                 footnote(f"{row.label} / {column.header}: paper value unknown ({cell.paper_unknown})")
@@ -325,6 +341,11 @@ def build_table(
                 footnote(f"undefined: {cell.reason}")
             else:
                 summary.pending += 1
+    from ltbench.seeds import table_notes
+
+    for note in table_notes((key, cell.n) for prow in printed.values() for (_, key), cell in prow.cells.items()
+                            if cell.status == "measured" and cell.reported is not None):
+        footnote(note)
     # Cells of a printed row in a group it has no spec row for: the paper prints nothing there either.
     for prow in printed.values():
         for group in layout.column_groups:
