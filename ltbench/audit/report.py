@@ -55,6 +55,7 @@ def build_audit(
     results_dir: str | Path | None = None,
     plots_dir: Path | None = None,
     report_dir: Path | None = None,
+    seeds: int | None = None,
 ) -> Audit:
     """Render every table of ``papers`` against the store; copy plots under ``plots_dir``."""
     from ltbench.errors import LtbenchError
@@ -67,7 +68,7 @@ def build_audit(
     for paper in papers:
         try:
             spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
-            plan = build_plan(papers=[paper], scale=scale, framework=framework)
+            plan = build_plan(papers=[paper], scale=scale, framework=framework, seeds=seeds)
         except LtbenchError as exc:
             audit.spec_errors.append(f"{paper}: {exc}")
             continue
@@ -101,18 +102,20 @@ def build_audit(
             "wall_s": "" if prov.get("wall_time_s") is None else f"{float(prov['wall_time_s']):.0f}",
             "config_hash": (record.get("config_hash") or "")[:12],
         })
-    audit.claims_md = claims_section(papers, scale=scale, framework=framework, results_dir=results_dir)
+    audit.claims_md = claims_section(papers, scale=scale, framework=framework, results_dir=results_dir, seeds=seeds)
     if plots_dir is not None:
         audit.plots = collect_plots(audit, Path(results_dir) if results_dir else paths.RESULTS_DIR, plots_dir, report_dir or plots_dir.parent)
     return audit
 
 
-def claims_section(papers: list[str], *, scale: str, framework: str | None, results_dir: str | Path | None) -> str:
+def claims_section(papers: list[str], *, scale: str, framework: str | None, results_dir: str | Path | None,
+                   seeds: int | None = None) -> str:
     """The claims component's Markdown section; a failure there is reported in the audit, not fatal."""
     try:
         from ltbench.claims.report import audit_claims, claims_markdown
 
-        return claims_markdown(audit_claims(papers, scale=scale, framework=framework, results_dir=results_dir), evidence=False)
+        return claims_markdown(audit_claims(papers, scale=scale, framework=framework, results_dir=results_dir, seeds=seeds),
+                               evidence=True)
     except Exception as exc:  # noqa: BLE001 -- the audit must render even if the claims checker breaks
         return f"## Claims\n\nThe claims could not be evaluated: {type(exc).__name__}: {exc}\n"
 
@@ -299,9 +302,9 @@ def render_html(audit: Audit) -> str:
 
 
 def write_audit(papers: list[str], *, md: Path, html: Path | None, scale: str, framework: str | None = None,
-                results_dir: str | Path | None = None) -> Audit:
+                results_dir: str | Path | None = None, seeds: int | None = None) -> Audit:
     audit = build_audit(papers, scale=scale, framework=framework, results_dir=results_dir,
-                        plots_dir=md.parent / "plots", report_dir=md.parent)
+                        plots_dir=md.parent / "plots", report_dir=md.parent, seeds=seeds)
     io.write_text(md, render_markdown(audit))
     if html is not None:
         io.write_text(html, render_html(audit))

@@ -13,7 +13,7 @@ MARK = {"holds": "✓ holds", "fails": "✗ fails", "undetermined": "? undetermi
 
 
 def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = None,
-                 results_dir: str | Path | None = None, with_reported: bool = True) -> list[tuple[ClaimResult | None, ClaimResult]]:
+                 results_dir: str | Path | None = None, with_reported: bool = True, seeds: int | None = None) -> list[tuple[ClaimResult | None, ClaimResult]]:
     """Every claim of ``papers``: (verdict on the paper's numbers, verdict on the current results).
 
     Paper scale evaluates with seed intervals (mode ``paper``), any other scale directionally (``smoke``).
@@ -29,7 +29,7 @@ def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = N
             spec = load_all(papers=[paper])[paper]
         except LtbenchError:
             continue
-        values = load_reproduced(spec, scale=scale, framework=framework, results_dir=results_dir)
+        values = load_reproduced(spec, scale=scale, framework=framework, results_dir=results_dir, seeds=seeds)
         reproduced = evaluate_claims(spec, values, mode="paper" if scale == "paper" else "smoke")
         reported = evaluate_claims(spec) if with_reported else [None] * len(reproduced)
         out += list(zip(reported, reproduced))

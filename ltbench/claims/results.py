@@ -87,8 +87,8 @@ def claim_tables(spec: Any) -> list[str]:
     return found
 
 
-def plan_serves(spec: Any, table_ids: Sequence[str], *, scale: str, framework: str | None = None
-                ) -> dict[tuple[str, str, str], tuple[tuple[str, str], ...]]:
+def plan_serves(spec: Any, table_ids: Sequence[str], *, scale: str, framework: str | None = None,
+                seeds: int | None = None) -> dict[tuple[str, str, str], tuple[tuple[str, str], ...]]:
     """(table id, group id, row id) -> the (run_id, view_id) pairs serving that row, one per seed.
 
     The plan is built from *this* spec object (other papers load from ``workflows/papers`` when a cited
@@ -100,7 +100,7 @@ def plan_serves(spec: Any, table_ids: Sequence[str], *, scale: str, framework: s
     if not table_ids:
         return {}
     plan = build_plan(targets=[f"tables/{spec.paper}_table{t}.md" for t in table_ids], scale=scale,
-                      framework=framework, specs={spec.paper: spec}, directory=papers_dir())
+                      framework=framework, specs={spec.paper: spec}, directory=papers_dir(), seeds=seeds)
     serves: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = {}
     for row in plan.rows:
         if row.paper == spec.paper and str(row.table) in table_ids:
@@ -110,10 +110,10 @@ def plan_serves(spec: Any, table_ids: Sequence[str], *, scale: str, framework: s
 
 
 def load_reproduced(spec: Any, *, scale: str, framework: str | None = None,
-                    results_dir: str | Path | None = None) -> ReproducedValues:
+                    results_dir: str | Path | None = None, seeds: int | None = None) -> ReproducedValues:
     """Reproduced values for every table the claims of ``spec`` read, from the plan and the store."""
     from ltbench.render.tables import read_store
 
     store = read_store(results_dir)
-    serves = plan_serves(spec, claim_tables(spec), scale=scale, framework=framework)
+    serves = plan_serves(spec, claim_tables(spec), scale=scale, framework=framework, seeds=seeds)
     return mapping_from_store(spec, serves, store.results)

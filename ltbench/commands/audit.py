@@ -12,12 +12,14 @@ import click
               help="Repeat for several papers (default: all four).")
 @click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None)
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="N seeds for every row (overrides the specs' seeds; the workflow's `seeds` config).")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown output (default tables/audit.md; plots go to plots/ beside it).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML output (default: the Markdown path with .html).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
-def command(papers, scale, framework, md_path, html_path, results_dir) -> None:
+def command(papers, scale, framework, seeds, md_path, html_path, results_dir) -> None:
     """Audit report over all tables of all papers (renders with zero results: all pending)."""
     from ltbench import paths
     from ltbench.audit.report import write_audit
@@ -25,7 +27,7 @@ def command(papers, scale, framework, md_path, html_path, results_dir) -> None:
     md = md_path or paths.TABLES_DIR / "audit.md"
     html = html_path or md.with_suffix(".html")
     audit = write_audit(list(papers) or ["pcb", "disalign", "bags", "simcal"], md=md, html=html, scale=scale,
-                        framework=framework, results_dir=results_dir)
+                        framework=framework, results_dir=results_dir, seeds=seeds)
     c = audit.status_counts()
     click.echo(f"{md}, {html}: {len(audit.tables)} tables, {c['reproduced']}/{c['total']} cells reproduced, "
                f"{c['within']} within tolerance, {len(audit.plots)} plots")

@@ -60,6 +60,8 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
 @click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["mmdet", "detectron2", "torchvision"]), default=None,
               help="Override every run's framework.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="N seeds for every row (overrides the specs' seeds; the workflow's `seeds` config).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE (atomically).")
 @click.option("--emit-run", "emit_run", metavar="RUN_ID", default=None,
@@ -67,7 +69,7 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
 @click.option("--emit-view", "emit_view", nargs=2, metavar="RUN_ID VIEW_ID", default=None,
               help="Write the view config (to --out) for `ltbench predict --view-config`.")
 @click.option("--specs-dir", type=click.Path(file_okay=False), default=None, hidden=True)
-def command(targets, papers, all_papers, scale, framework, fmt, out, emit_run, emit_view, specs_dir) -> None:  # noqa: ANN001
+def command(targets, papers, all_papers, scale, framework, seeds, fmt, out, emit_run, emit_view, specs_dir) -> None:  # noqa: ANN001
     from ltbench.errors import LtbenchError
     from ltbench.io import write_json, write_text
     from ltbench.plan import build_plan
@@ -75,7 +77,7 @@ def command(targets, papers, all_papers, scale, framework, fmt, out, emit_run, e
     if all_papers and (targets or papers):
         raise LtbenchError("--all plans every paper; do not combine it with targets or --paper", key="--all")
     plan = build_plan(list(targets) or None, list(papers) or None, scale=scale, framework=framework,
-                      directory=specs_dir)
+                      directory=specs_dir, seeds=seeds)
     if emit_run or emit_view:
         if not out:
             raise LtbenchError("--emit-run/--emit-view need --out FILE", key="--out", expected="a JSON file path")

@@ -18,6 +18,8 @@ import click
 SCALE = click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
 FRAMEWORK = click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None,
                          help="Override every run's framework (as the workflow's `framework` config).")
+SEEDS = click.option("--seeds", type=click.IntRange(min=1), default=None,
+                     help="N seeds for every row (as the workflow's `seeds` config; default: the specs').")
 RESULTS = click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                        help="Results directory (default: <repo>/results).")
 
@@ -30,9 +32,10 @@ RESULTS = click.option("--results-dir", type=click.Path(file_okay=False, path_ty
 @click.option("--wide/--long", default=True, show_default=True, help="One column per metric, or one row per metric.")
 @SCALE
 @FRAMEWORK
+@SEEDS
 @RESULTS
 @click.pass_context
-def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framework, results_dir) -> None:
+def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framework, seeds, results_dir) -> None:
     """Query the results store (aggregated from results/records, cached in results/metrics.parquet)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -50,7 +53,7 @@ def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framewor
     if paper is not None:
         from ltbench.store.workflow import WorkflowPlan
 
-        plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper])
+        plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper], seeds=seeds)
         pairs = set(plan.table_pairs(paper, table))
     out = query(frame, run_id=run_id, pairs=pairs)
     if out.empty:
@@ -75,8 +78,9 @@ def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framewor
               help="The config itself (the workflow passes the plan it built its DAG from); else re-plan.")
 @SCALE
 @FRAMEWORK
+@SEEDS
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def emit(run_id, view_id, config_json, scale, framework, out) -> None:
+def emit(run_id, view_id, config_json, scale, framework, seeds, out) -> None:
     """Write a resolved run (or view) config of the plan as JSON (atomic)."""
     import json
 
@@ -91,7 +95,7 @@ def emit(run_id, view_id, config_json, scale, framework, out) -> None:
     else:
         from ltbench.store.workflow import WorkflowPlan
 
-        plan = WorkflowPlan.build(scale=scale, framework=framework)
+        plan = WorkflowPlan.build(scale=scale, framework=framework, seeds=seeds)
         config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
     write_json(out, config)
     click.echo(f"{out}")
@@ -174,9 +178,10 @@ def record(run_config, view_config, metrics, train_done, out, results_dir) -> No
 @click.option("--table", default=None)
 @SCALE
 @FRAMEWORK
+@SEEDS
 @RESULTS
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def collect(paper, table, scale, framework, results_dir, out) -> None:
+def collect(paper, table, scale, framework, seeds, results_dir, out) -> None:
     """Aggregate records (all, or one table's) into a parquet file; also refresh results/metrics.parquet."""
     from ltbench import io
     from ltbench.store.aggregate import query, to_frame, write_parquet
@@ -188,7 +193,7 @@ def collect(paper, table, scale, framework, results_dir, out) -> None:
     if paper is not None and table is not None:
         from ltbench.store.workflow import WorkflowPlan
 
-        plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper])
+        plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper], seeds=seeds)
         frame = query(frame, pairs=set(plan.table_pairs(paper, table)))
     if out.resolve() != full.resolve():
         with io.atomic_open(out, "wb") as handle:

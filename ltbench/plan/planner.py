@@ -273,8 +273,9 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 class _Planner:
-    def __init__(self, plan: Plan, source: _SpecSource) -> None:
+    def __init__(self, plan: Plan, source: _SpecSource, seeds: int | None = None) -> None:
         self.plan = plan
+        self.seeds = seeds  # overrides every row's spec seeds (the workflow's `seeds` config)
         self.source = source
         self.scale = plan.scale
         self.framework = plan.framework
@@ -378,7 +379,7 @@ class _Planner:
             paper_run = normalize_run(spec.row_run(row))
             finals: list[dict[str, Any]] = []
             every: list[dict[str, Any]] = []
-            for seed in range(spec.row_seeds(row)):
+            for seed in range(self.seeds or spec.row_seeds(row)):
                 chain = self.chain(paper_run, row.stage1, seed)
                 every += chain
                 finals.append(chain[-1])
@@ -555,6 +556,7 @@ def build_plan(
     *,
     specs: dict[str, PaperSpec] | None = None,
     directory: str | Path | None = None,
+    seeds: int | None = None,
 ) -> Plan:
     """Plan the runs and views that the selected tables need.
 
@@ -564,8 +566,12 @@ def build_plan(
         scale: ``smoke`` (CPU) or ``paper``.
         framework: override every run's framework (default: the paper's at paper scale, torchvision at smoke).
         specs: already-loaded specs (tests); directory: where the YAMLs are (default workflows/papers).
+        seeds: N seeds for every planned row (seed 0..N-1; one run per seed), overriding the specs'
+            ``seeds:``; None keeps the specs'. Seed k of a run is the same run whatever N is (same id).
     """
     scales.check_scale(scale)
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise LtbenchError(f"seeds {seeds!r} is not a positive integer", key="seeds", expected="seeds=3")
     if framework is not None and framework not in vocab.FRAMEWORKS:
         raise LtbenchError(f"unknown framework {framework!r}{did_you_mean(framework, vocab.FRAMEWORKS)}",
                            key="--framework", expected="one of " + ", ".join(vocab.FRAMEWORKS))
@@ -591,7 +597,7 @@ def build_plan(
         select(None, None)
     ordered = sorted(selection, key=vocab.PAPERS.index)
     plan = Plan(scale=scale, framework=framework, targets=list(targets or []), papers=ordered)
-    planner = _Planner(plan, source)
+    planner = _Planner(plan, source, seeds)
     for paper in ordered:
         spec = source.get(paper)
         wanted = selection[paper]

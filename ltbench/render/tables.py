@@ -201,10 +201,12 @@ def render_table(
     config: dict[str, Any] | None = None,
     heading_level: int = 2,
     plan: Any = None,
+    seeds: int | None = None,
 ) -> Rendered:
     """Build and print one paper table from the spec, the plan and the store.
 
-    ``plan``: a built ``ltbench.plan.Plan`` containing the table (e.g. the paper's), else one is built.
+    ``plan``: a built ``ltbench.plan.Plan`` containing the table (e.g. the paper's), else one is built
+    (with ``seeds`` seeds per row when given: cells show mean ± std (n) and seed-interval verdicts).
     """
     from ltbench.plan import build_plan
     from ltbench.render.latex import render_latex
@@ -214,7 +216,7 @@ def render_table(
 
     spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
     if plan is None:
-        plan = build_plan(targets=[f"tables/{paper}_table{table_id}.md"], scale=scale, framework=framework)
+        plan = build_plan(targets=[f"tables/{paper}_table{table_id}.md"], scale=scale, framework=framework, seeds=seeds)
     by_ref = row_pairs(paper, table_id, scale=scale, framework=framework, plan=plan)
     def serve(row: Any) -> Any:
         return by_ref.get((row.group.id, row.id))
@@ -240,7 +242,8 @@ def write_table(paper: str, table_id: str, *, md: Path, tex: Path | None, **kwar
     return rendered
 
 
-def write_paper(paper: str, *, md: Path, scale: str, framework: str | None = None, results_dir: str | Path | None = None) -> list[Rendered]:
+def write_paper(paper: str, *, md: Path, scale: str, framework: str | None = None, results_dir: str | Path | None = None,
+                seeds: int | None = None) -> list[Rendered]:
     """``tables/<paper>.md``: every reproduced table of the paper, one after the other."""
     from ltbench.spec import load_paper
 
@@ -248,7 +251,7 @@ def write_paper(paper: str, *, md: Path, scale: str, framework: str | None = Non
 
     spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
     store = read_store(results_dir)
-    plan = build_plan(papers=[paper], scale=scale, framework=framework)
+    plan = build_plan(papers=[paper], scale=scale, framework=framework, seeds=seeds)
     out = [render_table(paper, t, scale=scale, framework=framework, store=store, heading_level=2, plan=plan)
            for t in table_ids(spec)]
     skipped = [t for t in spec.tables if t.scope != "reproduce"]

@@ -81,20 +81,23 @@ class WorkflowPlan:
     table (so a table target needs exactly its own runs).
     """
 
-    def __init__(self, plan: Any, *, scale: str, framework: str | None, papers: Sequence[str]) -> None:
+    def __init__(self, plan: Any, *, scale: str, framework: str | None, papers: Sequence[str],
+                 seeds: int | None = None) -> None:
         self.scale = scale
         self.framework = framework
+        self.seeds = seeds  # None: the specs' seeds; N: N seeds for every row (config `seeds`)
         self.papers = list(papers)
         self.runs: dict[str, RunInfo] = {}
         self.view_bins: dict[tuple[str, str], str | None] = {}
         self._absorb(plan)
 
     @classmethod
-    def build(cls, *, scale: str, framework: str | None = None, papers: Sequence[str] = PAPERS) -> WorkflowPlan:
+    def build(cls, *, scale: str, framework: str | None = None, papers: Sequence[str] = PAPERS,
+              seeds: int | None = None) -> WorkflowPlan:
         from ltbench.plan import build_plan
 
-        plan = build_plan(papers=list(papers), scale=scale, framework=framework)
-        return cls(plan, scale=scale, framework=framework, papers=papers)
+        plan = build_plan(papers=list(papers), scale=scale, framework=framework, seeds=seeds)
+        return cls(plan, scale=scale, framework=framework, papers=papers, seeds=seeds)
 
     def _absorb(self, plan: Any) -> list[tuple[str, str]]:
         """Index a plan's runs and views; returns its (run, view) pairs in plan order."""
@@ -147,13 +150,14 @@ class WorkflowPlan:
     def table_pairs(self, paper: str, table: str) -> list[tuple[str, str]]:
         from ltbench.plan import build_plan
 
-        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=self.scale, framework=self.framework)
+        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=self.scale, framework=self.framework,
+                          seeds=self.seeds)
         return self._absorb(plan)
 
     def paper_pairs(self, paper: str) -> list[tuple[str, str]]:
         from ltbench.plan import build_plan
 
-        plan = build_plan(papers=[paper], scale=self.scale, framework=self.framework)
+        plan = build_plan(papers=[paper], scale=self.scale, framework=self.framework, seeds=self.seeds)
         return self._absorb(plan)
 
     # --- resources ------------------------------------------------------------------------------------
@@ -252,7 +256,8 @@ class RowServe:
     reason: str = ""
 
 
-def row_pairs(paper: str, table: str, *, scale: str, framework: str | None, plan: Any = None) -> dict[tuple[str, str], RowServe]:
+def row_pairs(paper: str, table: str, *, scale: str, framework: str | None, plan: Any = None,
+              seeds: int | None = None) -> dict[tuple[str, str], RowServe]:
     """(column group id, row id) -> how the plan serves that row of ``paper`` table ``table``.
 
     ``plan``: an already built plan that contains the table (else it is built for just this table).
@@ -260,7 +265,7 @@ def row_pairs(paper: str, table: str, *, scale: str, framework: str | None, plan
     from ltbench.plan import build_plan
 
     if plan is None:
-        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=scale, framework=framework)
+        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=scale, framework=framework, seeds=seeds)
     out: dict[tuple[str, str], RowServe] = {}
     for row in plan.rows:
         if row.paper != paper or str(row.table) != str(table):

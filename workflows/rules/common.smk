@@ -8,8 +8,9 @@ from ltbench.store import workflow as wf
 
 SCALE = config["scale"]
 FRAMEWORK = config.get("framework")
+SEEDS = config.get("seeds")  # None: the specs' seeds; N: N seeds (runs) per row, tables show mean ± std (n)
 SLURM = config.get("slurm", {})
-PLAN = wf.WorkflowPlan.build(scale=SCALE, framework=FRAMEWORK, papers=config["papers"])
+PLAN = wf.WorkflowPlan.build(scale=SCALE, framework=FRAMEWORK, papers=config["papers"], seeds=SEEDS)
 WORK = os.environ.get("LTBENCH_WORK", "work")
 
 
@@ -23,7 +24,8 @@ def ltbench_command():
 
 
 LTBENCH = ltbench_command()
-PLAN_ARGS = f"--scale {SCALE}" + (f" --framework {FRAMEWORK}" if FRAMEWORK else "")
+REGRESSION_ARGS = f"--scale {SCALE}" + (f" --framework {FRAMEWORK}" if FRAMEWORK else "")
+PLAN_ARGS = REGRESSION_ARGS + (f" --seeds {SEEDS}" if SEEDS else "")
 PLACEMENT = wf.slurm_placement(SLURM, dict(os.environ))
 
 

@@ -14,7 +14,7 @@ rule regression:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        plan=PLAN_ARGS,
+        plan=REGRESSION_ARGS,
     resources:
         runtime=10,
         mem_mb=2000,
