@@ -156,16 +156,22 @@ def values_from_store(
     scale: str,
     metric: str = "segm.AP",
     results_dir: str | Path | None = None,
+    seeds: int | None = None,
+    results: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
 ) -> dict[tuple[str, str], list[float]]:
-    """(row display label, framework) -> the metric per seed, from the plan (per framework) and the store."""
+    """(row display label, framework) -> the metric per seed, from the plan (per framework) and the store.
+
+    ``seeds``: the plan's seeds override (as ``build_plan``); ``results``: the store's (run, view) -> metrics
+    when already read."""
     from ltbench.claims.results import plan_serves
     from ltbench.render.tables import read_store
 
-    results = read_store(results_dir).results
+    if results is None:  # already read (several metrics from one store)
+        results = read_store(results_dir).results
     table = spec.table(table_id)
     out: dict[tuple[str, str], list[float]] = {}
     for fw in frameworks:
-        serves = plan_serves(spec, [table.id], scale=scale, framework=fw)
+        serves = plan_serves(spec, [table.id], scale=scale, framework=fw, seeds=seeds)
         for row in table.rows:
             for pair in serves.get((table.id, row.group.id, row.id), ()):
                 value = (results.get(tuple(pair)) or {}).get(metric)

@@ -15,13 +15,22 @@ import click
 @click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None)
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="N seeds for every row (overrides the specs' seeds; the workflow's `seeds` config).")
+@click.option("--sensitivity", is_flag=True,
+              help="With --table: the table's methods through several frameworks side by side (gain per framework).")
+@click.option("--frameworks", default=None, metavar="FW,FW",
+              help="With --sensitivity: frameworks to compare (default torchvision,mmdet at smoke, mmdet,detectron2 at paper).")
+@click.option("--claim", "claim_id", default=None,
+              help="With --sensitivity: the compare claim whose (method, baseline) pairs give the rows (default: the table's first).")
+@click.option("--metric", "metrics", multiple=True,
+              help="With --sensitivity: metric keys to compare (repeatable; default: the claim's metrics).")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Markdown output (default tables/<paper>_table<N>.md, or tables/<paper>.md with --all-tables).")
 @click.option("--tex", "tex_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="LaTeX output (default next to the Markdown, .tex).")
 @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--print/--no-print", "show", default=False, help="Also print the Markdown.")
-def command(paper, table_id, all_tables, scale, framework, seeds, md_path, tex_path, results_dir, show) -> None:
+def command(paper, table_id, all_tables, scale, framework, seeds, sensitivity, frameworks, claim_id, metrics, md_path,
+            tex_path, results_dir, show) -> None:
     """Render a paper table with the difference to each reported number.
 
     Renders with whatever the results store holds: cells without a result say pending (or failed,
@@ -33,6 +42,21 @@ def command(paper, table_id, all_tables, scale, framework, seeds, md_path, tex_p
 
     if all_tables == (table_id is not None):
         raise LtbenchError("give exactly one of --table N and --all-tables", key="--table")
+    if sensitivity:
+        from ltbench.render.sensitivity import write_sensitivity
+
+        if table_id is None or framework is not None:
+            raise LtbenchError("--sensitivity renders one table (--table N) through --frameworks, not --framework",
+                               key="--sensitivity", expected="--table N --sensitivity --frameworks torchvision,mmdet")
+        md = md_path or paths.TABLES_DIR / f"{paper}_table{table_id}_sensitivity.md"
+        text = write_sensitivity(paper, table_id, md=md, frameworks=frameworks, scale=scale, seeds=seeds,
+                                 claim_id=claim_id, metrics=list(metrics) or None, results_dir=results_dir)
+        click.echo(f"{md}: framework sensitivity of {paper} table {table_id}")
+        if show:
+            click.echo(text)
+        return
+    if frameworks is not None or claim_id is not None or metrics:
+        raise LtbenchError("--frameworks, --claim and --metric go with --sensitivity", key="--frameworks")
     if all_tables:
         md = md_path or paths.TABLES_DIR / f"{paper}.md"
         out = write_paper(paper, md=md, scale=scale, framework=framework, results_dir=results_dir, seeds=seeds)

@@ -147,11 +147,13 @@ class WorkflowPlan:
         return [(r, v) for r, info in self.runs.items() for v in info.views]
 
     # --- targets ------------------------------------------------------------------------------------
-    def table_pairs(self, paper: str, table: str) -> list[tuple[str, str]]:
+    def table_pairs(self, paper: str, table: str, *, framework: str | None = None) -> list[tuple[str, str]]:
+        """(run, view) pairs of one table; ``framework`` replans it through that framework (sensitivity
+        tables: each framework's runs are separate runs, indexed here so the train rules find them)."""
         from ltbench.plan import build_plan
 
-        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=self.scale, framework=self.framework,
-                          seeds=self.seeds)
+        plan = build_plan(targets=[f"tables/{paper}_table{table}.md"], scale=self.scale,
+                          framework=framework or self.framework, seeds=self.seeds)
         return self._absorb(plan)
 
     def paper_pairs(self, paper: str) -> list[tuple[str, str]]:

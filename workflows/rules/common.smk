@@ -74,6 +74,20 @@ def table_records(wildcards):
     return [wf.record_file(r, v) for r, v in pairs]
 
 
+def sensitivity_frameworks():
+    from ltbench.render.sensitivity import parse_frameworks
+
+    return parse_frameworks(config.get("sensitivity_frameworks"), SCALE)
+
+
+def sensitivity_records(wildcards):
+    """Records of one table through every sensitivity framework (each framework's runs are separate runs)."""
+    pairs = [p for fw in sensitivity_frameworks() for p in PLAN.table_pairs(wildcards.paper, wildcards.table, framework=fw)]
+    if config["render_failed"]:
+        pairs = wf.without_failed(pairs, "results")
+    return [wf.record_file(r, v) for r, v in dict.fromkeys(pairs)]
+
+
 def paper_tables(wildcards):
     from ltbench.render.tables import reproduced_table_ids
 
@@ -96,6 +110,7 @@ localrules:
     record,
     collect,
     render_table,
+    render_sensitivity,
     render_paper,
     metrics,
     audit,

@@ -44,6 +44,31 @@ rule render_table:
         " --md {output.md} --tex {output.tex} > {log} 2>&1"
 
 
+rule render_sensitivity:
+    # tables/<paper>_table<N>_sensitivity.md: the table's methods through config `sensitivity_frameworks`
+    # side by side (method x framework, gain over the baseline per framework).
+    input:
+        records=sensitivity_records,
+        spec="workflows/papers/{paper}.yaml",
+    output:
+        report("tables/{paper}_table{table}_sensitivity.md", caption="../report/table.rst", category="Sensitivity"),
+    log:
+        "results/logs/render/{paper}_table{table}_sensitivity.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+        scale=SCALE,
+        seeds=f"--seeds {SEEDS}" if SEEDS else "",
+        frameworks=lambda w: ",".join(sensitivity_frameworks()),
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    shell:
+        "{params.cmd} render --results-dir results --paper {wildcards.paper} --table {wildcards.table} --sensitivity"
+        " --frameworks {params.frameworks} --scale {params.scale} {params.seeds} --md {output} > {log} 2>&1"
+
+
 rule render_paper:
     input:
         paper_tables,
