@@ -24,11 +24,16 @@ import click
 @click.option("--plot-dir", type=click.Path(file_okay=False), default=None,
               help="Also write plots here: per-class AP vs training instances (needs --train-ann) and the "
                    "log2 confusion-matrix heatmap (needs --proposal-stats).")
+@click.option("--ap-fixed", is_flag=True,
+              help="Also AP-fixed / AP-pool (Dave et al. 2021): <iou>.APfixed[_r|_c|_f], <iou>.APpool[_r|_c|_f]; "
+                   "meaningful on detections from the adapters' per_class_top_k mode (no per-image cap).")
+@click.option("--dets-per-class", type=click.IntRange(min=1), default=None,
+              help="With --ap-fixed: detections kept per category over the whole set (default 10000).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metrics JSON to write.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the time of each phase.")
 def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_ann: str | None, bins: str,
-            proposal_stats: str | None, workers: int | None, plot_dir: str | None, out_path: str,
-            verbose: bool) -> None:
+            proposal_stats: str | None, workers: int | None, plot_dir: str | None, ap_fixed: bool,
+            dets_per_class: int | None, out_path: str, verbose: bool) -> None:
     """LVIS metrics of record (bbox/segm, bins, PwB) for a detections file.
 
     Writes a flat JSON object of canonical keys (bbox.AP, segm.APr, segm.AP1, PwB, cls.ACC, ...) in AP
@@ -53,10 +58,20 @@ def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_
     metrics, results = evaluate(gt_path, dets_path, iou_types=iou_types, evaluator=evaluator,
                                 proposal_stats=proposal_stats, bins=bins, train_counts=train_counts,
                                 workers=workers, return_results=True)
+    if dets_per_class is not None and not ap_fixed:
+        from ltbench.errors import LtbenchError
+
+        raise LtbenchError("--dets-per-class goes with --ap-fixed", key="--dets-per-class")
+    if ap_fixed:
+        from ltbench.evaluation.ap_fixed import DETS_PER_CLASS, evaluate_fixed
+
+        types = tuple(t.strip() for t in iou_types.split(",") if t.strip())
+        metrics.update(evaluate_fixed(gt_path, dets_path, types, dets_per_class=dets_per_class or DETS_PER_CLASS))
     write_json(out_path, metrics)
     if plot_dir is not None:
         _plots(plot_dir, gt_path, results, train_counts, proposal_stats, bins)
-    shown = ", ".join(f"{k}={v:.2f}" for k, v in metrics.items() if k.endswith((".AP", ".APr", "PwB", "cls.ACC")))
+    shown = ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()
+                      if k.endswith((".AP", ".APr", "PwB", "cls.ACC", ".APfixed", ".APpool")))
     click.echo(f"{out_path}: {len(metrics)} metrics ({evaluator}, {time.perf_counter() - start:.1f}s) {shown}")
 
 

@@ -272,6 +272,17 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# The inference mode AP-fixed / AP-pool need (Dave et al. 2021): the top k detections of every category over
+# the whole val set, no per-image cap. Added to the view of every row of a table that has such a column; the
+# adapters' `ltbench predict` reads it from the view config, the workflow adds `ltbench evaluate --ap-fixed`.
+PER_CLASS_TOP_K = {"mode": "per_class_top_k", "k": 10_000}
+
+
+def wants_ap_fixed(table: Table) -> bool:
+    """Does a table have an AP-fixed / AP-pool column (``segm.APfixed``, ``bbox.APpool_r``, ...)?"""
+    return any(c.key.split(".", 1)[-1] in vocab.AP_FIXED_SUFFIXES for g in table.column_groups for c in g.columns)
+
+
 class _Planner:
     def __init__(self, plan: Plan, source: _SpecSource, seeds: int | None = None) -> None:
         self.plan = plan
@@ -384,6 +395,8 @@ class _Planner:
                 every += chain
                 finals.append(chain[-1])
             view = normalize_view(spec.row_view(row), paper_run)
+            if wants_ap_fixed(spec.table(row.table_id)):
+                view = {**view, "detections": dict(PER_CLASS_TOP_K)}
         except LtbenchError as exc:
             if exc.key and exc.key.startswith("table "):  # already placed by a nested resolve (pretrain source)
                 raise

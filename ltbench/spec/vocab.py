@@ -70,7 +70,12 @@ RUN_KEYS = (
     "loss", "head", "regularizer", "mask_head", "class_agnostic", "fp16", "stage2", "train_scales",
 )
 
-_METRIC_SUFFIXES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4")
+_METRIC_SUFFIXES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AP1", "AP2", "AP3", "AP4",
+                    # AP-fixed / AP-pool (Dave et al. 2021; ltbench.evaluation.ap_fixed): any table may have such a
+                    # column; its rows' views then ask the adapters for per-class top-k detections
+                    "APfixed", "APfixed_r", "APfixed_c", "APfixed_f", "APpool", "APpool_r", "APpool_c", "APpool_f")
+# metric suffixes that need the uncapped per-class top-k detections mode of the adapters
+AP_FIXED_SUFFIXES = tuple(s for s in _METRIC_SUFFIXES if s.startswith(("APfixed", "APpool")))
 METRIC_KEYS: tuple[str, ...] = (
     tuple(f"{kind}.{suffix}" for kind in ("bbox", "segm") for suffix in _METRIC_SUFFIXES)
     + ("PwB",)

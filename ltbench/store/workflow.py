@@ -168,6 +168,16 @@ class WorkflowPlan:
         return train_resources(self.run(run_id), self.scale, slurm)
 
 
+def evaluate_ap_fixed_args(view: dict[str, Any], always: bool = False) -> str:
+    """``ltbench evaluate`` flags for AP-fixed / AP-pool: for a view whose detections are per-class top-k
+    (``{"detections": {"mode": "per_class_top_k", "k": K}}``, planned for tables with such columns), or for
+    every view when ``always`` (workflow config ``ap_fixed: true``; on capped detections AP-fixed is low)."""
+    detections = view.get("detections") or {}
+    if detections.get("mode") == "per_class_top_k":
+        return f"--ap-fixed --dets-per-class {int(detections.get('k', 10_000))}"
+    return "--ap-fixed" if always else ""
+
+
 def parent_workdir_args(config: dict[str, Any], work: str) -> str:
     """``ltbench train`` flags for the runs a run starts from: its stage-1 run, a run it is initialised from."""
     args = []

@@ -18,6 +18,8 @@ rule evaluate:
         train_ann=lambda w: dataset_paths(w).train,
         evaluator=config["evaluator"],
         bins=lambda w: f"--bins {PLAN.bins(w.run, w.view)}" if PLAN.bins(w.run, w.view) else "",
+        # AP-fixed / AP-pool: views of tables with such columns (per-class top-k detections), or config ap_fixed
+        ap_fixed=lambda w: wf.evaluate_ap_fixed_args(PLAN.view(w.run, w.view), config["ap_fixed"]),
         # Per-class AP vs training instances and the confusion-matrix heatmap, for the audit report.
         # Not declared outputs (optional extras); the audit collects whatever is there.
         plots=lambda w: f"--plot-dir results/plots/{w.run}/{w.view}" if config["plots"] else "",
@@ -30,7 +32,7 @@ rule evaluate:
         slurm_account=light_res("slurm_account", False),
     shell:
         "({params.cmd} evaluate --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann}"
-        " --proposal-stats {input.stats} --evaluator {params.evaluator} {params.bins} {params.plots} --out {output.metrics}) > {log} 2>&1"
+        " --proposal-stats {input.stats} --evaluator {params.evaluator} {params.bins} {params.ap_fixed} {params.plots} --out {output.metrics}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage evaluate --log {log}; exit 1; }}"
 
 
