@@ -190,15 +190,60 @@ def cell_rows(audit: Audit) -> list[list[str]]:
                     continue
                 header = next(c.header for c in groups[group_id].columns if c.key == key)
                 value = "" if cell.value is None else f"{float(cell.value):.3f}"
+                std = "" if cell.std is None else f"{float(cell.std):.3f}"
                 rows.append([
                     entry.paper, entry.table_id, prow.label, groups[group_id].label, f"{header} ({key})",
-                    cell.status, cell.reported or "–", value, cell.delta or "",
+                    cell.status, cell.reported or "–", value, std, str(cell.n) if cell.n else "", cell.delta or "",
                     VERDICT_MARK.get(cell.verdict, "") if cell.verdict else "", cell.reason or "",
                 ])
     return rows
 
 
-CELL_HEADERS = ["paper", "table", "row", "group", "column", "status", "reported", "reproduced", "Δ", "verdict", "reason"]
+CELL_HEADERS = ["paper", "table", "row", "group", "column", "status", "reported", "reproduced", "std", "n", "Δ", "verdict",
+                "reason"]
+SEED_HEADERS = ["paper", "table", "row", "group", "column", "reported", "mean ± std (n)", "95 % prediction interval", "verdict"]
+
+
+def seed_rows(audit: Audit) -> tuple[Counter, list[list[str]], list[str]]:
+    """Seed statistics of the measured cells: (count of cells per n, one line per cell with n >= 2, table notes).
+
+    A cell with n >= 2 is judged by whether the paper's number lies in its seeds' 95 % prediction interval;
+    n = 1 by the fixed tolerance (``ltbench.seeds``)."""
+    from ltbench.seeds import table_notes
+
+    by_n: Counter = Counter()
+    rows: list[list[str]] = []
+    judged: list[tuple[str, int]] = []
+    for entry in audit.tables:
+        if entry.rendered is None:
+            continue
+        built = entry.rendered.built
+        groups = {g.id: g for g in built.layout.column_groups}
+        for prow in built.rows:
+            for (group_id, key), cell in prow.cells.items():
+                if cell.status != "measured":
+                    continue
+                by_n[cell.n] += 1
+                if cell.reported is not None:
+                    judged.append((key, cell.n))
+                if cell.n < 2:
+                    continue
+                header = next(c.header for c in groups[group_id].columns if c.key == key)
+                low, high = cell.interval or (None, None)
+                rows.append([
+                    entry.paper, entry.table_id, prow.label, groups[group_id].label, f"{header} ({key})",
+                    cell.reported or "–", f"{float(cell.value):.2f} ± {float(cell.std or 0):.2f} (n={cell.n})",
+                    "" if low is None or high is None else f"[{low:.2f}, {high:.2f}]",
+                    VERDICT_MARK.get(cell.verdict, "") if cell.verdict else "",
+                ])
+    return by_n, rows, table_notes(judged)
+
+
+def seed_summary(by_n: Counter) -> str:
+    if not by_n:
+        return "No measured cells yet."
+    parts = ", ".join(f"{count} with n = {n}" for n, count in sorted(by_n.items()))
+    return f"{sum(by_n.values())} measured cells: {parts} (n = seeds that produced the cell)."
 RUN_HEADERS = ["run", "view", "seed", "framework", "commit", "host", "device", "wall s", "config hash"]
 
 
@@ -247,6 +292,9 @@ def render_markdown(audit: Audit) -> str:
             out += [entry.rendered.markdown, ""]
     if audit.claims_md:
         out += [audit.claims_md.rstrip(), ""]
+    by_n, seeds, notes = seed_rows(audit)
+    out += ["## Seed statistics", "", seed_summary(by_n), "", table(seeds, SEED_HEADERS), ""]
+    out += [f"- {note}" for note in notes] + ([""] if notes else [])
     out += ["## Every cell", "", table(cell_rows(audit), CELL_HEADERS), ""]
     out += ["## Provenance (one line per record)", "", table([list(map(str, r.values())) for r in audit.runs], RUN_HEADERS), ""]
     if audit.failures:
@@ -289,7 +337,11 @@ def render_html(audit: Audit) -> str:
         undefined=jinja2.StrictUndefined,
     )
     c = audit.status_counts()
+    by_n, seeds, seed_notes = seed_rows(audit)
     return env.get_template("audit.html.j2").render(
+        seed_summary=seed_summary(by_n),
+        seeds=html_table(seeds, SEED_HEADERS),
+        seed_notes=seed_notes,
         audit=audit,
         counts=c,
         overview=html_table(overview_rows(audit), OVERVIEW_HEADERS),
