@@ -739,8 +739,12 @@ def encode_mask(mask: "np.ndarray") -> dict:
     return rle
 
 
-def detections_for_image(image_id: int, boxes_xyxy: Any, scores: Any, classes: Any, category_ids: list[int], masks: Any = None, *, limit: int = 300) -> list[dict]:
-    """LVIS results entries for one image: top ``limit`` by score; ``classes`` are class indices."""
+def detections_for_image(
+    image_id: int, boxes_xyxy: Any, scores: Any, classes: Any, category_ids: list[int], masks: Any = None, *,
+    limit: int | None = 300, rles: list[dict] | None = None,
+) -> list[dict]:
+    """LVIS results entries for one image: top ``limit`` by score (None: all); ``classes`` are class
+    indices. Segmentation from ``masks`` (N, H, W) bool, or from ready ``rles`` (N RLE dicts) when given."""
     import numpy as np
 
     scores = np.asarray(scores, dtype=np.float64)
@@ -754,7 +758,9 @@ def detections_for_image(image_id: int, boxes_xyxy: Any, scores: Any, classes: A
             "bbox": [x0, y0, x1 - x0, y1 - y0],
             "score": float(scores[i]),
         }
-        if masks is not None:
+        if rles is not None:
+            det["segmentation"] = rles[i]
+        elif masks is not None:
             det["segmentation"] = encode_mask(np.asarray(masks[i]))
         out.append(det)
     return out

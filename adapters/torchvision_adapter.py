@@ -46,6 +46,10 @@ def _roi_heads_class() -> type:
         only SimCal's bi-level RoIs in training; ``fit_pass`` makes a training forward feed
         ``head.accumulate(output, labels)`` (NCM) instead of computing losses. ``last_inference`` keeps
         the scored RoIs and their probabilities per image (resized coordinates) for proposal statistics.
+        ``fast_masks`` (default True) computes at inference only each detection's own mask channel (see
+        ``_mask_probs_fast``); ``keep_mask_probs`` leaves the (N, 1, M, M) mask probabilities under
+        ``"mask_probs"`` instead of ``"masks"``, so that torchvision's transform does not paste them and
+        the adapter pastes + encodes them in chunks (``_masks_to_rles``).
         """
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,6 +58,42 @@ def _roi_heads_class() -> type:
             self.bilevel_classes: list[int] | None = None
             self.fit_pass = False
             self.last_inference: dict | None = None
+            self.fast_masks = True
+            self.keep_mask_probs = False
+
+        def _mask_probs_fast(self, features, boxes: list, image_shapes: list, labels: list) -> list:  # noqa: ANN001
+            """Per image (N_i, 1, M, M) mask probabilities of each detection's own class, or None when the
+            predictor is not torchvision's standard one (normed / class-agnostic: use the generic path).
+
+            Same arithmetic as ``maskrcnn_inference(mask_predictor(x), labels)``, written so that only the
+            selected class channel of the 1x1 logits conv is computed (at LVIS scale that conv has C+1 =
+            1231 output channels of which one is used) and the stride-2 2x2 transposed conv is one matrix
+            product (each output pixel reads exactly one input pixel). Summation order differs from
+            oneDNN's, so mask logits may differ in the last float bits; boxes and scores are untouched.
+            """
+            predictor = self.mask_predictor
+            deconv, logits_conv = getattr(predictor, "conv5_mask", None), getattr(predictor, "mask_fcn_logits", None)
+            if (
+                type(logits_conv) is not torch.nn.Conv2d
+                or type(deconv) is not torch.nn.ConvTranspose2d
+                or tuple(deconv.kernel_size) != (2, 2)
+                or tuple(deconv.stride) != (2, 2)
+                or tuple(deconv.padding) != (0, 0)
+                or tuple(logits_conv.kernel_size) != (1, 1)
+            ):
+                return None
+            x = self.mask_head(self.mask_roi_pool(features, boxes, image_shapes))  # (N, m, S, S)
+            n, c_in, size, _ = x.shape
+            c_out = deconv.out_channels
+            # (N*S*S, m_in) @ (m_in, m_out*4): row (n, i, j), column (o, a, b) = output pixel (2i+a, 2j+b).
+            up = x.permute(0, 2, 3, 1).reshape(-1, c_in) @ deconv.weight.reshape(c_in, c_out * 4)
+            up = up.view(n, size, size, c_out, 4).add_(deconv.bias.view(1, 1, 1, c_out, 1)).relu_()
+            label_vec = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
+            weight = logits_conv.weight[label_vec, :, 0, 0]  # (N, m_out)
+            logits = torch.einsum("nijoq,no->nijq", up, weight) + logits_conv.bias[label_vec].view(-1, 1, 1, 1)
+            # (N, S, S, 2, 2) -> (N, S, 2, S, 2) -> (N, 1, 2S, 2S)
+            logits = logits.view(n, size, size, 2, 2).permute(0, 1, 3, 2, 4).reshape(n, 1, 2 * size, 2 * size)
+            return list(logits.sigmoid().split([len(b) for b in boxes]))
 
         def box_regression_loss(self, deltas: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             """torchvision's Fast R-CNN box loss: smooth-L1 (beta 1/9) on the positive RoIs' deltas of
@@ -128,14 +168,21 @@ def _roi_heads_class() -> type:
                         pos_matched.append(idx[pos])
                 else:
                     mask_proposals = [r["boxes"] for r in result]
-                mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
+                fast = None
+                if not self.training and self.fast_masks:
+                    fast = self._mask_probs_fast(features, mask_proposals, image_shapes, [r["labels"] for r in result])
+                if fast is None:
+                    mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_proposals, image_shapes)))
                 if self.training:
                     losses["loss_mask"] = maskrcnn_loss(
                         mask_logits, mask_proposals, [t["masks"] for t in targets], [t["labels"] for t in targets], pos_matched
                     )
                 else:
-                    for mask_probs, r in zip(maskrcnn_inference(mask_logits, [r["labels"] for r in result]), result):
-                        r["masks"] = mask_probs
+                    if fast is None:
+                        fast = maskrcnn_inference(mask_logits, [r["labels"] for r in result])
+                    key = "mask_probs" if self.keep_mask_probs else "masks"
+                    for mask_probs, r in zip(fast, result):
+                        r[key] = mask_probs
             return result, losses
 
     _LTBENCH_ROI_HEADS = LtbenchRoIHeads
@@ -593,8 +640,17 @@ class TorchvisionAdapter(base.Adapter):
             "view": view_config.get("id", name),
         }
 
+    #: Prediction fast path (class-selective mask logits, chunked paste + one RLE call per chunk). False
+    #: gives the straightforward torchvision path; tests compare the two.
+    fast_predict = True
+    #: Masks pasted at once (bounds memory: a chunk is ``chunk * H * W`` floats at the original size).
+    paste_chunk = 64
+
     def _run_split(self, model: Any, split: base.LvisSplit, category_ids: list[int], *, detections: bool, batch_size: int = 2) -> dict:
-        """One pass over ``split``: LVIS detections (if asked) and the proposal statistics."""
+        """One pass over ``split``: LVIS detections (if asked) and the proposal statistics.
+
+        Images go through the model ``batch_size`` at a time (the batch composition changes the padded
+        input, so it is fixed: the same numbers on every run)."""
         import torch
         from torchvision.models.detection.transform import resize_boxes
 
@@ -603,31 +659,57 @@ class TorchvisionAdapter(base.Adapter):
         dets: list[dict] = []
         roi = model.roi_heads
         limit = roi.detections_per_img
-        with torch.no_grad():
-            for start in range(0, len(split.images), batch_size):
-                records = split.images[start : start + batch_size]
-                outputs = model([base.read_image(r) for r in records])
-                info = roi.last_inference
-                for j, (record, out) in enumerate(zip(records, outputs)):
-                    proposals = resize_boxes(info["proposals"][j], info["image_shapes"][j], (record.height, record.width))
-                    gt_classes = [index[split.category_ids[k]] for k in record.classes.tolist()]
-                    stats.add(proposals.numpy(), info["probs"][j].numpy(), record.boxes, gt_classes)
-                    if detections:
-                        masks = None
-                        if "masks" in out:
-                            masks = (out["masks"][:, 0] > 0.5).numpy()
-                        dets.extend(
-                            base.detections_for_image(
-                                record.image_id,
-                                out["boxes"].numpy(),
-                                out["scores"].numpy(),
-                                (out["labels"] - 1).numpy(),
-                                category_ids,
-                                masks,
-                                limit=limit,
+        roi.fast_masks = roi.keep_mask_probs = bool(self.fast_predict)
+        try:
+            with torch.no_grad():
+                for start in range(0, len(split.images), batch_size):
+                    records = split.images[start : start + batch_size]
+                    outputs = model([base.read_image(r) for r in records])
+                    info = roi.last_inference
+                    for j, (record, out) in enumerate(zip(records, outputs)):
+                        proposals = resize_boxes(info["proposals"][j], info["image_shapes"][j], (record.height, record.width))
+                        gt_classes = [index[split.category_ids[k]] for k in record.classes.tolist()]
+                        stats.add(proposals.numpy(), info["probs"][j].numpy(), record.boxes, gt_classes)
+                        if detections:
+                            masks = rles = None
+                            if "mask_probs" in out:
+                                rles = _masks_to_rles(out["mask_probs"], out["boxes"], (record.height, record.width), self.paste_chunk)
+                            elif "masks" in out:
+                                masks = (out["masks"][:, 0] > 0.5).numpy()
+                            dets.extend(
+                                base.detections_for_image(
+                                    record.image_id,
+                                    out["boxes"].numpy(),
+                                    out["scores"].numpy(),
+                                    (out["labels"] - 1).numpy(),
+                                    category_ids,
+                                    masks,
+                                    limit=limit,
+                                    rles=rles,
+                                )
                             )
-                        )
+        finally:
+            roi.keep_mask_probs = False
         return {"detections": dets, "stats": stats}
+
+
+def _masks_to_rles(mask_probs: Any, boxes: Any, image_size: tuple[int, int], chunk: int) -> list[dict]:
+    """(N, 1, M, M) mask probabilities + (N, 4) xyxy boxes at the original image size (h, w) -> N LVIS RLEs.
+
+    torchvision's own ``paste_masks_in_image`` (identical pixels to its transform's postprocess), run on
+    ``chunk`` masks at a time; each chunk is thresholded at 0.5 and encoded by one pycocotools call."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    rles: list[dict] = []
+    for start in range(0, len(mask_probs), chunk):
+        pasted = paste_masks_in_image(mask_probs[start : start + chunk], boxes[start : start + chunk], image_size)
+        binary = (pasted[:, 0] > 0.5).numpy().astype(np.uint8)  # (n, h, w)
+        for rle in mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0))):
+            rle["counts"] = rle["counts"].decode("ascii")
+            rles.append(rle)
+    return rles
 
 
 def _adapter_sampler(sampler: dict | None) -> dict | None:

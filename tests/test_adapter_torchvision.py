@@ -302,3 +302,56 @@ def test_grad_clip_bounds_the_update(tiny_data, tmp_path, monkeypatch) -> None:
     get_adapter("torchvision").train(run, tmp_path / "w", tiny_data)
     assert len(norms) == 1 and norms[0][2] == 0.5
     assert norms[0][1] <= 0.5 + 1e-4 < norms[0][0]  # clipped from a larger norm
+
+
+@pytest.mark.slow
+def test_fast_prediction_path_writes_the_same_detections(trained_baseline, tiny_data, tmp_path, monkeypatch) -> None:
+    """Class-selective mask logits + chunked paste/RLE == torchvision's straightforward path: same
+    images, categories and order, boxes/scores to 1e-5, identical RLE strings (non-empty masks included)."""
+    from pycocotools import mask as mask_utils
+
+    run, workdir, _ = trained_baseline
+    adapter = get_adapter("torchvision")
+    results = {}
+    for fast in (False, True):
+        monkeypatch.setattr(type(adapter), "fast_predict", fast)
+        monkeypatch.setattr(type(adapter), "paste_chunk", 3)  # several chunks per image
+        adapter.predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / str(fast))
+        results[fast] = json.loads((tmp_path / str(fast) / "detections.json").read_text())
+    slow, fast = results[False], results[True]
+    assert len(slow) == len(fast) > 0
+    for a, b in zip(slow, fast):
+        assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
+        np.testing.assert_allclose(a["bbox"] + [a["score"]], b["bbox"] + [b["score"]], atol=1e-5)
+        assert a["segmentation"] == b["segmentation"]
+    areas = [mask_utils.area({"size": d["segmentation"]["size"], "counts": d["segmentation"]["counts"].encode()}) for d in fast]
+    assert max(areas) > 0, "every mask empty: the comparison would prove nothing"
+
+
+def test_fast_mask_probabilities_match_torchvision_inference(tiny_data) -> None:
+    """``_mask_probs_fast`` == ``maskrcnn_inference(mask_predictor(mask_head(...)), labels)`` to 1e-5 on a
+    random model; the normed mask head (not torchvision's predictor) falls back to the generic path."""
+    from collections import OrderedDict
+
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+
+    from adapters.torchvision_adapter import build_model
+
+    split = base.load_lvis_split(Path(tiny_data.train), Path(tiny_data.image_root))
+    torch.manual_seed(0)
+    model = build_model(tiny_run(), split).eval()
+    roi = model.roi_heads
+    channels = model.backbone.out_channels
+    features = OrderedDict((k, torch.randn(2, channels, 64 // s, 64 // s)) for k, s in (("0", 4), ("1", 8), ("2", 16), ("3", 32)))
+    boxes = [torch.tensor([[2.0, 3.0, 40.0, 50.0], [10.0, 10.0, 20.0, 30.0], [0.0, 0.0, 63.0, 63.0]]), torch.tensor([[5.0, 5.0, 30.0, 9.0]])]
+    labels = [torch.tensor([1, 4, 2]), torch.tensor([3])]
+    shapes = [(64, 64), (64, 64)]
+    with torch.no_grad():
+        fast = roi._mask_probs_fast(features, boxes, shapes, labels)
+        generic = maskrcnn_inference(roi.mask_predictor(roi.mask_head(roi.mask_roi_pool(features, boxes, shapes))), labels)
+    assert [f.shape for f in fast] == [g.shape for g in generic] == [(3, 1, 28, 28), (1, 1, 28, 28)]
+    for f, g in zip(fast, generic):
+        torch.testing.assert_close(f, g, atol=1e-5, rtol=0)
+    normed = build_model(tiny_run(mask_head={"name": "normed", "scale": 20}), split).eval()
+    with torch.no_grad():
+        assert normed.roi_heads._mask_probs_fast(features, boxes, shapes, labels) is None
