@@ -2,6 +2,8 @@
 #
 #   snakemake --profile local tables/pcb_table2.md     # smoke scale, CPU (the default target)
 #   snakemake --profile slurm tables/pcb_table2.md     # paper scale, one SLURM job per step
+#   snakemake --profile local tables/pcb_table2.md --config seeds=3   # 3 seeds per row: mean ± std (n)
+#   snakemake --profile local tables/pcb_table2_sensitivity.md        # torchvision vs mmdet, gain per framework
 #   snakemake --profile local tables/pcb.md            # every reproduced table of a paper
 #   snakemake --profile local tables/audit.md          # status of every cell of every table (+ .html)
 #   snakemake --profile local regression               # smoke metrics vs workflows/regression/expected.yaml
