@@ -908,6 +908,48 @@ def load_matching(module: Any, state: dict, *, what: str) -> tuple[int, int]:
     return len(fitting), len(own)
 
 
+#: The per-image detection limit of the per-class top-k mode: large enough to be no cap in practice.
+UNCAPPED_DETECTIONS_PER_IMAGE = 1_000_000
+DETECTION_MODES = ("per_image", "per_class_top_k")
+
+
+def per_class_top_k(view_config: dict | None) -> int | None:
+    """``k`` of a view in AP-fixed inference mode (Dave et al. 2021), else None.
+
+    ``view_config["detections"]``: absent or ``{"mode": "per_image"}`` -- the run's per-image cap
+    (``model.detections_per_img``, 300); ``{"mode": "per_class_top_k", "k": K}`` -- no per-image cap
+    (score threshold unchanged, 1e-4), then the K highest-scoring detections of every category over
+    the whole split (``ltbench.evaluation.ap_fixed.top_k_per_class``)."""
+    spec = (view_config or {}).get("detections")
+    if spec is None:
+        return None
+    where = str((view_config or {}).get("id", "view config"))
+    if not isinstance(spec, dict) or spec.get("mode", "per_image") not in DETECTION_MODES:
+        raise LtbenchError(f"unknown detections mode {spec!r}", path=where, key="detections.mode",
+                           expected="{mode: per_image} or {mode: per_class_top_k, k: <int >= 1>}")
+    if spec.get("mode", "per_image") == "per_image":
+        return None
+    k = spec.get("k", 10_000)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise LtbenchError(f"detections.k must be a positive integer, got {k!r}", path=where, key="detections.k",
+                           expected="e.g. 10000 (Dave et al. 2021)")
+    return k
+
+
+def keep_top_k_per_class(detections: list[dict], k: int | None) -> list[dict]:
+    """The split's detections reduced to the ``k`` best per category (None: unchanged), in their
+    original (image, score) order so that detections.json stays grouped by image."""
+    if k is None:
+        return detections
+    from ltbench.evaluation.ap_fixed import top_k_per_class
+
+    kept = top_k_per_class(({**d, "_order": i} for i, d in enumerate(detections)), k)
+    kept.sort(key=lambda d: d["_order"])
+    for d in kept:
+        del d["_order"]
+    return kept
+
+
 def is_grid_view(view_config: dict) -> bool:
     """A view with a parameter grid (``gamma_grid``) selected by a metric (``select_by``): NorCal's protocol."""
     return bool((view_config or {}).get("gamma_grid"))

@@ -433,6 +433,11 @@ class Detectron2Adapter(base.Adapter):
         DetectionCheckpointer(model).load(str(checkpoint))
         model.eval()
         predictor = model.roi_heads.box_predictor
+        top_k = base.per_class_top_k(view_config)
+        per_image = cfg.TEST.DETECTIONS_PER_IMAGE
+        if top_k is not None:
+            # FastRCNNOutputLayers caps detections with its own copy of TEST.DETECTIONS_PER_IMAGE.
+            per_image = predictor.test_topk_per_image = base.UNCAPPED_DETECTIONS_PER_IMAGE
         index = {cid: k for k, cid in enumerate(train_split.category_ids)}
         min_size, max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
         from detectron2.data import transforms as T
@@ -461,7 +466,7 @@ class Detectron2Adapter(base.Adapter):
                         masks = inst.pred_masks.numpy() if inst.has("pred_masks") else None
                         dets.extend(base.detections_for_image(record.image_id, inst.pred_boxes.tensor.numpy(), inst.scores.numpy(),
                                                               inst.pred_classes.numpy(), train_split.category_ids, masks,
-                                                              limit=cfg.TEST.DETECTIONS_PER_IMAGE))
+                                                              limit=per_image))
             return {"detections": dets, "stats": stats, "num_images": len(eval_split.images)}
 
         ann = Path(data.val if split == "val" else data.train)
@@ -472,6 +477,7 @@ class Detectron2Adapter(base.Adapter):
             stats.update({"cm_sum": cm.cm_sum, "cm_count": cm.cm_count})
         predictor.view = base.view_function(view_config, stats)
         result = run_pass(ann, detections=True)
+        result["detections"] = base.keep_top_k_per_class(result["detections"], top_k)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         dets_path = base.write_detections(out_dir / "detections.json", result["detections"])

@@ -702,6 +702,12 @@ class MMDetAdapter(base.Adapter):
         with _trusted_checkpoints():
             load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True, logger="silent")
         model.eval()
+        top_k = base.per_class_top_k(view_config)
+        max_per_img = cfg.model.test_cfg.rcnn.max_per_img
+        if top_k is not None:
+            max_per_img = base.UNCAPPED_DETECTIONS_PER_IMAGE
+            for stage_cfg in _rcnn_test_cfgs(model):
+                stage_cfg.max_per_img = max_per_img
         head = model.roi_head.bbox_head
         stats = {"category_ids": train_split.category_ids, "instance_counts": train_split.instance_counts, "image_counts": train_split.image_counts}
         name = view_config.get("name", "plain")
@@ -727,7 +733,7 @@ class MMDetAdapter(base.Adapter):
                         dets.extend(
                             base.detections_for_image(
                                 int(sample.metainfo["img_id"]), pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy(),
-                                pred.labels.cpu().numpy(), train_split.category_ids, masks, limit=cfg.model.test_cfg.rcnn.max_per_img,
+                                pred.labels.cpu().numpy(), train_split.category_ids, masks, limit=max_per_img,
                             )
                         )
             return {"detections": dets, "stats": pstats, "num_images": len(dataset)}
@@ -739,12 +745,21 @@ class MMDetAdapter(base.Adapter):
             stats.update({"cm_sum": cm.cm_sum, "cm_count": cm.cm_count})
         head.view = base.view_function(view_config, stats)
         result = run_pass(ann, detections=True)
+        result["detections"] = base.keep_top_k_per_class(result["detections"], top_k)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         dets_path = base.write_detections(out_dir / "detections.json", result["detections"])
         stats_path = result["stats"].save(out_dir / "proposal_stats.npz")
         return {"detections": str(dets_path), "proposal_stats": str(stats_path), "num_images": result["num_images"],
                 "num_detections": len(result["detections"]), "view": view_config.get("id", name)}
+
+
+def _rcnn_test_cfgs(model: Any) -> list:
+    """The built model's R-CNN test configs whose ``max_per_img`` caps detections per image (the RoI
+    head's own; mmdet reads ``self.test_cfg`` at inference, not the config file)."""
+    roi_head = model.roi_head
+    cfgs = [roi_head.test_cfg] if getattr(roi_head, "test_cfg", None) is not None else []
+    return [c for c in cfgs if "max_per_img" in c]
 
 
 def _epoch_length(train_dataset: dict, split: base.LvisSplit) -> int:

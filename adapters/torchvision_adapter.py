@@ -52,6 +52,8 @@ def _roi_heads_class() -> type:
         the adapter pastes + encodes them in chunks (``_masks_to_rles``).
         """
 
+        mask_chunk = 512  # RoIs through the mask branch at once when detections are uncapped
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.view = None
@@ -82,18 +84,35 @@ def _roi_heads_class() -> type:
                 or tuple(logits_conv.kernel_size) != (1, 1)
             ):
                 return None
+            counts = [len(b) for b in boxes]
+            if sum(counts) <= self.mask_chunk:
+                return list(self._mask_probs_chunk(features, boxes, image_shapes, torch.cat(labels)).split(counts))
+            # Uncapped detections (per-class top-k mode): bounded memory, one image's chunk at a time.
+            out = []
+            for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels)):
+                parts = []
+                for start in range(0, max(len(image_boxes), 1), self.mask_chunk):
+                    only = [b[:0] for b in boxes]
+                    only[i] = image_boxes[start : start + self.mask_chunk]
+                    parts.append(self._mask_probs_chunk(features, only, image_shapes, image_labels[start : start + self.mask_chunk]))
+                out.append(torch.cat(parts))
+            return out
+
+        def _mask_probs_chunk(self, features, boxes: list, image_shapes: list, label_vec: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+            """(N, 1, 2S, 2S) own-class mask probabilities of the concatenated ``boxes`` (N = their total)."""
+            predictor = self.mask_predictor
+            deconv, logits_conv = predictor.conv5_mask, predictor.mask_fcn_logits
             x = self.mask_head(self.mask_roi_pool(features, boxes, image_shapes))  # (N, m, S, S)
             n, c_in, size, _ = x.shape
             c_out = deconv.out_channels
             # (N*S*S, m_in) @ (m_in, m_out*4): row (n, i, j), column (o, a, b) = output pixel (2i+a, 2j+b).
             up = x.permute(0, 2, 3, 1).reshape(-1, c_in) @ deconv.weight.reshape(c_in, c_out * 4)
             up = up.view(n, size, size, c_out, 4).add_(deconv.bias.view(1, 1, 1, c_out, 1)).relu_()
-            label_vec = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
             weight = logits_conv.weight[label_vec, :, 0, 0]  # (N, m_out)
             logits = torch.einsum("nijoq,no->nijq", up, weight) + logits_conv.bias[label_vec].view(-1, 1, 1, 1)
             # (N, S, S, 2, 2) -> (N, S, 2, S, 2) -> (N, 1, 2S, 2S)
             logits = logits.view(n, size, size, 2, 2).permute(0, 1, 3, 2, 4).reshape(n, 1, 2 * size, 2 * size)
-            return list(logits.sigmoid().split([len(b) for b in boxes]))
+            return logits.sigmoid()
 
         def box_regression_loss(self, deltas: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
             """torchvision's Fast R-CNN box loss: smooth-L1 (beta 1/9) on the positive RoIs' deltas of
@@ -598,6 +617,7 @@ class TorchvisionAdapter(base.Adapter):
         view_config = view_config or {"id": "plain", "name": "plain"}
         if base.is_grid_view(view_config):
             return base.predict_grid_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir)
+        top_k = base.per_class_top_k(view_config)  # validated before any work
         ann = Path(getattr(data, split, None) or "")
         if split not in ("train", "val") or not ann.name:
             raise LtbenchError(f"unknown split {split!r}", key="split", expected="train or val")
@@ -614,6 +634,8 @@ class TorchvisionAdapter(base.Adapter):
             )
         model = self._load_for_predict(run_config, workdir, train_split)
         roi = model.roi_heads
+        if top_k is not None:
+            roi.detections_per_img = base.UNCAPPED_DETECTIONS_PER_IMAGE
         stats = {
             "category_ids": train_split.category_ids,
             "instance_counts": train_split.instance_counts,
@@ -628,6 +650,7 @@ class TorchvisionAdapter(base.Adapter):
         roi.view = base.view_function(view_config, stats)
         with torch.no_grad():
             result = self._run_split(model, eval_split, train_split.category_ids, detections=True)
+        result["detections"] = base.keep_top_k_per_class(result["detections"], top_k)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         dets_path = base.write_detections(out_dir / "detections.json", result["detections"])

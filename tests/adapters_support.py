@@ -273,3 +273,23 @@ def frozen_outside_head_unchanged(stage1_state: dict, stage2_state: dict, head_p
     assert checked > 10
 
 
+
+
+def check_per_class_top_k(capped: list[dict], uncapped: list[dict], *, cap: int, k: int) -> None:
+    """AP-fixed mode checks: ``uncapped`` (predicted with ``detections: {mode: per_class_top_k, k}``)
+    exceeds the per-image ``cap`` that ``capped`` (the plain view) obeys on some image, keeps at most ``k``
+    detections per category, and those are the category's best: every capped detection of a category
+    scoring above that category's k-th uncapped score is among the uncapped ones."""
+    from collections import Counter
+
+    per_image = Counter(d["image_id"] for d in uncapped)
+    assert max(Counter(d["image_id"] for d in capped).values()) <= cap
+    assert max(per_image.values()) > cap, "the per-image cap still applies"
+    per_class = Counter(d["category_id"] for d in uncapped)
+    assert max(per_class.values()) <= k
+    assert all(d["score"] >= 1e-4 for d in uncapped)
+    kept = {(d["image_id"], d["category_id"], round(d["score"], 6)) for d in uncapped}
+    floor = {c: sorted((d["score"] for d in uncapped if d["category_id"] == c), reverse=True)[-1] for c in per_class}
+    for d in capped:
+        if per_class.get(d["category_id"], 0) == k and d["score"] > floor[d["category_id"]] + 1e-6:
+            assert (d["image_id"], d["category_id"], round(d["score"], 6)) in kept

@@ -164,3 +164,28 @@ def test_proposal_stats_fallback_equals_evaluation_accumulate(monkeypatch) -> No
     for key in results[0]:
         np.testing.assert_allclose(results[0][key], results[1][key], err_msg=key)
     assert results[0]["cm_count"].sum() > 0
+
+
+def test_per_class_top_k_reads_the_view_and_validates() -> None:
+    assert base.per_class_top_k({"id": "plain"}) is None
+    assert base.per_class_top_k({"detections": {"mode": "per_image"}}) is None
+    assert base.per_class_top_k({"detections": {"mode": "per_class_top_k", "k": 7}}) == 7
+    assert base.per_class_top_k({"detections": {"mode": "per_class_top_k"}}) == 10_000
+    for bad in ({"mode": "top_k"}, {"mode": "per_class_top_k", "k": 0}, {"mode": "per_class_top_k", "k": 2.5}, "top_k"):
+        with pytest.raises(LtbenchError, match="detections"):
+            base.per_class_top_k({"id": "v", "detections": bad})
+
+
+def test_keep_top_k_per_class_keeps_the_best_in_file_order() -> None:
+    dets = [
+        {"image_id": 1, "category_id": 3, "score": 0.2},
+        {"image_id": 1, "category_id": 5, "score": 0.9},
+        {"image_id": 2, "category_id": 3, "score": 0.8},
+        {"image_id": 2, "category_id": 3, "score": 0.5},
+        {"image_id": 3, "category_id": 5, "score": 0.1},
+    ]
+    kept = base.keep_top_k_per_class(dets, 1)
+    assert kept == [dets[1], dets[2]]
+    assert base.keep_top_k_per_class(dets, 2) == [dets[1], dets[2], dets[3], dets[4]]
+    assert base.keep_top_k_per_class(dets, None) is dets
+    assert "_order" not in dets[0]

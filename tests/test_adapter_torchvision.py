@@ -355,3 +355,33 @@ def test_fast_mask_probabilities_match_torchvision_inference(tiny_data) -> None:
     normed = build_model(tiny_run(mask_head={"name": "normed", "scale": 20}), split).eval()
     with torch.no_grad():
         assert normed.roi_heads._mask_probs_fast(features, boxes, shapes, labels) is None
+
+
+@pytest.mark.slow
+def test_per_class_top_k_mode_lifts_the_per_image_cap(trained_baseline, tiny_data, tmp_path, monkeypatch) -> None:
+    """AP-fixed inference (Dave et al. 2021): no per-image cap, at most k per category over the split;
+    the chunked mask branch (uncapped detections) writes the same detections as one pass."""
+    from adapters.torchvision_adapter import _roi_heads_class
+    from adapters_support import check_per_class_top_k
+
+    run, workdir, _ = trained_baseline
+    capped_run = tiny_run(model={"detections_per_img": 3})
+    adapter = get_adapter("torchvision")
+    adapter.predict(capped_run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / "capped")
+    view = {"id": "apfixed", "name": "plain", "detections": {"mode": "per_class_top_k", "k": 4}}
+    adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "topk")
+    capped = check_detections(tmp_path / "capped" / "detections.json", tiny_data, limit=3)
+    topk = check_detections(tmp_path / "topk" / "detections.json", tiny_data, limit=10**6)
+    check_per_class_top_k(capped, topk, cap=3, k=4)
+    monkeypatch.setattr(_roi_heads_class(), "mask_chunk", 2)
+    adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "chunked")
+    chunked = json.loads((tmp_path / "chunked" / "detections.json").read_text())
+    assert [(d["image_id"], d["category_id"], d["segmentation"]) for d in chunked] == [
+        (d["image_id"], d["category_id"], d["segmentation"]) for d in topk
+    ]
+
+
+def test_unknown_detections_mode_is_a_clear_error(tiny_data, tmp_path) -> None:
+    with pytest.raises(LtbenchError, match="detections mode"):
+        get_adapter("torchvision").predict(tiny_run(), {"id": "v", "detections": {"mode": "top_k"}}, tmp_path, tiny_data,
+                                           split="val", out_dir=tmp_path / "o")
