@@ -53,6 +53,7 @@ def test_table_with_three_seeds_renders_mean_std_and_no_single_run_note():
     md = render_markdown(built)
     assert "15.5 ± 0.5 (n=3)" in md and "18.5 ± 0.5 (n=3)" in md and "6.0 ± 1.0 (n=3)" in md
     assert "APr is noisy" not in md and "n = 1" not in md
+    assert "95 % prediction interval of the runs" in md
     assert built.summary.reproduced == 4
 
 
@@ -62,3 +63,4 @@ def test_table_with_one_seed_says_apr_is_noisy():
     md = render_markdown(built)
     assert "LVIS APr is noisy: 2 APr cell(s) rest on a single run (n = 1)" in md
     assert "fixed per-metric tolerance" in md
+    assert "prediction interval of the runs" not in md  # no multi-seed cell: no seed legend

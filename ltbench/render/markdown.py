@@ -10,6 +10,11 @@ LEGEND = (
     f"beyond it, {VERDICT_MARK['worse']} worse beyond it. The paper's value is in parentheses where nothing was "
     "measured yet. † the paper copied this row from elsewhere; * an assumption applies."
 )
+SEED_LEGEND = (
+    "Cells with several seeds print mean ± std (n) and are judged by the seeds: ✓ when the paper's number lies "
+    "in the 95 % prediction interval of the runs (▲ / ✗: the runs are better / worse beyond it); single-run cells by the "
+    "fixed tolerance."
+)
 
 
 def row_markers(row: PrintedRow) -> str:
@@ -64,6 +69,8 @@ def render_markdown(built: BuiltTable, *, heading_level: int = 2, provenance: st
         "",
         LEGEND,
     ]
+    if any(cell.n > 1 and cell.status == "measured" for row in built.rows for cell in row.cells.values()):
+        lines += ["", SEED_LEGEND]
     for note in layout.notes:
         lines += ["", note]
     if built.footnotes:
