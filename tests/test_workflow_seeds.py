@@ -79,3 +79,20 @@ def test_snakemake_config_seeds_plans_three_trainings_per_row():
     jobs = jobs_of(proc.stdout)
     assert jobs["train"] == 48 and jobs["record"] == 48 and jobs["render_table"] == 1
     assert "--seeds 3" in proc.stdout
+
+
+def test_simcal_median_run_rule_picks_one_seed_for_every_cell(tmp_path):
+    plan = build_plan(targets=["tables/simcal_table5.md"], scale="smoke")
+    row = next(r for r in plan.rows if r.label == "orig")
+    assert row.seed_aggregate == {"rule": "median_run", "by": "segm.AP"} and len(row.run_ids) == 3
+    # seed 2 has the median segm.AP; its AP1 (9.0) is neither the mean nor the median of the AP1 values
+    for run_id, (ap, ap1) in zip(row.run_ids, [(22.0, 1.0), (24.0, 2.0), (23.0, 9.0)]):
+        run = plan.runs[run_id]
+        write_record(make_record(run.config, plan.view(run_id, row.view_id).view_config,
+                                 {"segm.AP": ap, "segm.AP1": ap1}), tmp_path)
+    rendered = render_table("simcal", "5", scale="smoke", results_dir=tmp_path)
+    cells = next(r for r in rendered.built.rows if r.label == "orig").cells
+    measured = {key: cell for (_, key), cell in cells.items() if cell.status == "measured"}
+    assert float(measured["segm.AP"].value) == 23.0 and float(measured["segm.AP1"].value) == 9.0
+    assert all(cell.n == 1 for cell in measured.values())
+    assert "orig: every cell from the median run by segm.AP of 3 seeds" in rendered.markdown
