@@ -48,7 +48,13 @@ def test_workflow_plan_and_row_pairs_follow_the_seeds():
 
 def test_plan_cli_seeds(capsys):
     assert main(["plan", *TARGET, "--seeds", "3"]) == 0
-    assert "runs 48 " in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "runs 48 " in out and "seeds=3 per row" in out
+    assert main(["plan", *TARGET, "--format", "json", "--seeds", "2"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["seeds"] == 2 and len(data["run_list"]) == 32
     assert main(["plan", *TARGET, "--seeds", "0"]) != 0
 
 

@@ -12,7 +12,8 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
     fw = plan.framework or ("per paper" if plan.scale == "paper" else "torchvision")
     cost = f"{plan.gpu_hours} GPU-hours" if plan.scale == "paper" else f"{plan.cpu_hours} CPU-hours"
     lines = [
-        f"plan: {', '.join(plan.papers) or '(nothing)'}  scale={plan.scale}  framework={fw}",
+        f"plan: {', '.join(plan.papers) or '(nothing)'}  scale={plan.scale}  framework={fw}"
+        + (f"  seeds={plan.seeds} per row" if getattr(plan, "seeds", None) else ""),
         f"rows {c['rows']}: cited {c['cited_rows']} (reproduced {c['reproduced_cited_rows']}, served "
         f"{c['served_cited_rows']}, reported only "
         f"{c['reported_only_rows']}), not planned {c['not_planned_rows']}",

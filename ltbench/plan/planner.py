@@ -117,6 +117,7 @@ class Plan:
     targets: list[str]
     papers: list[str]
     rows: list[PlanRow] = field(default_factory=list)
+    seeds: int | None = None  # the seeds override (None: each row's spec seeds)
     runs: dict[str, RunPlan] = field(default_factory=dict)
     views: list[ViewPlan] = field(default_factory=list)
 
@@ -198,8 +199,8 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "scale": self.scale, "framework": self.framework, "targets": self.targets, "papers": self.papers,
-            **self.counts(), "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
+            "scale": self.scale, "framework": self.framework, "seeds": self.seeds, "targets": self.targets,
+            "papers": self.papers, **self.counts(), "gpu_hours": self.gpu_hours, "cpu_hours": self.cpu_hours,
             "run_list": [r.to_json() for r in self.runs.values()],
             "view_list": [v.to_json() for v in self.views],
             "row_list": [r.to_json() for r in self.rows],
@@ -609,7 +610,7 @@ def build_plan(
     if not targets and not papers:
         select(None, None)
     ordered = sorted(selection, key=vocab.PAPERS.index)
-    plan = Plan(scale=scale, framework=framework, targets=list(targets or []), papers=ordered)
+    plan = Plan(scale=scale, framework=framework, targets=list(targets or []), papers=ordered, seeds=seeds)
     planner = _Planner(plan, source, seeds)
     for paper in ordered:
         spec = source.get(paper)
