@@ -105,13 +105,15 @@ def _roi_heads_class() -> type:
             x = self.mask_head(self.mask_roi_pool(features, boxes, image_shapes))  # (N, m, S, S)
             n, c_in, size, _ = x.shape
             c_out = deconv.out_channels
-            # (N*S*S, m_in) @ (m_in, m_out*4): row (n, i, j), column (o, a, b) = output pixel (2i+a, 2j+b).
-            up = x.permute(0, 2, 3, 1).reshape(-1, c_in) @ deconv.weight.reshape(c_in, c_out * 4)
-            up = up.view(n, size, size, c_out, 4).add_(deconv.bias.view(1, 1, 1, c_out, 1)).relu_()
-            weight = logits_conv.weight[label_vec, :, 0, 0]  # (N, m_out)
-            logits = torch.einsum("nijoq,no->nijq", up, weight) + logits_conv.bias[label_vec].view(-1, 1, 1, 1)
+            # (N*S*S, m_in) @ (m_in, 4*m_out) + bias: row (n, i, j), column (a, b, o) = channel o of output
+            # pixel (2i+a, 2j+b); the output channels last make the per-detection logit one batched mat-vec.
+            weight_up = deconv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out)
+            up = torch.addmm(deconv.bias.repeat(4), x.permute(0, 2, 3, 1).reshape(-1, c_in), weight_up)
+            up = up.view(n, size * size * 4, c_out).relu_()
+            weight = logits_conv.weight[label_vec, :, 0, 0]  # (N, m_out): each detection's own class
+            logits = torch.bmm(up, weight.unsqueeze(2)).view(n, size, size, 2, 2) + logits_conv.bias[label_vec].view(-1, 1, 1, 1, 1)
             # (N, S, S, 2, 2) -> (N, S, 2, S, 2) -> (N, 1, 2S, 2S)
-            logits = logits.view(n, size, size, 2, 2).permute(0, 1, 3, 2, 4).reshape(n, 1, 2 * size, 2 * size)
+            logits = logits.permute(0, 1, 3, 2, 4).reshape(n, 1, 2 * size, 2 * size)
             return logits.sigmoid()
 
         def box_regression_loss(self, deltas: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
