@@ -1,6 +1,11 @@
 """Training-iteration time through the ltbench adapters vs the frameworks' plain models.
 
     .venv/bin/python benchmarks/adapter_overhead.py [--iters 20] [--warmup 3] [--threads 2] [--no-mmdet]
+    .venv/bin/python benchmarks/adapter_overhead.py --predict-run R.json --predict-workdir DIR [--repeats 3]
+
+The second form times ``ltbench predict``'s image loop (torchvision) on a trained run's val split: the
+fast path (own-class mask logits, chunked paste, one RLE call per chunk) against the straightforward
+torchvision path, interleaved, CPU seconds per image, and checks that both write identical detections.
 
 What is compared, on the same images, batch and model size (the smoke scale of docs/CONTRACTS.md:
 R-18 FPN 64 channels, 128-px images, 300/150 RPN proposals, 64 RoIs per image, batch 4):
@@ -244,15 +249,54 @@ def bench_mmdet(data, iters: int, warmup: int) -> list[float]:
     return [report("mmdet model (LtbenchBBoxHead vs Shared2FC)", *interleaved(make_step(models[0]), make_step(models[1]), iters, warmup))]
 
 
+def bench_predict(run_path: Path, workdir: Path, repeats: int) -> int:
+    """CPU s/img of TorchvisionAdapter._run_split, fast vs straightforward path; 1 if outputs differ."""
+    import json
+
+    from adapters import base, get_adapter
+    from ltbench.commands.predict import resolve_data
+    from ltbench.io import read_json
+
+    run = read_json(run_path)
+    data = resolve_data(run, run_path, data_root=None, train_ann=None, val_ann=None, image_root=None)
+    adapter = get_adapter("torchvision")
+    train = base.load_lvis_split(Path(data.train), Path(data.image_root))
+    val = base.load_lvis_split(Path(data.val), Path(data.image_root), keep_empty=True)
+    model = adapter._load_for_predict(run, workdir, train)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    outputs: dict[bool, str] = {}
+    for _ in range(repeats):
+        for fast in (False, True):
+            adapter.fast_predict = fast
+            start = time.process_time()
+            result = adapter._run_split(model, val, train.category_ids, detections=True)
+            times[fast].append((time.process_time() - start) / len(val.images))
+            outputs[fast] = json.dumps(result["detections"])
+    for fast, label in ((False, "straightforward"), (True, "fast")):
+        print(f"{label:16s} CPU s/img: median {statistics.median(times[fast]):.3f} ({', '.join(f'{t:.3f}' for t in times[fast])})")
+    same = outputs[False] == outputs[True]
+    print(f"{len(val.images)} images; detections identical: {same}")
+    return 0 if same else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)  # 1: on a shared machine 2 threads oversubscribe
     parser.add_argument("--no-mmdet", action="store_true")
+    parser.add_argument("--predict-run", type=Path, default=None, help="run config (JSON) of a trained torchvision run")
+    parser.add_argument("--predict-workdir", type=Path, default=None, help="its work directory (with done.json)")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     import torch
+
+    if args.predict_run or args.predict_workdir:
+        if not (args.predict_run and args.predict_workdir):
+            parser.error("--predict-run and --predict-workdir go together")
+        torch.set_num_threads(args.threads)
+        return bench_predict(args.predict_run, args.predict_workdir, args.repeats)
 
     from adapters.mmdet_adapter import mmdet_available
     from adapters_support import make_tiny_lvis
