@@ -19,9 +19,13 @@ What is detectron2's and what is ours:
   detectron2's stochastic rounding, class-aware) through a resumable sampler; a hook that calls
   ``BoxHead.set_progress`` and re-seeds from (seed, iteration) before every step.
 
-Known gaps (see ``GAPS``): SimCal's bi-level RoI composition and the tau-norm/NCM stage-2 heads (no
-optimiser) are not wired here; exact resume holds only with ``num_workers=0`` and one aspect-ratio group
-(detectron2's ``AspectRatioGroupedDataset`` buffers are not checkpointed).
+Stage-2 heads without an optimiser: tau-norm saves the re-normalised model directly; NCM first runs one
+statistics pass (training-mode forwards, no augmentation, ``LtbenchBoxPredictor.fit_pass``) over the
+training images. Seesaw's normed mask head replaces the mask head's 1x1 ``predictor`` conv.
+
+Known gaps (see ``GAPS``): SimCal's bi-level RoI composition is not wired here; exact resume holds only
+with ``num_workers=0`` and one aspect-ratio group (detectron2's ``AspectRatioGroupedDataset`` buffers
+are not checkpointed).
 """
 
 from __future__ import annotations
@@ -44,10 +48,8 @@ DEFAULT_BASE_CONFIG = BASE_CONFIGS["lvis_v1"]
 #: what the detectron2 adapter does not cover (the torchvision and mmdet adapters do)
 GAPS = (
     "SimCal stage 2 with the bi-level sampler (compose_bilevel_batch is not wired into detectron2's ROI heads)",
-    "stage-2 heads without an optimiser (tau_norm, ncm)",
     "class_aware sampling only via ltbench's sampler (detectron2 has none of its own)",
     "Faster R-CNN only through MASK_ON=False of the Mask R-CNN config",
-    "Seesaw's normed mask head (mask_head: normed)",
     "exact resume needs num_workers=0 and a single aspect-ratio group",
 )
 
@@ -96,6 +98,7 @@ def register() -> None:
             self.box_head = box_head
             self._output = None
             self.view = None
+            self.fit_pass = False  # NCM: training forwards feed box_head.accumulate instead of losses
             self.last_inference: list = []
 
         def forward(self, x: torch.Tensor) -> tuple:
@@ -109,6 +112,10 @@ def register() -> None:
         def losses(self, predictions: tuple, proposals: list) -> dict:
             _, deltas = predictions
             gt_classes = cat([p.gt_classes for p in proposals], dim=0)
+            if self.fit_pass:
+                self.box_head.accumulate(self._output, gt_classes)  # labels bg-last, as the head's convention
+                self._output = None
+                return {}
             proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
             gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
             losses = dict(self.box_head.classification_losses(self._output, gt_classes))
@@ -199,9 +206,9 @@ def build_cfg(run_config: dict, split: base.LvisSplit, workdir: Path) -> Any:
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = split.num_classes
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = bool(run_config.get("class_agnostic", False))
     cfg.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = bool(run_config.get("class_agnostic", False))
-    if (run_config.get("mask_head") or {"name": "standard"}).get("name") != "standard":
-        raise LtbenchError("the normed mask head is not wired in the detectron2 adapter", key="mask_head.name",
-                           expected="standard (or use the torchvision/mmdet adapter)")
+    if (run_config.get("mask_head") or {"name": "standard"}).get("name") not in ("standard", "normed"):
+        raise LtbenchError(f"unknown mask head {(run_config.get('mask_head') or {}).get('name')!r}", key="mask_head.name",
+                           expected="standard or normed")
     cfg.MODEL.ROI_HEADS.NAME = "LtbenchStandardROIHeads"
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(model.get("score_thresh", 1e-4))
     cfg.TEST.DETECTIONS_PER_IMAGE = int(model.get("detections_per_img", 300))
@@ -283,6 +290,12 @@ class Detectron2Adapter(base.Adapter):
         from detectron2.modeling import build_model
 
         model = build_model(cfg)
+        mask_head_cfg = run_config.get("mask_head") or {"name": "standard"}
+        if mask_head_cfg.get("name") == "normed" and cfg.MODEL.MASK_ON:
+            from adapters.torchvision_adapter import _normed_conv_class
+
+            old = model.roi_heads.mask_head.predictor  # Conv2d(conv_dims, mask classes, 1): same tensor names
+            model.roi_heads.mask_head.predictor = _normed_conv_class()(old.in_channels, old.out_channels, float(mask_head_cfg.get("scale", 20)))
         if run_config.get("stage2"):
             if stage1_checkpoint is not None:
                 DetectionCheckpointer(model).load(str(stage1_checkpoint))
@@ -293,10 +306,45 @@ class Detectron2Adapter(base.Adapter):
             base.unfreeze_for_finetune(model, run_config, "roi_heads.box_predictor.box_head.", ("backbone.bottom_up.stem.",),
                                        "backbone.bottom_up.res{}.", first_stage=2)
             base.keep_batchnorm_in_eval(model)
-            if not getattr(predictor.box_head, "requires_training", True):
-                raise LtbenchError(f"stage-2 method {run_config['stage2'].get('name')!r} is not wired in the detectron2 adapter",
-                                   key="stage2.name", expected="a stage-2 method with trainable parameters (or use torchvision/mmdet)")
         return model
+
+    def _finish_without_training(self, cfg: Any, run_config: dict, split: base.LvisSplit, stage1_checkpoint: Path | None,
+                                 workdir: Path) -> Path | None:
+        """Stage-2 heads without an optimiser (tau-norm; NCM after one statistics pass over the training
+        images in training mode, so that RoIs are sampled and labelled as in training, no augmentation):
+        ``model_final.pth`` + ``done.json`` (0 iterations). None when the head trains."""
+        import copy
+
+        import torch
+        from detectron2.checkpoint import DetectionCheckpointer
+        from detectron2.data import transforms as T
+        from detectron2.data.dataset_mapper import DatasetMapper
+        from detectron2.utils.events import EventStorage
+
+        from ltbench.io import write_json
+
+        model = self._model(cfg, run_config, split, stage1_checkpoint)
+        predictor = model.roi_heads.box_predictor
+        head = predictor.box_head
+        if getattr(head, "requires_training", True):
+            return None
+        if getattr(head, "fit_pass", False):
+            mapper = DatasetMapper(is_train=True, augmentations=[T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)],
+                                   image_format=cfg.INPUT.FORMAT, use_instance_mask=cfg.MODEL.MASK_ON,
+                                   instance_mask_format=cfg.INPUT.MASK_FORMAT)
+            model.train()
+            base.keep_batchnorm_in_eval(model)
+            predictor.fit_pass = True
+            base.seed_everything(int(run_config.get("seed", 0)))
+            with torch.no_grad(), EventStorage(0):  # training-mode forwards log proposal statistics
+                for record in _records(split):
+                    model([mapper(copy.deepcopy(record))])
+            predictor.fit_pass = False
+        model.eval()
+        DetectionCheckpointer(model, save_dir=str(workdir)).save(Path(base.FINAL_CHECKPOINT).stem)
+        write_json(workdir / base.DONE_FILE, {"run_id": run_config.get("id"), "checkpoint": base.FINAL_CHECKPOINT,
+                                              "iterations": 0, "framework": self.name})
+        return workdir / base.FINAL_CHECKPOINT
 
     def train(
         self, run_config: dict, workdir: Path, data: base.DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None
@@ -331,6 +379,10 @@ class Detectron2Adapter(base.Adapter):
         source = base.init_checkpoint(run_config, init_workdir) if stage1_checkpoint is None else None
         if source is not None:
             cfg.MODEL.WEIGHTS = str(source)  # detectron2's checkpointer skips tensors whose shapes differ
+        if stage1_checkpoint is not None:
+            final = self._finish_without_training(cfg, run_config, split, stage1_checkpoint, workdir)
+            if final is not None:
+                return final
         seed = int(run_config.get("seed", 0))
         base.seed_everything(seed)
         sampler_cfg = run_config.get("sampler")

@@ -127,11 +127,56 @@ def test_d2_gaps_are_refused_clearly(trained, tiny_data, tmp_path) -> None:
     with pytest.raises(LtbenchError, match="bi-level"):
         get_adapter("detectron2").train(stage2_run("detectron2", "simcal", stage1_run), tmp_path / "s", tiny_data,
                                         stage1_workdir=stage1_dir)
-    with pytest.raises(LtbenchError, match="not wired in the detectron2 adapter"):
-        get_adapter("detectron2").train(stage2_run("detectron2", "tau_norm", stage1_run), tmp_path / "t", tiny_data,
-                                        stage1_workdir=stage1_dir)
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["tau_norm", "ncm"])
+def test_d2_stage2_without_optimiser(method, trained, tiny_data, tmp_path) -> None:
+    """tau-norm / NCM: no training step; NCM's class means come from one pass over the training RoIs."""
+    stage1_run, stage1_dir, _ = trained
+    run = stage2_run("detectron2", method, stage1_run)
+    adapter = get_adapter("detectron2")
+    final = adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    assert json.loads((tmp_path / "w" / "done.json").read_text())["iterations"] == 0
+    state = torch.load(final, weights_only=False)["model"]
+    if method == "ncm":
+        counts = state["roi_heads.box_predictor.box_head.class_counts"]
+        assert counts.sum() > 0 and state["roi_heads.box_predictor.box_head.class_sums"].abs().sum() > 0
+    frozen_outside_head_unchanged(torch.load(stage1_dir / "model_final.pth", weights_only=False)["model"], state,
+                                  "roi_heads.box_predictor.box_head.")
+    adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_d2_normed_mask_head_trains_and_predicts(tiny_data, tmp_path) -> None:
+    run = tiny_run(framework="detectron2", id="tiny-d2-normed-00000000", mask_head={"name": "normed", "scale": 20})
+    adapter = get_adapter("detectron2")
+    final = adapter.train(run, tmp_path / "w", tiny_data)
+    state = torch.load(final, weights_only=False)["model"]
+    assert state["roi_heads.mask_head.predictor.weight"].shape[0] == len(CATEGORY_IDS)
+    adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o")
 
 
 def test_d2_skip_reason_is_one_line() -> None:
     ok, reason = detectron2_available()
     assert ok or ("\n" not in reason and "detectron2" in reason)
+
+
+@pytest.mark.slow
+def test_d2_per_class_top_k_mode_lifts_the_per_image_cap(trained, tiny_data, tmp_path) -> None:
+    """AP-fixed inference in detectron2: the predictor's test_topk_per_image is lifted, <= k per category."""
+    from adapters_support import check_per_class_top_k
+    from test_adapter_torchvision import check_detections
+
+    run, workdir, _ = trained
+    capped_run = {**run, "model": {**run["model"], "detections_per_img": 3}}
+    adapter = get_adapter("detectron2")
+    adapter.predict(capped_run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / "capped")
+    view = {"id": "apfixed", "name": "plain", "detections": {"mode": "per_class_top_k", "k": 4}}
+    adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "topk")
+    capped = check_detections(tmp_path / "capped" / "detections.json", tiny_data, limit=3)
+    topk = check_detections(tmp_path / "topk" / "detections.json", tiny_data, limit=10**6)
+    check_per_class_top_k(capped, topk, cap=3, k=4)
