@@ -23,9 +23,12 @@ Stage-2 heads without an optimiser: tau-norm saves the re-normalised model direc
 statistics pass (training-mode forwards, no augmentation, ``LtbenchBoxPredictor.fit_pass``) over the
 training images. Seesaw's normed mask head replaces the mask head's 1x1 ``predictor`` conv.
 
-Known gaps (see ``GAPS``): SimCal's bi-level RoI composition is not wired here; exact resume holds only
-with ``num_workers=0`` and one aspect-ratio group (detectron2's ``AspectRatioGroupedDataset`` buffers
-are not checkpointed).
+SimCal's bi-level sampler: (image, class) pairs packed as ``image * C + class`` through the sampler,
+the class carried as the per-instance ``gt_bilevel_class`` field into ``LtbenchStandardROIHeads``, whose
+``_forward_box`` keeps the ``compose_bilevel_batch`` RoIs.
+
+Known gaps (see ``GAPS``): exact resume holds only with ``num_workers=0`` and one aspect-ratio group
+(detectron2's ``AspectRatioGroupedDataset`` buffers are not checkpointed).
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ DEFAULT_BASE_CONFIG = BASE_CONFIGS["lvis_v1"]
 
 #: what the detectron2 adapter does not cover (the torchvision and mmdet adapters do)
 GAPS = (
-    "SimCal stage 2 with the bi-level sampler (compose_bilevel_batch is not wired into detectron2's ROI heads)",
     "class_aware sampling only via ltbench's sampler (detectron2 has none of its own)",
     "Faster R-CNN only through MASK_ON=False of the Mask R-CNN config",
     "exact resume needs num_workers=0 and a single aspect-ratio group",
@@ -152,6 +154,29 @@ def register() -> None:
             ret["box_head"] = nn.Identity()  # pooled features go straight to the BoxHead
             ret["box_predictor"] = LtbenchBoxPredictor(shape, box_head=head, **kwargs)
             return ret
+
+        def _forward_box(self, features: dict, proposals: list) -> Any:
+            # SimCal's bi-level sampler: images carry their sampled class as ``gt_bilevel_class`` (copied to
+            # every sampled RoI by label_and_sample_proposals); only the calibration RoIs reach the box head.
+            if self.training and any(p.has("gt_bilevel_class") for p in proposals):
+                proposals = self._bilevel_select(proposals)
+            return super()._forward_box(features, proposals)
+
+        def _bilevel_select(self, proposals: list) -> list:
+            """Per image, the RoIs kept by ``compose_bilevel_batch`` (labels bg-last; -1 = no class)."""
+            from ltbench.methods.samplers import compose_bilevel_batch
+
+            counts = [len(p) for p in proposals]
+            labels = cat([p.gt_classes for p in proposals], dim=0)
+            image_index = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+            classes = [int(p.gt_bilevel_class[0]) if len(p) and p.has("gt_bilevel_class") else -1 for p in proposals]
+            keep = compose_bilevel_batch(labels, image_index, classes, num_classes=self.num_classes, background="last")
+            out, offset = [], 0
+            for p, n in zip(proposals, counts):
+                mine = keep[(keep >= offset) & (keep < offset + n)] - offset
+                out.append(p[mine])
+                offset += n
+            return out
 
     _REGISTERED = True
 
@@ -278,6 +303,42 @@ def _records(split: base.LvisSplit) -> list[dict]:
     return out
 
 
+class _BilevelRecords:
+    """Dataset of (image, sampled class) pairs for SimCal's bi-level sampler, indexed by ``image * C + class``:
+    item -> the image's dataset dict plus ``bilevel_class``. (Map-style: detectron2's MapDataset takes
+    ``int(index)``, so the pair is packed into one int.)"""
+
+    def __init__(self, records: list[dict], num_classes: int) -> None:
+        self.records, self.num_classes = records, num_classes
+
+    def __len__(self) -> int:
+        # The number of images, not of codes: detectron2's MapDataset builds set(range(len)) as retry
+        # candidates (images x 1230 classes would not fit); it retries only when the mapper returns None.
+        return len(self.records)
+
+    def __getitem__(self, code: int) -> dict:
+        image, cls = divmod(int(code), self.num_classes)
+        return {**self.records[image], "bilevel_class": cls}
+
+
+def _BilevelMapper(cfg: Any, *, is_train: bool) -> Any:  # noqa: N802 - a class built lazily (detectron2 import)
+    """detectron2's DatasetMapper that turns ``bilevel_class`` into the per-instance ``gt_bilevel_class``
+    field, which label_and_sample_proposals copies to every sampled RoI of the image."""
+    import torch
+    from detectron2.data.dataset_mapper import DatasetMapper
+
+    class BilevelMapper(DatasetMapper):
+        def __call__(self, dataset_dict: dict) -> dict:
+            dataset_dict = dict(dataset_dict)
+            cls = dataset_dict.pop("bilevel_class")
+            out = super().__call__(dataset_dict)
+            instances = out["instances"]
+            instances.gt_bilevel_class = torch.full((len(instances),), int(cls), dtype=torch.int64)
+            return out
+
+    return BilevelMapper(cfg, is_train=is_train)
+
+
 class Detectron2Adapter(base.Adapter):
     name = "detectron2"
     background = "last"
@@ -388,13 +449,15 @@ class Detectron2Adapter(base.Adapter):
         sampler_cfg = run_config.get("sampler")
         if isinstance(run_config.get("stage2"), dict) and "sampler" in run_config["stage2"]:
             sampler_cfg = run_config["stage2"]["sampler"]
-        if (sampler_cfg or {}).get("name") == "bilevel":
-            raise LtbenchError("SimCal's bi-level sampler is not wired in the detectron2 adapter", key="sampler.name",
-                               expected="random, rfs or class_aware (or use the torchvision adapter)")
+        bilevel = (sampler_cfg or {}).get("name") == "bilevel"
         if (sampler_cfg or {}).get("name") == "rfs" and "rounding" not in sampler_cfg:
             sampler_cfg = {**sampler_cfg, "rounding": "stochastic"}  # detectron2's RepeatFactorTrainingSampler
-        order = base.make_epoch_order(sampler_cfg, [r.category_ids for r in split.images], seed)
+        # The bi-level sampler draws (image, class index) pairs; they travel as one int, image * C + class.
+        categories = [set(r.classes.tolist()) for r in split.images] if bilevel else [r.category_ids for r in split.images]
+        order = base.make_epoch_order(sampler_cfg, categories, seed, batch_size=int(cfg.SOLVER.IMS_PER_BATCH) if bilevel else 1)
         records = _records(split)
+        num_classes = split.num_classes
+        dataset: Any = _BilevelRecords(records, num_classes) if bilevel else records
         adapter = self
 
         class ResumableSampler(torch.utils.data.Sampler):
@@ -408,7 +471,8 @@ class Detectron2Adapter(base.Adapter):
                 stream = base.IndexStream(order)
                 stream.take(self.skip)
                 while True:
-                    yield from stream.take(1)
+                    (item,) = stream.take(1)
+                    yield int(item[0]) * num_classes + int(item[1]) if bilevel else item
 
         sampler = ResumableSampler()
 
@@ -444,8 +508,9 @@ class Detectron2Adapter(base.Adapter):
 
             @classmethod
             def build_train_loader(cls, cfg):  # noqa: ANN001, ANN206
+                mapper = _BilevelMapper(cfg, is_train=True) if bilevel else DatasetMapper(cfg, is_train=True)
                 return ReseedAfterFetch(build_detection_train_loader(
-                    dataset=records, mapper=DatasetMapper(cfg, is_train=True), sampler=sampler,
+                    dataset=dataset, mapper=mapper, sampler=sampler,
                     total_batch_size=cfg.SOLVER.IMS_PER_BATCH, aspect_ratio_grouping=True, num_workers=cfg.DATALOADER.NUM_WORKERS,
                 ))
 

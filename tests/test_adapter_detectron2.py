@@ -121,13 +121,40 @@ def test_d2_disalign_stage2_and_views(trained, tiny_data, tmp_path) -> None:
         check_outputs(tmp_path / view["id"])
 
 
-def test_d2_gaps_are_refused_clearly(trained, tiny_data, tmp_path) -> None:
-    assert GAPS
-    stage1_run, stage1_dir, _ = trained
-    with pytest.raises(LtbenchError, match="bi-level"):
-        get_adapter("detectron2").train(stage2_run("detectron2", "simcal", stage1_run), tmp_path / "s", tiny_data,
-                                        stage1_workdir=stage1_dir)
+@pytest.mark.slow
+def test_d2_simcal_stage2_composes_bilevel_rois(trained, tiny_data, tmp_path, monkeypatch) -> None:
+    """SimCal stage 2: every training step's box head sees only compose_bilevel_batch's RoIs (positives of
+    each image's sampled class + as many negatives), and the run predicts."""
+    import ltbench.methods.samplers as samplers
 
+    assert "bi-level" not in " ".join(GAPS)
+    stage1_run, stage1_dir, _ = trained
+    calls = []
+    original = samplers.compose_bilevel_batch
+
+    def spy(labels, image_index, classes, **kwargs):
+        keep = original(labels, image_index, classes, **kwargs)
+        c = kwargs["num_classes"]
+        kept = labels[keep]
+        positives = kept[kept < c]
+        sampled = torch.as_tensor(classes)[image_index[keep][kept < c]]
+        assert kwargs["background"] == "last" and torch.equal(positives, sampled)
+        assert (kept == c).sum() <= len(positives)
+        calls.append((list(classes), len(keep)))
+        return keep
+
+    monkeypatch.setattr(samplers, "compose_bilevel_batch", spy)
+    run = stage2_run("detectron2", "simcal", stage1_run)
+    adapter = get_adapter("detectron2")
+    adapter.train(run, tmp_path / "w", tiny_data, stage1_workdir=stage1_dir)
+    assert calls and all(all(0 <= k < len(CATEGORY_IDS) for k in classes) for classes, _ in calls)
+    adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
+    check_outputs(tmp_path / "o", expect_detections=False)
+
+
+def test_d2_skip_reason_is_one_line() -> None:
+    ok, reason = detectron2_available()
+    assert ok or ("\n" not in reason and "detectron2" in reason)
 
 
 @pytest.mark.slow
@@ -160,11 +187,6 @@ def test_d2_normed_mask_head_trains_and_predicts(tiny_data, tmp_path) -> None:
     check_outputs(tmp_path / "o")
 
 
-def test_d2_skip_reason_is_one_line() -> None:
-    ok, reason = detectron2_available()
-    assert ok or ("\n" not in reason and "detectron2" in reason)
-
-
 @pytest.mark.slow
 def test_d2_per_class_top_k_mode_lifts_the_per_image_cap(trained, tiny_data, tmp_path) -> None:
     """AP-fixed inference in detectron2: the predictor's test_topk_per_image is lifted, <= k per category."""
@@ -180,3 +202,9 @@ def test_d2_per_class_top_k_mode_lifts_the_per_image_cap(trained, tiny_data, tmp
     capped = check_detections(tmp_path / "capped" / "detections.json", tiny_data, limit=3)
     topk = check_detections(tmp_path / "topk" / "detections.json", tiny_data, limit=10**6)
     check_per_class_top_k(capped, topk, cap=3, k=4)
+
+
+def test_d2_unknown_mask_head_is_refused(tiny_data, tmp_path) -> None:
+    run = tiny_run(framework="detectron2", id="tiny-d2-mask-00000000", mask_head={"name": "dilated"})
+    with pytest.raises(LtbenchError, match="unknown mask head"):
+        get_adapter("detectron2").train(run, tmp_path / "w", tiny_data)
