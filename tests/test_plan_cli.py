@@ -41,7 +41,7 @@ def test_plan_text_lists_reproduced_cited_rows(capsys):
     code, out, _ = run_cli(capsys, "plan", "tables/pcb_table2.md")
     assert code == 0
     assert "cited 3 (reproduced 3, served 0, reported only 0)" in out
-    assert "pcb T2 'Seesaw [34] (LVIS v1.0)' -> v1-mask-r50-rfs-seesaw-cosine-s0-" in out
+    assert "pcb T2 'Seesaw [34] (LVIS v1.0)' -> v1-mask-r50-rfs-seesaw-normedlinear-s0-" in out
 
 
 def test_emit_run_and_view_write_the_configs(tmp_path: Path, capsys):

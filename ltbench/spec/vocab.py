@@ -28,7 +28,7 @@ PRETRAINS = ("imagenet", "coco", "lvis", "none")
 SCHEDULES = ("1x", "2x", "3x")
 
 SAMPLERS = ("random", "rfs", "class_aware", "bilevel", "image_repeat")
-CLASSIFIERS = ("linear", "cosine")
+CLASSIFIERS = ("linear", "cosine", "normed_linear")
 LOSSES = (
     "ce", "bce", "eql", "eqlv2", "seesaw", "focal", "reweight", "class_margin", "group_softmax",
 )
