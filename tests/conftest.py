@@ -27,3 +27,22 @@ def papers_dir() -> Path:
     if not paths.PAPERS_DIR.is_dir():
         pytest.skip(f"paper texts not found at {paths.PAPERS_DIR} (set LTBENCH_SHARED)")
     return paths.PAPERS_DIR
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test with one torch thread (tests that train or predict: CI has 2 shared cores)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, request):
+    """A tiny synthetic LVIS-format dataset (adapters_support.make_tiny_lvis), one per test module."""
+    from adapters_support import make_tiny_lvis
+
+    return make_tiny_lvis(tmp_path_factory.mktemp(f"tiny_lvis_{request.module.__name__}"))

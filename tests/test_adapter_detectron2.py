@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from adapters.detectron2_adapter import GAPS, detectron2_available
 
 _OK, _REASON = detectron2_available()
-pytestmark = [pytest.mark.detectron2, pytest.mark.skipif(not _OK, reason=_REASON)]
+pytestmark = [pytest.mark.detectron2, pytest.mark.skipif(not _OK, reason=_REASON), pytest.mark.usefixtures("one_thread")]
 
 torch = pytest.importorskip("torch")
 
@@ -23,26 +22,12 @@ from adapters_support import (  # noqa: E402
     check_outputs,
     family_run,
     frozen_outside_head_unchanged,
-    make_tiny_lvis,
     stage2_run,
     tiny_run,
 )
 from ltbench.errors import LtbenchError  # noqa: E402
 
 PLAIN = {"id": "plain", "name": "plain"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_d2"))
 
 
 @pytest.fixture(scope="module")

@@ -18,22 +18,12 @@ from adapters_support import (  # noqa: E402
     STAGE2_METHODS,
     check_outputs,
     family_run,
-    make_tiny_lvis,
     stage2_run,
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_methods"))
+# One torch thread per test (module fixture `one_thread` in conftest.py): 2 shared CI cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_families_cover_every_registered_head() -> None:

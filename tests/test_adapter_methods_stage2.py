@@ -16,23 +16,13 @@ from adapters_support import (  # noqa: E402
     check_outputs,
     family_run,
     frozen_outside_head_unchanged,
-    make_tiny_lvis,
     stage2_run,
     tiny_run,
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_methods"))
+# One torch thread per test (module fixture `one_thread` in conftest.py): 2 shared CI cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

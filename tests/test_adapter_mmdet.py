@@ -11,28 +11,15 @@ import pytest
 from adapters.mmdet_adapter import mmdet_available
 
 _OK, _REASON = mmdet_available()
-pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not _OK, reason=_REASON)]
+pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not _OK, reason=_REASON), pytest.mark.usefixtures("one_thread")]
 
 torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
-from adapters_support import CATEGORY_IDS, make_tiny_lvis, tiny_run  # noqa: E402
+from adapters_support import CATEGORY_IDS, tiny_run  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
 PLAIN = {"id": "plain", "name": "plain"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_mmdet"))
 
 
 def mm_run(**overrides):

@@ -16,26 +16,12 @@ from adapters_support import (  # noqa: E402
     check_outputs,
     family_run,
     frozen_outside_head_unchanged,
-    make_tiny_lvis,
     stage2_run,
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis_methods"))
-
-
 MMDET_OK, MMDET_REASON = mmdet_available()
-pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not MMDET_OK, reason=MMDET_REASON)]
+pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not MMDET_OK, reason=MMDET_REASON), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.mark.slow

@@ -17,24 +17,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from adapters import base, get_adapter  # noqa: E402
-from adapters_support import CATEGORY_IDS, make_tiny_lvis, tiny_run, write_json  # noqa: E402
+from adapters_support import CATEGORY_IDS, tiny_run, write_json  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PLAIN = {"id": "plain", "name": "plain"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return make_tiny_lvis(tmp_path_factory.mktemp("tiny_lvis"))
+# One torch thread per test (module fixture `one_thread` in conftest.py): 2 shared CI cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
