@@ -141,55 +141,6 @@ class BoxHead(nn.Module):
         }
 
 
-@BOX_HEADS.register("softmax")
-class SoftmaxBoxHead(BoxHead):
-    """Classifier over C+1 classes with softmax cross-entropy: the plain Mask R-CNN baseline.
-
-    ``classifier=`` picks the layer (``{"name": "linear"}`` default, ``{"name": "cosine", ...}``, see
-    ``ltbench.methods.classifiers``).
-
-    Logits (R, C+1) in ``background`` convention; loss = mean CE over the R sampled RoIs
-    (torchvision's ``fastrcnn_loss``, detectron2's and mmdet's default when every label weight is 1).
-    """
-
-    def __init__(
-        self,
-        num_classes: int,
-        background: Background,
-        num_box_deltas: int,
-        *,
-        classifier: dict[str, Any] | None = None,
-        instance_counts: list[int] | None = None,
-        image_counts: list[int] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        # class statistics are accepted (a dispatcher may pass them to every head) but unused here
-        del instance_counts, image_counts
-        super().__init__(num_classes, background, num_box_deltas, **kwargs)
-        from ltbench.methods.classifiers import build_classifier
-
-        # linear: weight ~ N(0, 0.01), bias 0; see ltbench.methods.classifiers for cosine variants
-        self.cls_score = build_classifier(classifier, self.features.out_channels, num_classes + 1)
-
-    def class_logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.cls_score(features)
-
-    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms of one step's (R, C+1) logits (recurrent heads apply it per step)."""
-        # mean over the R RoIs; sum / max(R, 1) so an empty batch gives 0 instead of NaN
-        return {"loss_cls": F.cross_entropy(logits, labels, reduction="sum") / max(labels.numel(), 1)}
-
-    def logits_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """(R, C+1) logits -> (R, C+1) probabilities in ``background`` convention."""
-        return F.softmax(logits, dim=-1)
-
-    def classification_losses(self, output: BoxHeadOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.logits_loss(output.final_logits, labels)
-
-    def probabilities(self, output: BoxHeadOutput) -> torch.Tensor:
-        return self.logits_probabilities(output.final_logits)
-
-
 def build_box_head(name: str, *, num_classes: int, background: Background, num_box_deltas: int, **kwargs: Any) -> BoxHead:
     """Build the registered box head ``name``; ``kwargs`` are the method's parameters."""
     return BOX_HEADS.get(name)(num_classes, background, num_box_deltas, **kwargs)
@@ -201,3 +152,4 @@ def build_box_head(name: str, *, num_classes: int, background: Background, num_b
 import ltbench.methods.heads  # noqa: E402,F401
 import ltbench.methods.pcb  # noqa: E402,F401
 import ltbench.methods.two_stage  # noqa: E402,F401
+from ltbench.methods.heads import SoftmaxBoxHead  # noqa: E402,F401  (the baseline head, importable from here)

@@ -133,6 +133,24 @@ class LogitsBoxHead(BoxHead):
         return self.logits_probabilities(output.final_logits)
 
 
+@BOX_HEADS.register("softmax")
+class SoftmaxBoxHead(LogitsBoxHead):
+    """Classifier over C+1 classes with softmax cross-entropy: the plain Mask R-CNN baseline.
+
+    ``classifier=`` picks the layer (``{"name": "linear"}`` default, ``cosine``, ``normed_linear``, see
+    ``ltbench.methods.classifiers``). Logits (R, C+1) in ``background`` convention; loss = mean CE over
+    the R sampled RoIs (torchvision's ``fastrcnn_loss``, detectron2's and mmdet's default when every label
+    weight is 1).
+    """
+
+    def __init__(self, num_classes: int, background: Background, num_box_deltas: int, **kwargs: Any) -> None:
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
+
+    def logits_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        # mean over the R RoIs; sum / max(R, 1) so an empty batch gives 0 instead of NaN
+        return {"loss_cls": F.cross_entropy(logits, labels, reduction="sum") / max(labels.numel(), 1)}
+
+
 @BOX_HEADS.register("eqlv2")
 class EQLv2BoxHead(LogitsBoxHead):
     """EQL v2 (``ltbench.methods.losses.eqlv2``): C+1 sigmoid logits, the background column is the
