@@ -263,15 +263,11 @@ def plot_confusion_heatmap(M: Any, names: Sequence[str], out_path: str | PathLik
     Samples ``num_classes`` of the classes that have samples (non-zero rows) unless ``classes`` names
     them; zeros are shown at the smallest positive value. Returns the class indices drawn.
     """
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
-    from ltbench.io import atomic_open
 
     M = np.asarray(M, dtype=np.float64)
     if classes is None:
@@ -293,10 +289,7 @@ def plot_confusion_heatmap(M: Any, names: Sequence[str], out_path: str | PathLik
     ax.set_ylabel("ground-truth class")
     ax.set_title(title or "log2 soft confusion matrix")
     fig.colorbar(im, ax=ax, label="log2 M[i, j]")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    with atomic_open(out_path, "wb") as handle:
-        handle.write(buf.getvalue())
+    from ltbench.evaluation.plots import save_figure
+
+    save_figure(fig, out_path)
     return classes

@@ -15,7 +15,6 @@ def plot_ap_vs_instances(per_class_ap: Mapping[int, float], train_counts: Mappin
     ``per_class_ap``: category id -> AP in [0, 1] (-1 = no ground truth, left out).
     Categories with 0 training instances are drawn at x = 0.5. Returns the number of points drawn.
     """
-    import io
     import math
 
     import matplotlib
@@ -24,7 +23,6 @@ def plot_ap_vs_instances(per_class_ap: Mapping[int, float], train_counts: Mappin
     import matplotlib.pyplot as plt
 
     from ltbench.evaluation.bins import bin_edges
-    from ltbench.io import atomic_open
 
     colours = {"r": "tab:red", "c": "tab:orange", "f": "tab:blue"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -50,10 +48,21 @@ def plot_ap_vs_instances(per_class_ap: Mapping[int, float], train_counts: Mappin
     ax.set_title(title or "per-class AP vs training instances")
     if frequency:
         ax.legend(title="frequency")
+    save_figure(fig, out_path)
+    return drawn
+
+
+def save_figure(fig, out_path) -> None:
+    """Write a matplotlib figure as PNG (120 dpi) atomically and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from ltbench.io import atomic_open
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     with atomic_open(out_path, "wb") as handle:
         handle.write(buf.getvalue())
-    return drawn
