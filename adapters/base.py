@@ -7,6 +7,8 @@ model and code path. It exposes two calls:
   ``schedule.checkpoint_period`` iterations it writes ``model_<iter>.pth`` atomically and then the
   ``last_checkpoint`` pointer; a restarted ``train`` resumes from that pointer and (on CPU with fixed
   seeds) reaches the same final weights as an uninterrupted run. ``done.json`` is written last.
+  ``schedule.keep_checkpoints`` (default 1, -1 keeps all) bounds how many checkpoints stay on disk: a
+  resume needs only the newest, and at paper scale every extra one is hundreds of MB per run.
 - ``predict(run_config, view_config, workdir, data, *, split, out_dir) -> dict``: writes
   ``out_dir/detections.json`` (LVIS results format) and ``out_dir/proposal_stats.npz``.
 
@@ -88,6 +90,9 @@ class Adapter(ABC):
 # Run-config access with clear errors
 # ----------------------------------------------------------------------------------------------
 SCHEDULE_KEYS = ("iterations", "batch_size", "lr", "momentum", "weight_decay", "warmup_iters", "steps", "checkpoint_period")
+
+#: Checkpoints kept on disk when the schedule does not say (``schedule.keep_checkpoints``).
+DEFAULT_KEEP_CHECKPOINTS = 1
 
 
 def require(config: dict, key: str, where: str = "run config") -> Any:
@@ -282,6 +287,42 @@ def save_checkpoint(workdir: Path, name: str, state: dict, *, update_pointer: bo
     return path
 
 
+def keep_checkpoints(schedule: dict, where: str = "run config") -> int:
+    """How many checkpoints stay on disk (the final one counts): ``schedule.keep_checkpoints``, default
+    ``DEFAULT_KEEP_CHECKPOINTS``; -1 keeps every one."""
+    value = schedule.get("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS)
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0 or value < -1:
+        raise LtbenchError(
+            f"schedule.keep_checkpoints is {value!r}",
+            path=where,
+            key="schedule.keep_checkpoints",
+            expected="a positive integer, or -1 to keep every checkpoint",
+        )
+    return value
+
+
+def prune_checkpoints(workdir: Path, keep: int, *, finished: bool = False) -> list[Path]:
+    """Delete all but the newest periodic ``model_<iter>.pth`` so that at most ``keep`` checkpoints
+    remain (``model_final.pth`` counts once ``finished``). Never deletes the one ``last_checkpoint``
+    points at: call it after the pointer moved, so a kill at any moment leaves a resumable directory.
+    Returns the deleted paths."""
+    if keep < 0:
+        return []
+    workdir = Path(workdir)
+    pointer = workdir / LAST_CHECKPOINT
+    current = pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+    periodic = sorted(p for p in workdir.glob("model_*.pth") if p.name != FINAL_CHECKPOINT and p.stem[6:].isdigit())
+    allowed = keep - 1 if finished else keep
+    doomed = periodic[: max(0, len(periodic) - allowed)]
+    deleted = []
+    for path in doomed:
+        if path.name == current:
+            continue
+        path.unlink(missing_ok=True)
+        deleted.append(path)
+    return deleted
+
+
 def last_checkpoint(workdir: Path) -> Path | None:
     """The checkpoint ``last_checkpoint`` points at, or None when training has not checkpointed yet."""
     pointer = Path(workdir) / LAST_CHECKPOINT
@@ -403,6 +444,7 @@ def run_training_loop(run_config: dict, workdir: Path, schedule: dict, parts: Lo
     max_iter = int(schedule["iterations"])
     batch_size = int(schedule["batch_size"])
     period = max(1, int(schedule["checkpoint_period"]))
+    keep = keep_checkpoints(schedule, run_label(run_config))
     seed = int(run_config.get("seed", 0))
     clip = schedule.get("grad_clip")
 
@@ -467,12 +509,14 @@ def run_training_loop(run_config: dict, workdir: Path, schedule: dict, parts: Lo
         done = iteration + 1
         if done % period == 0 and done < max_iter:
             save_checkpoint(workdir, checkpoint_name(done), snapshot(done))
+            prune_checkpoints(workdir, keep)
 
     final = save_checkpoint(workdir, FINAL_CHECKPOINT, snapshot(max_iter))
     write_json(
         workdir / DONE_FILE,
         {"run_id": run_config.get("id"), "checkpoint": FINAL_CHECKPOINT, "iterations": max_iter, "finished_at": time.time()},
     )
+    prune_checkpoints(workdir, keep, finished=True)
     return final
 
 

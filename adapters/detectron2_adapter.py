@@ -500,6 +500,7 @@ class Detectron2Adapter(base.Adapter):
                     yield batch
 
         trainer = None
+        keep = base.keep_checkpoints(base.schedule_of(run_config, stage2=bool(run_config.get("stage2"))), base.run_label(run_config))
 
         class Trainer(DefaultTrainer):
             @classmethod
@@ -519,6 +520,9 @@ class Detectron2Adapter(base.Adapter):
 
             def build_hooks(self):  # noqa: ANN201
                 kept = [h for h in super().build_hooks() if not isinstance(h, (hooks.EvalHook, hooks.PreciseBN))]
+                for hook in kept:  # fvcore's PeriodicCheckpointer deletes all but the newest max_to_keep
+                    if isinstance(hook, hooks.PeriodicCheckpointer) and keep > 0:
+                        hook.max_to_keep = keep
                 return [ProgressHook(), *kept]
 
         trainer = Trainer(cfg)
@@ -528,6 +532,7 @@ class Detectron2Adapter(base.Adapter):
         final = workdir / base.FINAL_CHECKPOINT
         write_json(workdir / base.DONE_FILE, {"run_id": run_config.get("id"), "checkpoint": final.name,
                                               "iterations": cfg.SOLVER.MAX_ITER, "framework": self.name})
+        base.prune_checkpoints(workdir, keep, finished=True)  # same names as ours: model_<7 digits>.pth
         return final
 
     def predict(self, run_config: dict, view_config: dict, workdir: Path, data: base.DataPaths, *, split: str = "val", out_dir: Path) -> dict:

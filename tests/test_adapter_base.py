@@ -89,6 +89,31 @@ def test_checkpoint_pointer_roundtrip(tmp_path) -> None:
         base.last_checkpoint(tmp_path)
 
 
+def test_prune_keeps_newest_and_never_the_pointer_target(tmp_path) -> None:
+    for it in (10, 20, 30):
+        base.save_checkpoint(tmp_path, base.checkpoint_name(it), {"iteration": it})
+    (tmp_path / "model_notes.pth").write_bytes(b"x")  # not a periodic checkpoint name: left alone
+    deleted = base.prune_checkpoints(tmp_path, 2)
+    assert [p.name for p in deleted] == ["model_0000010.pth"]
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == ["model_0000020.pth", "model_0000030.pth", "model_notes.pth"]
+    # A stale pointer (kill between the save and the pointer update) keeps its target alive.
+    (tmp_path / base.LAST_CHECKPOINT).write_text("model_0000020.pth\n")
+    base.prune_checkpoints(tmp_path, 1)
+    assert (tmp_path / "model_0000020.pth").is_file() and (tmp_path / "model_0000030.pth").is_file()
+    base.save_checkpoint(tmp_path, base.FINAL_CHECKPOINT, {"iteration": 40})
+    base.prune_checkpoints(tmp_path, 1, finished=True)
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == ["model_final.pth", "model_notes.pth"]
+    assert base.prune_checkpoints(tmp_path, -1) == []
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "2"])
+def test_keep_checkpoints_rejects_bad_values(value) -> None:
+    with pytest.raises(LtbenchError, match="keep_checkpoints") as info:
+        base.keep_checkpoints({"keep_checkpoints": value}, "runs/x.json")
+    assert "positive integer, or -1" in str(info.value) and "runs/x.json" in str(info.value)
+    assert base.keep_checkpoints({}) == base.DEFAULT_KEEP_CHECKPOINTS == 1
+
+
 def test_final_checkpoint_needs_done(tmp_path) -> None:
     with pytest.raises(LtbenchError, match="training has not finished"):
         base.final_checkpoint(tmp_path)

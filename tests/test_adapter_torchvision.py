@@ -66,7 +66,8 @@ def test_train_writes_checkpoints_pointer_log_and_done(trained_baseline) -> None
     run, workdir, final = trained_baseline
     assert final == workdir / "model_final.pth"
     assert (workdir / "last_checkpoint").read_text().strip() == "model_final.pth"
-    assert (workdir / "model_0000002.pth").is_file()  # checkpoint_period 2, 4 iterations
+    # checkpoint_period 2, 4 iterations: model_0000002.pth was written, then pruned (keep_checkpoints 1).
+    assert sorted(p.name for p in workdir.glob("*.pth")) == ["model_final.pth"]
     done = json.loads((workdir / "done.json").read_text())
     assert done["run_id"] == run["id"] and done["iterations"] == 4
     log = (workdir / "log.txt").read_text().splitlines()
@@ -180,6 +181,8 @@ def test_cli_train_killed_with_sigkill_then_resumed(tiny_data, tmp_path) -> None
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert killed_at is not None and killed_at != "model_final.pth", "training ended before it could be killed"
+    # keep_checkpoints 1: the newest checkpoint, plus at most the one it is about to replace.
+    assert len(list(workdir.glob("model_0*.pth"))) <= 2
     resumed = subprocess.run([*args, "--workdir", str(workdir)], env=env, capture_output=True, text=True, cwd=REPO)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from model_" in resumed.stderr
