@@ -48,12 +48,17 @@ def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, 
     for reported, result in pairs:
         text = result.text if len(result.text) <= 90 else result.text[:87] + "..."
         text = text.replace("|", "\\|")  # a pipe would end the Markdown cell
-        rows.append([result.id, f"“{text}”", result.where, MARK[reported.verdict] if reported else "",
+        on_paper = MARK[reported.verdict] if reported else ""
+        if reported and reported.verdict == result.on_reported == "fails":
+            on_paper += " (the text contradicts its table: see note)"
+        rows.append([result.id, f"“{text}”", result.where, on_paper,
                      MARK[result.verdict] + f" ({result.mode})"])
     lines.append(tabulate(rows, headers=["claim", "text", "where", "paper's numbers", "reproduced"], tablefmt="pipe"))
     if evidence:
         for _, result in pairs:
             lines += ["", f"### {result.id}: {MARK[result.verdict]}", ""]
+            if result.note:
+                lines.append(f"- note: {result.note}")
             lines += [f"- {d}" for d in result.details]
             cells = [e.describe() for e in result.evidence]
             if cells:

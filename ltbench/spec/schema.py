@@ -301,7 +301,12 @@ def build_schema() -> dict[str, Any]:
                         "where": {"type": "string"},
                         "predicate": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string"}}},
                         "assumptions": {"type": "array", "items": {"type": "string"}},
+                        # what the claim gives on the paper's own numbers (default holds); fails needs a note
+                        "on_reported": {"enum": ["holds", "fails"]},
+                        "note": {"type": "string", "minLength": 1},
                     },
+                    "if": {"properties": {"on_reported": {"const": "fails"}}, "required": ["on_reported"]},
+                    "then": {"required": ["note"]},
                     "additionalProperties": False,
                 },
             },
