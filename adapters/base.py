@@ -994,6 +994,36 @@ def keep_top_k_per_class(detections: list[dict], k: int | None) -> list[dict]:
     return kept
 
 
+class StreamingTopK:
+    """Drops, image by image, the detections that can no longer be among the ``k`` best of their class.
+
+    The per-class top-k mode has no per-image cap, so a small model can score thousands of (box, class)
+    pairs above 1e-4 in every image; pasting and encoding a mask for each is most of the cost. Images go
+    through in split order; a detection is kept while its class has fewer than ``k`` kept scores or it
+    beats the k-th best so far. Ties go to the earlier detection, as in ``keep_top_k_per_class``'s stable
+    sort, so the final ``keep_top_k_per_class`` gives exactly what it gives without this filter."""
+
+    def __init__(self, k: int) -> None:
+        self.k = int(k)
+        self.best: dict[int, list[float]] = {}  # class -> min-heap of the k best scores kept so far
+
+    def __call__(self, scores: Any, labels: Any) -> list[int]:
+        """scores (N,), labels (N,) of one image, in the order detections are written -> kept indices."""
+        import heapq
+
+        keep = []
+        for i, (score, label) in enumerate(zip(scores.tolist(), labels.tolist())):
+            heap = self.best.setdefault(int(label), [])
+            if len(heap) < self.k:
+                heapq.heappush(heap, score)
+            elif score > heap[0]:
+                heapq.heapreplace(heap, score)
+            else:
+                continue
+            keep.append(i)
+        return keep
+
+
 def is_grid_view(view_config: dict) -> bool:
     """A view with a parameter grid (``gamma_grid``) selected by a metric (``select_by``): NorCal's protocol."""
     return bool((view_config or {}).get("gamma_grid"))

@@ -61,6 +61,7 @@ def _roi_heads_class() -> type:
             self.fit_pass = False
             self.last_inference: dict | None = None
             self.fast_masks = True
+            self.detection_filter = None  # inference: (scores, labels) of an image -> indices to keep
             self.keep_mask_probs = False
 
         def _mask_probs_fast(self, features, boxes: list, image_shapes: list, labels: list) -> list:  # noqa: ANN001
@@ -151,6 +152,8 @@ def _roi_heads_class() -> type:
                 keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
                 boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
                 keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+                if self.detection_filter is not None:  # per-class top-k mode: before any mask is computed
+                    keep = keep[torch.as_tensor(self.detection_filter(scores[keep], labels[keep]), dtype=torch.long)]
                 results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
             return results
 
@@ -650,8 +653,13 @@ class TorchvisionAdapter(base.Adapter):
             cm = self._run_split(model, pass_split, train_split.category_ids, detections=False)["stats"]
             stats.update({"cm_sum": cm.cm_sum, "cm_count": cm.cm_count})
         roi.view = base.view_function(view_config, stats)
-        with torch.no_grad():
-            result = self._run_split(model, eval_split, train_split.category_ids, detections=True)
+        # the streaming filter sees only this pass (not the confusion-matrix pass above)
+        roi.detection_filter = None if top_k is None or not self.stream_top_k else base.StreamingTopK(top_k)
+        try:
+            with torch.no_grad():
+                result = self._run_split(model, eval_split, train_split.category_ids, detections=True)
+        finally:
+            roi.detection_filter = None
         result["detections"] = base.keep_top_k_per_class(result["detections"], top_k)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -668,6 +676,9 @@ class TorchvisionAdapter(base.Adapter):
     #: Prediction fast path (class-selective mask logits, chunked paste + one RLE call per chunk). False
     #: gives the straightforward torchvision path; tests compare the two.
     fast_predict = True
+    #: Per-class top-k mode: drop detections that cannot reach their class's top k before their masks are
+    #: computed (``base.StreamingTopK``). False masks every detection first; tests compare the two.
+    stream_top_k = True
     #: Masks pasted at once (bounds memory: a chunk is ``chunk * H * W`` floats at the original size).
     paste_chunk = 64
 

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters import base, get_adapter
 from ltbench.errors import LtbenchError
@@ -199,6 +201,25 @@ def test_per_class_top_k_reads_the_view_and_validates() -> None:
     for bad in ({"mode": "top_k"}, {"mode": "per_class_top_k", "k": 0}, {"mode": "per_class_top_k", "k": 2.5}, "top_k"):
         with pytest.raises(LtbenchError, match="detections"):
             base.per_class_top_k({"id": "v", "detections": bad})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    images=st.lists(st.lists(st.tuples(st.sampled_from([0.1, 0.25, 0.5, 0.75, 0.9]), st.integers(1, 3)), max_size=8), max_size=6),
+    k=st.integers(1, 4),
+)
+def test_streaming_top_k_filter_changes_nothing(images, k) -> None:
+    """Filtering image by image, then the final top-k == the final top-k alone (ties included)."""
+    import numpy as np
+
+    dets = [{"image_id": i, "category_id": c, "score": s} for i, image in enumerate(images) for s, c in image]
+    stream = base.StreamingTopK(k)
+    filtered = []
+    for i, image in enumerate(images):
+        scores = np.array([s for s, _ in image], dtype=float)
+        labels = np.array([c for _, c in image], dtype=int)
+        filtered += [{"image_id": i, "category_id": image[j][1], "score": image[j][0]} for j in stream(scores, labels)]
+    assert base.keep_top_k_per_class(filtered, k) == base.keep_top_k_per_class(dets, k)
 
 
 def test_keep_top_k_per_class_keeps_the_best_in_file_order() -> None:

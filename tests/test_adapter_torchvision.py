@@ -373,6 +373,11 @@ def test_per_class_top_k_mode_lifts_the_per_image_cap(trained_baseline, tiny_dat
     assert [(d["image_id"], d["category_id"], d["segmentation"]) for d in chunked] == [
         (d["image_id"], d["category_id"], d["segmentation"]) for d in topk
     ]
+    # The streaming top-k filter (masks only for detections that can still make their class's top k)
+    # changes nothing in the output: byte-identical to masking every uncapped detection first.
+    monkeypatch.setattr(type(adapter), "stream_top_k", False)
+    adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "unfiltered")
+    assert (tmp_path / "unfiltered" / "detections.json").read_bytes() == (tmp_path / "topk" / "detections.json").read_bytes()
 
 
 def test_unknown_detections_mode_is_a_clear_error(tiny_data, tmp_path) -> None:
