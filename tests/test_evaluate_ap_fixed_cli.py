@@ -42,7 +42,25 @@ def test_ap_fixed_keys_are_spec_vocabulary():
             assert f"{iou}.{suffix}" in vocab.METRIC_KEYS
 
 
-def test_a_table_with_an_ap_fixed_column_plans_per_class_top_k_views():
+def test_ap_fixed_detections_file_keeps_the_standard_metrics_on_the_capped_one(tmp_path):
+    """--ap-fixed-detections: AP-fixed from the top-k file, AP & co. from --detections."""
+    gt, dets = hand_case()
+    write_json(tmp_path / "gt.json", gt)
+    write_json(tmp_path / "dets.json", dets)
+    write_json(tmp_path / "fewer.json", dets[:2])
+    base = ["evaluate", "--gt", str(tmp_path / "gt.json"), "--iou-types", "bbox"]
+    assert main([*base, "--detections", str(tmp_path / "fewer.json"), "--ap-fixed-detections", str(tmp_path / "dets.json"),
+                 "--out", str(tmp_path / "split.json")]) == 0
+    assert main([*base, "--detections", str(tmp_path / "fewer.json"), "--out", str(tmp_path / "fewer_m.json")]) == 0
+    assert main([*base, "--detections", str(tmp_path / "dets.json"), "--ap-fixed", "--out", str(tmp_path / "all_m.json")]) == 0
+    split = json.loads((tmp_path / "split.json").read_text())
+    fewer = json.loads((tmp_path / "fewer_m.json").read_text())
+    full = json.loads((tmp_path / "all_m.json").read_text())
+    assert split["bbox.AP"] == pytest.approx(fewer["bbox.AP"]) and split["bbox.AP"] != pytest.approx(full["bbox.AP"])
+    assert split["bbox.APfixed"] == pytest.approx(full["bbox.APfixed"]) == pytest.approx(100 * (AP_A + AP_B) / 2)
+
+
+def test_a_table_with_an_ap_fixed_column_predicts_a_second_top_k_view():
     from ltbench.paths import PAPER_SPECS_DIR
     from ltbench.plan import build_plan
     from ltbench.spec import validate_spec
@@ -57,9 +75,17 @@ def test_a_table_with_an_ap_fixed_column_plans_per_class_top_k_views():
     plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke", specs={"pcb": spec}, directory=papers_dir())
     plain = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
     views = {v.view_id: v.view_config for v in plan.views}
-    assert views and all(c.get("detections") == {"mode": "per_class_top_k", "k": 10000} for c in views.values())
-    assert set(plan.runs) == set(plain.runs)  # the same trained runs; only the inference view differs
+    # smoke budget: ceil(10000 * 120 smoke val images / 19809 LVIS v1 val images)
+    assert views and all(c.get("ap_fixed") == {"k": 61} and "detections" not in c for c in views.values())
+    assert set(plan.runs) == set(plain.runs)  # the same trained runs; only the inference views differ
     assert not set(views) & {v.view_id for v in plain.views}
-    assert wf.evaluate_ap_fixed_args(next(iter(views.values()))) == "--ap-fixed --dets-per-class 10000"
+    view_id, view = next(iter(views.items()))
+    top_k = wf.top_k_view(view, wf.ap_fixed_k(view))
+    assert top_k["detections"] == {"mode": "per_class_top_k", "k": 61} and "ap_fixed" not in top_k
+    assert top_k["id"] == f"{view_id}-topk"
+    assert {k: v for k, v in top_k.items() if k not in ("detections", "id")} == {k: v for k, v in view.items() if k not in ("ap_fixed", "id")}
+    path = f"{wf.top_k_dir('r', view_id)}/detections.json"
+    assert wf.evaluate_ap_fixed_args(view, detections=path) == f"--ap-fixed-detections {path} --dets-per-class 61"
     assert wf.evaluate_ap_fixed_args({"name": "plain"}) == ""
-    assert wf.evaluate_ap_fixed_args({"name": "plain"}, always=True) == "--ap-fixed"
+    assert wf.ap_fixed_k({"name": "plain"}, always=True, scale="paper") == 10_000
+    assert wf.evaluate_ap_fixed_args({"name": "plain"}, always=True, scale="smoke", detections=path).endswith("--dets-per-class 61")

@@ -128,3 +128,15 @@ def test_bags_multiscale_rows_differ_from_single_scale_rows():
         assert stage1["id"] == rows["(11)"].run_ids[0] and stage1["model"]["min_size"] == ms["model"]["min_size"]
     pcb = build_plan(["tables/pcb_table2.md"], scale="paper")
     assert all(r.config["model"]["min_size"] == [640, 672, 704, 736, 768, 800] for r in pcb.runs.values())
+
+
+def test_ap_fixed_budget_per_scale() -> None:
+    """Paper: Dave et al.'s 10,000 per class; smoke: the same detections per class per val image."""
+    from ltbench.data.synth import PRESETS
+    from ltbench.plan import scales
+
+    assert scales.ap_fixed_k("paper") == 10_000
+    assert scales.SMOKE_VAL_IMAGES == PRESETS["smoke"].val_images  # keep in step with the synthetic data
+    k = scales.ap_fixed_k("smoke")
+    assert k == 61  # ceil(10000 * 120 / 19809)
+    assert abs(k / scales.SMOKE_VAL_IMAGES - 10_000 / 19_809) < 1 / scales.SMOKE_VAL_IMAGES

@@ -29,11 +29,14 @@ import click
                    "meaningful on detections from the adapters' per_class_top_k mode (no per-image cap).")
 @click.option("--dets-per-class", type=click.IntRange(min=1), default=None,
               help="With --ap-fixed: detections kept per category over the whole set (default 10000).")
+@click.option("--ap-fixed-detections", "fixed_dets_path", type=click.Path(dir_okay=False), default=None,
+              help="Compute AP-fixed / AP-pool on this file (the per_class_top_k prediction) while the standard "
+                   "metrics stay on --detections (capped per image); implies --ap-fixed.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help="Metrics JSON to write.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the time of each phase.")
 def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_ann: str | None, bins: str,
             proposal_stats: str | None, workers: int | None, plot_dir: str | None, ap_fixed: bool,
-            dets_per_class: int | None, out_path: str, verbose: bool) -> None:
+            dets_per_class: int | None, fixed_dets_path: str | None, out_path: str, verbose: bool) -> None:
     """LVIS metrics of record (bbox/segm, bins, PwB) for a detections file.
 
     Writes a flat JSON object of canonical keys (bbox.AP, segm.APr, segm.AP1, PwB, cls.ACC, ...) in AP
@@ -58,6 +61,7 @@ def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_
     metrics, results = evaluate(gt_path, dets_path, iou_types=iou_types, evaluator=evaluator,
                                 proposal_stats=proposal_stats, bins=bins, train_counts=train_counts,
                                 workers=workers, return_results=True)
+    ap_fixed = ap_fixed or fixed_dets_path is not None
     if dets_per_class is not None and not ap_fixed:
         from ltbench.errors import LtbenchError
 
@@ -66,7 +70,7 @@ def command(gt_path: str, dets_path: str, iou_types: str, evaluator: str, train_
         from ltbench.evaluation.ap_fixed import DETS_PER_CLASS, evaluate_fixed
 
         types = tuple(t.strip() for t in iou_types.split(",") if t.strip())
-        metrics.update(evaluate_fixed(gt_path, dets_path, types, dets_per_class=dets_per_class or DETS_PER_CLASS))
+        metrics.update(evaluate_fixed(gt_path, fixed_dets_path or dets_path, types, dets_per_class=dets_per_class or DETS_PER_CLASS))
     write_json(out_path, metrics)
     if plot_dir is not None:
         _plots(plot_dir, gt_path, results, train_counts, proposal_stats, bins)

@@ -273,10 +273,13 @@ def _short(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# The inference mode AP-fixed / AP-pool need (Dave et al. 2021): the top k detections of every category over
-# the whole val set, no per-image cap. Added to the view of every row of a table that has such a column; the
-# adapters' `ltbench predict` reads it from the view config, the workflow adds `ltbench evaluate --ap-fixed`.
-PER_CLASS_TOP_K = {"mode": "per_class_top_k", "k": 10_000}
+# AP-fixed / AP-pool (Dave et al. 2021) need a second prediction: the top k detections of every category
+# over the whole val set with no per-image cap (k: scales.ap_fixed_k). The view of every row of a table with
+# such a column says `ap_fixed: {k}`; the workflow then predicts the view twice (as planned, for the standard
+# columns, and in the adapters' per_class_top_k mode) and evaluates AP-fixed on the second
+# (`ltbench.store.workflow.top_k_view`, `ltbench evaluate --ap-fixed-detections`).
+def ap_fixed_request(scale: str) -> dict[str, Any]:
+    return {"k": scales.ap_fixed_k(scale)}
 
 
 def wants_ap_fixed(table: Table) -> bool:
@@ -397,7 +400,7 @@ class _Planner:
                 finals.append(chain[-1])
             view = normalize_view(spec.row_view(row), paper_run)
             if wants_ap_fixed(spec.table(row.table_id)):
-                view = {**view, "detections": dict(PER_CLASS_TOP_K)}
+                view = {**view, "ap_fixed": ap_fixed_request(self.scale)}
         except LtbenchError as exc:
             if exc.key and exc.key.startswith("table "):  # already placed by a nested resolve (pretrain source)
                 raise

@@ -121,6 +121,21 @@ def val_images(dataset: str) -> int:
     return DATASET_IMAGES.get(dataset, {"val": 5000})["val"]
 
 
+# AP-fixed / AP-pool (Dave et al. 2021): the top 10,000 detections of each class over LVIS v1 val (19,809
+# images), about one per class per two images. At smoke scale the same budget per image (the smoke val
+# split has SMOKE_VAL_IMAGES images), so the metric means the same thing and prediction stays cheap.
+AP_FIXED_DETS_PER_CLASS = 10_000
+AP_FIXED_REFERENCE_IMAGES = DATASET_IMAGES["lvis_v1"]["val"]
+SMOKE_VAL_IMAGES = 120  # ltbench.data.synth's "smoke" preset
+
+
+def ap_fixed_k(scale: str) -> int:
+    """Detections kept per class in the per-class top-k inference mode of ``scale``."""
+    if check_scale(scale) == "paper":
+        return AP_FIXED_DETS_PER_CLASS
+    return max(1, math.ceil(AP_FIXED_DETS_PER_CLASS * SMOKE_VAL_IMAGES / AP_FIXED_REFERENCE_IMAGES))
+
+
 def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str) -> dict[str, Any]:
     """The paper-scale schedule block: name, epochs (epoch-based only), iterations, steps (iterations), optimizer."""
     if not isinstance(schedule, (str, dict)):

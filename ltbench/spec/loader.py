@@ -498,7 +498,8 @@ def validate_spec(data: Any, path: str | Path = "<spec>", *, cache_key: str | No
 
 
 def load_paper(path: str | Path) -> PaperSpec:
-    """Read and validate one ``workflows/papers/<paper>.yaml``."""
+    """Read and validate one ``workflows/papers/<paper>.yaml`` (plus the columns of
+    ``$LTBENCH_EXTRA_COLUMNS``: ``ltbench.spec.extra_columns``)."""
     import hashlib
 
     p = Path(path)
@@ -510,7 +511,9 @@ def load_paper(path: str | Path) -> PaperSpec:
     except UnicodeDecodeError as exc:
         raise LtbenchError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=p, expected="a UTF-8 YAML file") from None
     key = hashlib.sha256(raw + _schema_digest().encode()).hexdigest()
-    return validate_spec(parse_spec_yaml(text, p), path, cache_key=key)
+    from ltbench.spec import extra_columns
+
+    return extra_columns.apply(validate_spec(parse_spec_yaml(text, p), path, cache_key=key), extra_columns.from_env())
 
 
 def papers_dir() -> Path:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,14 +168,60 @@ class WorkflowPlan:
         return train_resources(self.run(run_id), self.scale, slurm)
 
 
-def evaluate_ap_fixed_args(view: dict[str, Any], always: bool = False) -> str:
-    """``ltbench evaluate`` flags for AP-fixed / AP-pool: for a view whose detections are per-class top-k
-    (``{"detections": {"mode": "per_class_top_k", "k": K}}``, planned for tables with such columns), or for
-    every view when ``always`` (workflow config ``ap_fixed: true``; on capped detections AP-fixed is low)."""
-    detections = view.get("detections") or {}
-    if detections.get("mode") == "per_class_top_k":
-        return f"--ap-fixed --dets-per-class {int(detections.get('k', 10_000))}"
-    return "--ap-fixed" if always else ""
+def export_extra_columns(keys: Sequence[str], environ: MutableMapping[str, str]) -> tuple[str, ...]:
+    """Validate the workflow config's ``extra_columns`` and put them in ``environ`` for the spec loader
+    (this process and every job it starts); returns them. An empty list clears the variable."""
+    from ltbench.spec import extra_columns
+
+    parsed = extra_columns.parse(keys, where="workflow config")
+    if parsed:
+        environ[extra_columns.EXTRA_COLUMNS_ENV] = ",".join(parsed)
+    else:
+        environ.pop(extra_columns.EXTRA_COLUMNS_ENV, None)
+    return parsed
+
+
+def ap_fixed_k(view: dict[str, Any], always: bool = False, scale: str = "smoke") -> int | None:
+    """Detections per class of a view's AP-fixed prediction: the planned ``ap_fixed: {k}`` (tables with an
+    AP-fixed / AP-pool column), else the scale's budget for every view when ``always`` (workflow config
+    ``ap_fixed: true``), else None (no second prediction)."""
+    request = view.get("ap_fixed")
+    if isinstance(request, dict):
+        return int(request.get("k", 10_000))
+    if always:
+        from ltbench.plan.scales import ap_fixed_k as budget
+
+        return budget(scale)
+    return None
+
+
+def top_k_view(view: dict[str, Any], k: int) -> dict[str, Any]:
+    """The per-class top-k variant of ``view`` that the adapters predict for AP-fixed (no per-image cap)."""
+    out = {key: value for key, value in view.items() if key != "ap_fixed"}
+    out["detections"] = {"mode": "per_class_top_k", "k": int(k)}
+    out["id"] = top_k_view_id(str(view.get("id", "plain")))
+    return out
+
+
+def top_k_view_id(view_id: str) -> str:
+    return f"{view_id}-topk"
+
+
+def top_k_dir(run_id: str, view_id: str) -> str:
+    """Where the AP-fixed prediction of a (run, view) goes: beside the view's own, in ``topk/``."""
+    return f"results/predictions/{run_id}/{view_id}/topk"
+
+
+def evaluate_ap_fixed_args(view: dict[str, Any], always: bool = False, scale: str = "smoke",
+                           detections: str | None = None) -> str:
+    """``ltbench evaluate`` flags for AP-fixed / AP-pool: computed on ``detections`` (the view's per-class
+    top-k prediction) while the standard metrics stay on the view's capped detections; "" without AP-fixed."""
+    k = ap_fixed_k(view, always, scale)
+    if k is None:
+        return ""
+    if detections is None:
+        return f"--ap-fixed --dets-per-class {k}"
+    return f"--ap-fixed-detections {detections} --dets-per-class {k}"
 
 
 def parent_workdir_args(config: dict[str, Any], work: str) -> str:

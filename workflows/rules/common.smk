@@ -10,6 +10,9 @@ SCALE = config["scale"]
 FRAMEWORK = config.get("framework")
 SEEDS = config.get("seeds")  # None: the specs' seeds; N: N seeds (runs) per row, tables show mean ± std (n)
 SLURM = config.get("slurm", {})
+# Extra metric columns on every reproduced table (e.g. segm.APfixed): the spec loader reads them from the
+# environment, so this process and every job it starts see the same tables (ltbench.spec.extra_columns).
+EXTRA_COLUMNS = wf.export_extra_columns(config.get("extra_columns") or [], os.environ)
 PLAN = wf.WorkflowPlan.build(scale=SCALE, framework=FRAMEWORK, papers=config["papers"], seeds=SEEDS)
 WORK = os.environ.get("LTBENCH_WORK", "work")
 
@@ -36,6 +39,11 @@ wildcard_constraints:
     table=r"[0-9A-Za-z.]+",
     dataset=r"[A-Za-z0-9._-]+",
     scale="smoke|paper",
+
+
+def ap_fixed_budget(wildcards):
+    """k of the (run, view)'s AP-fixed prediction, or None."""
+    return wf.ap_fixed_k(PLAN.view(wildcards.run, wildcards.view), config["ap_fixed"], SCALE)
 
 
 def dataset_marker(wildcards):

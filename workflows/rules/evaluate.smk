@@ -6,6 +6,8 @@ rule evaluate:
         detections="results/predictions/{run}/{view}/detections.json",
         stats="results/predictions/{run}/{view}/proposal_stats.npz",
         data=dataset_marker,
+        # AP-fixed / AP-pool views: their per-class top-k prediction (rule predict_top_k); none otherwise
+        top_k=lambda w: [f"{wf.top_k_dir(w.run, w.view)}/detections.json"] if ap_fixed_budget(w) else [],
     output:
         metrics="results/metrics/{run}/{view}.json",
     log:
@@ -18,8 +20,10 @@ rule evaluate:
         train_ann=lambda w: dataset_paths(w).train,
         evaluator=config["evaluator"],
         bins=lambda w: f"--bins {PLAN.bins(w.run, w.view)}" if PLAN.bins(w.run, w.view) else "",
-        # AP-fixed / AP-pool: views of tables with such columns (per-class top-k detections), or config ap_fixed
-        ap_fixed=lambda w: wf.evaluate_ap_fixed_args(PLAN.view(w.run, w.view), config["ap_fixed"]),
+        # AP-fixed / AP-pool: views of tables with such columns, or every view with config ap_fixed
+        ap_fixed=lambda w: wf.evaluate_ap_fixed_args(
+            PLAN.view(w.run, w.view), config["ap_fixed"], SCALE, f"{wf.top_k_dir(w.run, w.view)}/detections.json"
+        ),
         # Per-class AP vs training instances and the confusion-matrix heatmap, for the audit report.
         # Not declared outputs (optional extras); the audit collects whatever is there.
         plots=lambda w: f"--plot-dir results/plots/{w.run}/{w.view}" if config["plots"] else "",

@@ -13,6 +13,7 @@ rule collect:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
     resources:
         runtime=10,
@@ -35,6 +36,7 @@ rule render_table:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
     resources:
         runtime=10,
@@ -58,6 +60,7 @@ rule render_sensitivity:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         scale=SCALE,
         seeds=f"--seeds {SEEDS}" if SEEDS else "",
         frameworks=lambda w: ",".join(sensitivity_frameworks()),
@@ -80,6 +83,7 @@ rule render_paper:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
     resources:
         runtime=10,
@@ -100,6 +104,7 @@ rule metrics:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
     resources:
         runtime=10,
         mem_mb=4000,
@@ -121,6 +126,7 @@ rule audit:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
+        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
         papers=" ".join(f"--paper {p}" for p in config["papers"]),
     resources:
