@@ -77,8 +77,16 @@ def test_a_table_with_an_ap_fixed_column_predicts_a_second_top_k_view():
     views = {v.view_id: v.view_config for v in plan.views}
     # smoke budget: ceil(10000 * 120 smoke val images / 19809 LVIS v1 val images)
     assert views and all(c.get("ap_fixed") == {"k": 61} and "detections" not in c for c in views.values())
-    assert set(plan.runs) == set(plain.runs)  # the same trained runs; only the inference views differ
-    assert not set(views) & {v.view_id for v in plain.views}
+    assert set(plan.runs) == set(plain.runs)  # the same trained runs
+    # ... and the same views: the AP-fixed request adds a second prediction, it changes no detection
+    assert set(views) == {v.view_id for v in plain.views}
+    assert all(wf.prediction_view(views[v.view_id]) == v.view_config for v in plain.views)
+    # Planned with the whole paper, the views table 2 shares with other tables keep the AP-fixed request.
+    whole = build_plan(papers=["pcb"], scale="smoke", specs={"pcb": spec}, directory=papers_dir())
+    table2_views = {(r, v.view_id) for v in plan.views for r in [v.run_id]}
+    merged = {(v.run_id, v.view_id): v.view_config for v in whole.views}
+    assert table2_views <= set(merged) and all(merged[key].get("ap_fixed") == {"k": 61} for key in table2_views)
+    assert any("ap_fixed" not in c for key, c in merged.items() if key not in table2_views)
     view_id, view = next(iter(views.items()))
     top_k = wf.top_k_view(view, wf.ap_fixed_k(view))
     assert top_k["detections"] == {"mode": "per_class_top_k", "k": 61} and "ap_fixed" not in top_k

@@ -104,7 +104,9 @@ def view_id(view: dict[str, Any]) -> str:
         base = f"dual-t{_fmt(view.get('threshold'))}-{_fmt(view.get('combiner', 'replace'))}"
     else:
         base = name.replace("_", "-")
-    spelled = set(_VIEW_ID_PARAMS.get(name, ())) | {"name", "id"}
+    # ap_fixed asks for a second, per-class top-k prediction beside the view's own: the view's detections do
+    # not change, so neither does its id (adding AP-fixed columns re-evaluates, it does not re-predict).
+    spelled = set(_VIEW_ID_PARAMS.get(name, ())) | {"name", "id", "ap_fixed"}
     extra = {k: v for k, v in view.items() if k not in spelled}
     if extra:
         base += "-" + hashlib.sha256(canonical_json(extra).encode()).hexdigest()[:6]

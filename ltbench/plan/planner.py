@@ -514,6 +514,10 @@ class _Planner:
     def _view(self, rid: str, view_config: dict[str, Any]) -> ViewPlan:
         for v in self.plan.views:
             if v.run_id == rid and v.view_id == view_config["id"]:
+                # a view shared by a table with an AP-fixed column and one without: the request wins
+                # (ap_fixed is not part of the view id: it adds a prediction, it changes none)
+                if "ap_fixed" in view_config and "ap_fixed" not in v.view_config:
+                    v.view_config = {**v.view_config, "ap_fixed": view_config["ap_fixed"]}
                 return v
         view = ViewPlan(rid, view_config["id"], view_config)
         self.plan.views.append(view)

@@ -195,9 +195,15 @@ def ap_fixed_k(view: dict[str, Any], always: bool = False, scale: str = "smoke")
     return None
 
 
+def prediction_view(view: dict[str, Any]) -> dict[str, Any]:
+    """The view config the adapters predict for the view's own detections (without the AP-fixed request,
+    which only adds the second prediction of ``top_k_view``)."""
+    return {key: value for key, value in view.items() if key != "ap_fixed"}
+
+
 def top_k_view(view: dict[str, Any], k: int) -> dict[str, Any]:
     """The per-class top-k variant of ``view`` that the adapters predict for AP-fixed (no per-image cap)."""
-    out = {key: value for key, value in view.items() if key != "ap_fixed"}
+    out = prediction_view(view)
     out["detections"] = {"mode": "per_class_top_k", "k": int(k)}
     out["id"] = top_k_view_id(str(view.get("id", "plain")))
     return out

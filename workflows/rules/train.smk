@@ -74,7 +74,7 @@ rule predict:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        config=lambda w: json.dumps(PLAN.view(w.run, w.view), sort_keys=True),
+        config=lambda w: json.dumps(wf.prediction_view(PLAN.view(w.run, w.view)), sort_keys=True),
         workdir=lambda w: f"{WORK}/{w.run}",
         out_dir=lambda w: f"results/predictions/{w.run}/{w.view}",
     threads: 1
