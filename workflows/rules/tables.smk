@@ -13,7 +13,6 @@ rule collect:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
     resources:
         runtime=10,
@@ -36,7 +35,6 @@ rule render_table:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
     resources:
         runtime=10,
@@ -60,7 +58,6 @@ rule render_sensitivity:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         scale=SCALE,
         seeds=f"--seeds {SEEDS}" if SEEDS else "",
         frameworks=lambda w: ",".join(sensitivity_frameworks()),
@@ -83,7 +80,6 @@ rule render_paper:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
     resources:
         runtime=10,
@@ -104,7 +100,6 @@ rule metrics:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
     resources:
         runtime=10,
         mem_mb=4000,
@@ -126,7 +121,6 @@ rule audit:
         "../envs/ltbench.yaml"
     params:
         cmd=LTBENCH,
-        extra_columns=",".join(EXTRA_COLUMNS),  # a change re-renders (params trigger)
         plan=PLAN_ARGS,
         papers=" ".join(f"--paper {p}" for p in config["papers"]),
     resources:
