@@ -51,6 +51,22 @@ def test_local_dry_run_of_the_main_target_plans_every_run_once():
     assert outputs and not [o for o in outputs if "work/" in o or o.rstrip("/").endswith(tuple(plan.runs))]
 
 
+def test_extra_ap_fixed_columns_add_one_top_k_prediction_per_view():
+    """`extra_columns` with AP-fixed: the same trains and predicts, plus predict_top_k for every view."""
+    from ltbench.plan import build_plan
+
+    plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
+    proc = snakemake("--profile", "local", "-n", "--forceall", "tables/pcb_table2.md",
+                     "--config", "extra_columns=[segm.APfixed,segm.APpool]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = jobs_of(proc.stdout)
+    views = len({(v.run_id, v.view_id) for v in plan.views})
+    assert jobs["train"] == len(plan.runs)
+    assert jobs["predict"] == jobs["predict_top_k"] == jobs["evaluate"] == views
+    bad = snakemake("--profile", "local", "-n", "tables/pcb_table2.md", "--config", "extra_columns=[segm.APfix]")
+    assert bad.returncode != 0 and "did you mean 'segm.APfixed'" in bad.stdout + bad.stderr
+
+
 @pytest.mark.slow
 def test_slurm_dry_run_asks_gpus_runtime_and_partition_from_config_and_env():
     if shutil.which("sinfo") is None:
