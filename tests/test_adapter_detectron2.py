@@ -46,6 +46,9 @@ def test_d2_train_and_predict(trained, tiny_data, tmp_path) -> None:
     run, workdir, final = trained
     assert final.name == "model_final.pth" and (workdir / "last_checkpoint").read_text().strip() == "model_final.pth"
     assert json.loads((workdir / "done.json").read_text())["framework"] == "detectron2"
+    # checkpoint_period 2 of 4 iterations: model_0000001.pth (detectron2 counts from 0) was written, then
+    # pruned (keep_checkpoints 1)
+    assert sorted(p.name for p in workdir.glob("*.pth")) == ["model_final.pth"]
     summary = get_adapter("detectron2").predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path)
     dets = check_detections(tmp_path / "detections.json", tiny_data)
     assert summary["num_detections"] == len(dets) > 0
@@ -193,3 +196,12 @@ def test_d2_unknown_mask_head_is_refused(tiny_data, tmp_path) -> None:
     run = tiny_run(framework="detectron2", id="tiny-d2-mask-00000000", mask_head={"name": "dilated"})
     with pytest.raises(LtbenchError, match="unknown mask head"):
         get_adapter("detectron2").train(run, tmp_path / "w", tiny_data)
+
+
+@pytest.mark.slow
+def test_d2_keep_checkpoints_minus_one_keeps_every_periodic_checkpoint(tiny_data, tmp_path) -> None:
+    """The counterpart of the pruned default: detectron2 does write model_0000001/3 (period 2 of 4)."""
+    run = tiny_run(id="tiny-d2-keepall-00000000", framework="detectron2", schedule={"keep_checkpoints": -1})
+    torch.set_num_threads(1)
+    get_adapter("detectron2").train(run, tmp_path / "w", tiny_data)
+    assert sorted(p.name for p in (tmp_path / "w").glob("*.pth")) == ["model_0000001.pth", "model_0000003.pth", "model_final.pth"]
