@@ -340,6 +340,47 @@ def last_checkpoint(workdir: Path) -> Path | None:
     return path
 
 
+@dataclass
+class TrainingStart:
+    """What every adapter's ``train`` establishes before building its model (``start_training``).
+
+    ``finished``: the final checkpoint when ``done.json`` already exists (return it; nothing else is
+    loaded then). ``stage1_config`` / ``stage1_checkpoint``: the stage-1 run of a stage-2 run (its
+    config is also copied to ``workdir/stage1_run_config.json``: prediction rebuilds the stage-1
+    architecture from it without the stage-1 work directory)."""
+
+    workdir: Path
+    finished: Path | None = None
+    split: "LvisSplit | None" = None
+    stage1_config: dict | None = None
+    stage1_checkpoint: Path | None = None
+
+
+def start_training(run_config: dict, workdir: Path, data: DataPaths, stage1_workdir: Path | None) -> TrainingStart:
+    """The shared opening of ``Adapter.train``: threads from the environment, the work directory, the
+    finished-run short cut, the training split, and the stage-1 run of a stage-2 run."""
+    from ltbench.io import write_json
+
+    threads_from_env()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if (workdir / DONE_FILE).is_file():
+        return TrainingStart(workdir, finished=final_checkpoint(workdir))
+    start = TrainingStart(workdir, split=load_lvis_split(Path(data.train), Path(data.image_root)))
+    if run_config.get("stage2"):
+        if stage1_workdir is None:
+            raise LtbenchError(
+                "a stage-2 run needs the stage-1 work directory",
+                path=run_label(run_config),
+                key="stage1",
+                hint=f"pass --stage1-workdir DIR (the work directory of run {run_config.get('stage1')})",
+            )
+        start.stage1_checkpoint = final_checkpoint(Path(stage1_workdir), what="stage-1 model")
+        start.stage1_config = _read_json_file(Path(stage1_workdir) / "run_config.json")
+        write_json(workdir / "stage1_run_config.json", start.stage1_config)
+    return start
+
+
 def load_checkpoint(path: Path) -> dict:
     import torch
 

@@ -420,19 +420,11 @@ class Detectron2Adapter(base.Adapter):
 
         from ltbench.io import write_json
 
-        base.threads_from_env()
-        workdir = Path(workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        if (workdir / base.DONE_FILE).is_file():
-            return base.final_checkpoint(workdir)
+        start = base.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
+        if start.finished is not None:
+            return start.finished
+        workdir, split, stage1_checkpoint = start.workdir, start.split, start.stage1_checkpoint
         setup_logger(output=str(workdir / "log.txt"), name="detectron2")
-        split = base.load_lvis_split(Path(data.train), Path(data.image_root))
-        stage1_checkpoint = None
-        if run_config.get("stage2"):
-            if stage1_workdir is None:
-                raise LtbenchError("a stage-2 run needs the stage-1 work directory", key="stage1", hint="pass --stage1-workdir DIR")
-            write_json(workdir / "stage1_run_config.json", base._read_json_file(Path(stage1_workdir) / "run_config.json"))
-            stage1_checkpoint = base.final_checkpoint(Path(stage1_workdir), what="stage-1 model")
         write_json(workdir / "run_config.json", run_config)
         cfg = build_cfg(run_config, split, workdir)
         if stage1_checkpoint is not None:

@@ -572,25 +572,14 @@ class MMDetAdapter(base.Adapter):
 
         from ltbench.io import write_json
 
-        base.threads_from_env()
-        workdir = Path(workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        if (workdir / base.DONE_FILE).is_file():
-            return base.final_checkpoint(workdir)
-        split = base.load_lvis_split(Path(data.train), Path(data.image_root))
+        start = base.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
+        if start.finished is not None:
+            return start.finished
+        workdir, split = start.workdir, start.split
         seed = int(run_config.get("seed", 0))
         base.seed_everything(seed)
         stage2 = run_config.get("stage2")
-        stage1 = None
-        if stage2:
-            if stage1_workdir is None:
-                raise LtbenchError(
-                    "a stage-2 run needs the stage-1 work directory", key="stage1", path=base.run_label(run_config),
-                    hint="pass --stage1-workdir DIR",
-                )
-            stage1_config = base._read_json_file(Path(stage1_workdir) / "run_config.json")
-            stage1 = (stage1_config, base.final_checkpoint(Path(stage1_workdir), what="stage-1 model"))
-            write_json(workdir / "stage1_run_config.json", stage1_config)
+        stage1 = (start.stage1_config, start.stage1_checkpoint) if stage2 else None
         model, cfg = self._build_model(run_config, split, data, stage1=stage1)
         source = base.init_checkpoint(run_config, init_workdir) if not stage2 else None
         if source is not None and base.last_checkpoint(workdir) is None:

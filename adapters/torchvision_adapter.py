@@ -16,7 +16,6 @@ What is torchvision's and what is ours:
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -470,31 +469,17 @@ class TorchvisionAdapter(base.Adapter):
 
         from ltbench.io import write_json
 
-        base.threads_from_env()
-        workdir = Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        if (workdir / base.DONE_FILE).is_file():
-            return base.final_checkpoint(workdir)
-        split = base.load_lvis_split(Path(data.train), Path(data.image_root))
+        start = base.start_training(run_config, workdir, data, stage1_workdir)
+        if start.finished is not None:
+            return start.finished
+        workdir, split = start.workdir, start.split
         base.seed_everything(int(run_config.get("seed", 0)))
         stage2 = run_config.get("stage2")
         if stage2:
-            if stage1_workdir is None:
-                raise LtbenchError(
-                    "a stage-2 run needs the stage-1 work directory",
-                    path=base.run_label(run_config),
-                    key="stage1",
-                    hint=f"pass --stage1-workdir DIR (the work directory of run {run_config.get('stage1')})",
-                )
-            stage1_checkpoint = base.final_checkpoint(Path(stage1_workdir), what="stage-1 model")
-            stage1_config = _read_json(Path(stage1_workdir) / "run_config.json")
-            model = self._stage2_model(run_config, split, stage1_config, base.load_checkpoint(stage1_checkpoint))
+            model = self._stage2_model(run_config, split, start.stage1_config, base.load_checkpoint(start.stage1_checkpoint))
             if not getattr(model.roi_heads.box_head, "requires_training", True):
-                write_json(workdir / "stage1_run_config.json", stage1_config)
                 write_json(workdir / "run_config.json", run_config)
                 return self._finish_without_training(run_config, workdir, model, split)
-            # Prediction rebuilds the stage-1 architecture from this copy, without the stage-1 workdir.
-            write_json(workdir / "stage1_run_config.json", stage1_config)
         else:
             model = build_model(run_config, split)
             source = base.init_checkpoint(run_config, init_workdir)
