@@ -90,7 +90,7 @@ def mmdet_available() -> tuple[bool, str]:
         import mmdet  # noqa: F401
         import mmengine  # noqa: F401
     except Exception as exc:  # ImportError, or mmcv's compiled ops failing to load
-        return False, f"mmdet 3.3 is not importable here ({type(exc).__name__}: {exc}); install the mmdet extra (make mmdet)"
+        return False, f"mmdet 3.3 is not importable here ({type(exc).__name__}: {exc}); install the mmdet extra (make setup-mmdet)"
     return True, ""
 
 
