@@ -93,7 +93,7 @@ def test_a_table_with_an_ap_fixed_column_predicts_a_second_top_k_view():
     assert top_k["id"] == f"{view_id}-topk"
     assert {k: v for k, v in top_k.items() if k not in ("detections", "id")} == {k: v for k, v in view.items() if k not in ("ap_fixed", "id")}
     path = f"{wf.top_k_dir('r', view_id)}/detections.json"
-    assert wf.evaluate_ap_fixed_args(view, detections=path) == f"--ap-fixed-detections {path} --dets-per-class 61"
-    assert wf.evaluate_ap_fixed_args({"name": "plain"}) == ""
+    assert wf.evaluate_ap_fixed_args(view, path) == f"--ap-fixed-detections {path} --dets-per-class 61"
+    assert wf.evaluate_ap_fixed_args({"name": "plain"}, path) == ""
     assert wf.ap_fixed_k({"name": "plain"}, always=True, scale="paper") == 10_000
-    assert wf.evaluate_ap_fixed_args({"name": "plain"}, always=True, scale="smoke", detections=path).endswith("--dets-per-class 61")
+    assert wf.evaluate_ap_fixed_args({"name": "plain"}, path, always=True, scale="smoke").endswith("--dets-per-class 61")

@@ -185,14 +185,12 @@ def ap_fixed_k(view: dict[str, Any], always: bool = False, scale: str = "smoke")
     """Detections per class of a view's AP-fixed prediction: the planned ``ap_fixed: {k}`` (tables with an
     AP-fixed / AP-pool column), else the scale's budget for every view when ``always`` (workflow config
     ``ap_fixed: true``), else None (no second prediction)."""
+    from ltbench.plan import scales
+
     request = view.get("ap_fixed")
     if isinstance(request, dict):
-        return int(request.get("k", 10_000))
-    if always:
-        from ltbench.plan.scales import ap_fixed_k as budget
-
-        return budget(scale)
-    return None
+        return int(request.get("k", scales.AP_FIXED_DETS_PER_CLASS))
+    return scales.ap_fixed_k(scale) if always else None
 
 
 def prediction_view(view: dict[str, Any]) -> dict[str, Any]:
@@ -218,16 +216,11 @@ def top_k_dir(run_id: str, view_id: str) -> str:
     return f"results/predictions/{run_id}/{view_id}/topk"
 
 
-def evaluate_ap_fixed_args(view: dict[str, Any], always: bool = False, scale: str = "smoke",
-                           detections: str | None = None) -> str:
+def evaluate_ap_fixed_args(view: dict[str, Any], detections: str, always: bool = False, scale: str = "smoke") -> str:
     """``ltbench evaluate`` flags for AP-fixed / AP-pool: computed on ``detections`` (the view's per-class
     top-k prediction) while the standard metrics stay on the view's capped detections; "" without AP-fixed."""
     k = ap_fixed_k(view, always, scale)
-    if k is None:
-        return ""
-    if detections is None:
-        return f"--ap-fixed --dets-per-class {k}"
-    return f"--ap-fixed-detections {detections} --dets-per-class {k}"
+    return "" if k is None else f"--ap-fixed-detections {detections} --dets-per-class {k}"
 
 
 def parent_workdir_args(config: dict[str, Any], work: str) -> str:

@@ -22,7 +22,7 @@ rule evaluate:
         bins=lambda w: f"--bins {PLAN.bins(w.run, w.view)}" if PLAN.bins(w.run, w.view) else "",
         # AP-fixed / AP-pool: views of tables with such columns, or every view with config ap_fixed
         ap_fixed=lambda w: wf.evaluate_ap_fixed_args(
-            PLAN.view(w.run, w.view), config["ap_fixed"], SCALE, f"{wf.top_k_dir(w.run, w.view)}/detections.json"
+            PLAN.view(w.run, w.view), f"{wf.top_k_dir(w.run, w.view)}/detections.json", config["ap_fixed"], SCALE
         ),
         # Per-class AP vs training instances and the confusion-matrix heatmap, for the audit report.
         # Not declared outputs (optional extras); the audit collects whatever is there.

@@ -75,45 +75,9 @@ rule predict:
     params:
         cmd=LTBENCH,
         config=lambda w: json.dumps(wf.prediction_view(PLAN.view(w.run, w.view)), sort_keys=True),
+        view_id=lambda w: w.view,  # the id the emitted view config carries (predict_top_k: <view>-topk)
         workdir=lambda w: f"{WORK}/{w.run}",
         out_dir=lambda w: f"results/predictions/{w.run}/{w.view}",
-    threads: 1
-    resources:
-        runtime=light_res("runtime", True),
-        mem_mb=light_res("mem_mb", True),
-        cpus_per_task=light_res("cpus_per_task", True),
-        gpu=light_res("gpu", True),
-        gpu_model=light_res("gpu_model", True),
-        slurm_partition=light_res("slurm_partition", True),
-        slurm_account=light_res("slurm_account", True),
-    shell:
-        "({params.cmd} results emit --run {wildcards.run} --view {wildcards.view} --config-json {params.config:q}"
-        " --out {output.view}"
-        " && OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {output.view}"
-        " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
-
-
-rule predict_top_k:
-    # AP-fixed / AP-pool views: the same view again in the adapters' per-class top-k mode (no per-image cap).
-    input:
-        run=wf.run_json("{run}"),
-        done=wf.train_done("{run}"),
-        data=dataset_marker,
-    output:
-        view="results/predictions/{run}/{view}/topk/view.json",
-        detections="results/predictions/{run}/{view}/topk/detections.json",
-        stats="results/predictions/{run}/{view}/topk/proposal_stats.npz",
-    log:
-        "results/logs/{run}/predict_{view}_topk.log",
-    conda:
-        "../envs/ltbench.yaml"
-    params:
-        cmd=LTBENCH,
-        config=lambda w: json.dumps(wf.top_k_view(PLAN.view(w.run, w.view), ap_fixed_budget(w)), sort_keys=True),
-        view_id=lambda w: wf.top_k_view_id(w.view),
-        workdir=lambda w: f"{WORK}/{w.run}",
-        out_dir=lambda w: wf.top_k_dir(w.run, w.view),
     threads: 1
     resources:
         runtime=light_res("runtime", True),
@@ -129,3 +93,19 @@ rule predict_top_k:
         " && OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {output.view}"
         " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
         " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
+
+
+use rule predict as predict_top_k with:
+    # AP-fixed / AP-pool views: the same view again in the adapters' per-class top-k mode (no per-image cap).
+    output:
+        view="results/predictions/{run}/{view}/topk/view.json",
+        detections="results/predictions/{run}/{view}/topk/detections.json",
+        stats="results/predictions/{run}/{view}/topk/proposal_stats.npz",
+    log:
+        "results/logs/{run}/predict_{view}_topk.log",
+    params:
+        cmd=LTBENCH,
+        config=lambda w: json.dumps(wf.top_k_view(PLAN.view(w.run, w.view), ap_fixed_budget(w)), sort_keys=True),
+        view_id=lambda w: wf.top_k_view_id(w.view),
+        workdir=lambda w: f"{WORK}/{w.run}",
+        out_dir=lambda w: wf.top_k_dir(w.run, w.view),
