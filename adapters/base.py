@@ -1014,7 +1014,9 @@ def per_class_top_k(view_config: dict | None) -> int | None:
                            expected="{mode: per_image} or {mode: per_class_top_k, k: <int >= 1>}")
     if spec.get("mode", "per_image") == "per_image":
         return None
-    k = spec.get("k", 10_000)
+    from ltbench.evaluation.ap_fixed import DETS_PER_CLASS
+
+    k = spec.get("k", DETS_PER_CLASS)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise LtbenchError(f"detections.k must be a positive integer, got {k!r}", path=where, key="detections.k",
                            expected="e.g. 10000 (Dave et al. 2021)")

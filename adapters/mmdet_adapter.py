@@ -624,7 +624,7 @@ class MMDetAdapter(base.Adapter):
                 timer=dict(type="IterTimerHook"),
                 logger=dict(type="LoggerHook", interval=max(1, min(20, max_iters // 10 or 1))),
                 param_scheduler=dict(type="ParamSchedulerHook"),
-                checkpoint=dict(type="CheckpointHook", interval=period, by_epoch=False, save_last=True, max_keep_ckpts=base.keep_checkpoints(schedule, run_config.get("id", "run config"))),
+                checkpoint=dict(type="CheckpointHook", interval=period, by_epoch=False, save_last=True, max_keep_ckpts=base.keep_checkpoints(schedule, base.run_label(run_config))),
                 sampler_seed=dict(type="DistSamplerSeedHook"),
             ),
             custom_hooks=[dict(type="LtbenchProgressHook", batch_size=batch, epoch_length=_epoch_length(train_dataset, split))],

@@ -586,7 +586,7 @@ class TorchvisionAdapter(base.Adapter):
         checkpoint = base.final_checkpoint(workdir)
         state = base.load_checkpoint(checkpoint)
         if run_config.get("stage2"):
-            model = self._stage2_model(run_config, split_for_classes, _read_json(workdir / "stage1_run_config.json"), None)
+            model = self._stage2_model(run_config, split_for_classes, base._read_json_file(workdir / "stage1_run_config.json"), None)
         else:
             model = build_model(run_config, split_for_classes)
         model.load_state_dict(state["model"])
@@ -738,9 +738,3 @@ def _adapter_sampler(sampler: dict | None) -> dict | None:
     if sampler and sampler.get("name") == "rfs" and "rounding" not in sampler:
         return {**sampler, "rounding": "stochastic"}
     return sampler
-
-
-def _read_json(path: Path) -> dict:
-    from ltbench.io import read_json
-
-    return read_json(path)

@@ -33,6 +33,7 @@ import math
 from typing import Any
 
 from ltbench.errors import LtbenchError, did_you_mean
+from ltbench.evaluation.ap_fixed import DETS_PER_CLASS
 
 SCALES = ("smoke", "paper")
 SMOKE_FRAMEWORK = "torchvision"
@@ -124,7 +125,7 @@ def val_images(dataset: str) -> int:
 # AP-fixed / AP-pool (Dave et al. 2021): the top 10,000 detections of each class over LVIS v1 val (19,809
 # images), about one per class per two images. At smoke scale the same budget per image (the smoke val
 # split has SMOKE_VAL_IMAGES images), so the metric means the same thing and prediction stays cheap.
-AP_FIXED_DETS_PER_CLASS = 10_000
+AP_FIXED_DETS_PER_CLASS = DETS_PER_CLASS  # the evaluator's default budget
 AP_FIXED_REFERENCE_IMAGES = DATASET_IMAGES["lvis_v1"]["val"]
 SMOKE_VAL_IMAGES = 120  # ltbench.data.synth's "smoke" preset
 

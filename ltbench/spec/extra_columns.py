@@ -4,7 +4,8 @@ The workflow config ``extra_columns: [segm.APfixed, segm.APpool]`` (or, for dire
 environment variable ``LTBENCH_EXTRA_COLUMNS=segm.APfixed,segm.APpool``) appends those columns to every
 column group of every reproduced table wherever specs are loaded. Everything downstream follows from the
 spec: the planner asks the adapters for per-class top-k detections when a table has an AP-fixed/AP-pool
-column, the workflow evaluates with ``--ap-fixed``, and the tables render the measured values (the papers
+column (a second, per-class top-k prediction beside the view's own), the workflow evaluates AP-fixed on it
+with ``--ap-fixed-detections``, and the tables render the measured values (the papers
 print none, so those cells have no reported value and no verdict).
 """
 
