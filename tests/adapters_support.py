@@ -273,6 +273,22 @@ def frozen_outside_head_unchanged(stage1_state: dict, stage2_state: dict, head_p
     assert checked > 10
 
 
+#: The AP-fixed view the adapter tests predict: per-class top 4, no per-image cap.
+TOP_K_VIEW = {"id": "apfixed", "name": "plain", "detections": {"mode": "per_class_top_k", "k": 4}}
+
+
+def predict_capped_and_top_k(adapter, capped_run: dict, workdir: Path, data, out: Path) -> tuple[list[dict], list[dict]]:
+    """Predict the plain view of ``capped_run`` (3 detections per image) into ``out/capped`` and
+    ``TOP_K_VIEW`` into ``out/topk``; both files are checked (``check_detections``, then
+    ``check_per_class_top_k``) and returned as (capped, topk)."""
+    from test_adapter_torchvision import PLAIN, check_detections  # that module imports this one
+
+    adapter.predict(capped_run, PLAIN, workdir, data, split="val", out_dir=out / "capped")
+    adapter.predict(capped_run, TOP_K_VIEW, workdir, data, split="val", out_dir=out / "topk")
+    capped = check_detections(out / "capped" / "detections.json", data, limit=3)
+    topk = check_detections(out / "topk" / "detections.json", data, limit=10**6)
+    check_per_class_top_k(capped, topk, cap=3, k=4)
+    return capped, topk
 
 
 def check_per_class_top_k(capped: list[dict], uncapped: list[dict], *, cap: int, k: int) -> None:

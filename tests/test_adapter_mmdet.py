@@ -193,15 +193,8 @@ def test_mmdet_config_class_agnostic_and_normed_mask(tiny_data) -> None:
 @pytest.mark.slow
 def test_mmdet_per_class_top_k_mode_lifts_the_per_image_cap(trained, tiny_data, tmp_path) -> None:
     """AP-fixed inference in mmdet: the RoI head's max_per_img is lifted, at most k per category."""
-    from adapters_support import check_per_class_top_k
-    from test_adapter_torchvision import check_detections
+    from adapters_support import predict_capped_and_top_k
 
     run, workdir, _ = trained
     capped_run = {**run, "model": {**run["model"], "detections_per_img": 3}}
-    adapter = get_adapter("mmdet")
-    adapter.predict(capped_run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / "capped")
-    view = {"id": "apfixed", "name": "plain", "detections": {"mode": "per_class_top_k", "k": 4}}
-    adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "topk")
-    capped = check_detections(tmp_path / "capped" / "detections.json", tiny_data, limit=3)
-    topk = check_detections(tmp_path / "topk" / "detections.json", tiny_data, limit=10**6)
-    check_per_class_top_k(capped, topk, cap=3, k=4)
+    predict_capped_and_top_k(get_adapter("mmdet"), capped_run, workdir, tiny_data, tmp_path)

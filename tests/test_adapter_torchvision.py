@@ -356,17 +356,13 @@ def test_per_class_top_k_mode_lifts_the_per_image_cap(trained_baseline, tiny_dat
     """AP-fixed inference (Dave et al. 2021): no per-image cap, at most k per category over the split;
     the chunked mask branch (uncapped detections) writes the same detections as one pass."""
     from adapters.torchvision_adapter import _roi_heads_class
-    from adapters_support import check_per_class_top_k
+    from adapters_support import TOP_K_VIEW as view
+    from adapters_support import predict_capped_and_top_k
 
     run, workdir, _ = trained_baseline
     capped_run = tiny_run(model={"detections_per_img": 3})
     adapter = get_adapter("torchvision")
-    adapter.predict(capped_run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path / "capped")
-    view = {"id": "apfixed", "name": "plain", "detections": {"mode": "per_class_top_k", "k": 4}}
-    adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "topk")
-    capped = check_detections(tmp_path / "capped" / "detections.json", tiny_data, limit=3)
-    topk = check_detections(tmp_path / "topk" / "detections.json", tiny_data, limit=10**6)
-    check_per_class_top_k(capped, topk, cap=3, k=4)
+    _, topk = predict_capped_and_top_k(adapter, capped_run, workdir, tiny_data, tmp_path)
     monkeypatch.setattr(_roi_heads_class(), "mask_chunk", 2)
     adapter.predict(capped_run, view, workdir, tiny_data, split="val", out_dir=tmp_path / "chunked")
     chunked = json.loads((tmp_path / "chunked" / "detections.json").read_text())
