@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,21 @@ def plot_reproduced_vs_reported(audit: Audit, out: Path) -> bool:
 def cell_rows(audit: Audit) -> list[list[str]]:
     """One line per cell of every reproduced table: paper, table, row, group, metric, status, values."""
     rows = []
+    for entry, prow, group, key, header, cell in rendered_cells(audit):
+        if cell.status == "empty":
+            continue
+        value = "" if cell.value is None else f"{float(cell.value):.3f}"
+        std = "" if cell.std is None else f"{float(cell.std):.3f}"
+        rows.append([
+            entry.paper, entry.table_id, prow.label, group.label, f"{header} ({key})", cell.status, cell.reported or "–", value,
+            std, str(cell.n) if cell.n else "", cell.delta or "", VERDICT_MARK.get(cell.verdict, "") if cell.verdict else "",
+            cell.reason or "",
+        ])
+    return rows
+
+
+def rendered_cells(audit: Audit) -> Iterator[tuple[Any, Any, Any, str, str, Any]]:
+    """Every cell of every rendered table: (table entry, printed row, column group, metric key, column header, cell)."""
     for entry in audit.tables:
         if entry.rendered is None:
             continue
@@ -186,17 +202,9 @@ def cell_rows(audit: Audit) -> list[list[str]]:
         groups = {g.id: g for g in built.layout.column_groups}
         for prow in built.rows:
             for (group_id, key), cell in prow.cells.items():
-                if cell.status == "empty":
-                    continue
-                header = next(c.header for c in groups[group_id].columns if c.key == key)
-                value = "" if cell.value is None else f"{float(cell.value):.3f}"
-                std = "" if cell.std is None else f"{float(cell.std):.3f}"
-                rows.append([
-                    entry.paper, entry.table_id, prow.label, groups[group_id].label, f"{header} ({key})",
-                    cell.status, cell.reported or "–", value, std, str(cell.n) if cell.n else "", cell.delta or "",
-                    VERDICT_MARK.get(cell.verdict, "") if cell.verdict else "", cell.reason or "",
-                ])
-    return rows
+                group = groups[group_id]
+                header = next(c.header for c in group.columns if c.key == key)
+                yield entry, prow, group, key, header, cell
 
 
 CELL_HEADERS = ["paper", "table", "row", "group", "column", "status", "reported", "reproduced", "std", "n", "Δ", "verdict",
@@ -214,28 +222,21 @@ def seed_rows(audit: Audit) -> tuple[Counter, list[list[str]], list[str]]:
     by_n: Counter = Counter()
     rows: list[list[str]] = []
     judged: list[tuple[str, int]] = []
-    for entry in audit.tables:
-        if entry.rendered is None:
+    for entry, prow, group, key, header, cell in rendered_cells(audit):
+        if cell.status != "measured":
             continue
-        built = entry.rendered.built
-        groups = {g.id: g for g in built.layout.column_groups}
-        for prow in built.rows:
-            for (group_id, key), cell in prow.cells.items():
-                if cell.status != "measured":
-                    continue
-                by_n[cell.n] += 1
-                if cell.reported is not None:
-                    judged.append((key, cell.n))
-                if cell.n < 2:
-                    continue
-                header = next(c.header for c in groups[group_id].columns if c.key == key)
-                low, high = cell.interval or (None, None)
-                rows.append([
-                    entry.paper, entry.table_id, prow.label, groups[group_id].label, f"{header} ({key})",
-                    cell.reported or "–", f"{float(cell.value):.2f} ± {float(cell.std or 0):.2f} (n={cell.n})",
-                    "" if low is None or high is None else f"[{low:.2f}, {high:.2f}]",
-                    VERDICT_MARK.get(cell.verdict, "") if cell.verdict else "",
-                ])
+        by_n[cell.n] += 1
+        if cell.reported is not None:
+            judged.append((key, cell.n))
+        if cell.n < 2:
+            continue
+        low, high = cell.interval or (None, None)
+        rows.append([
+            entry.paper, entry.table_id, prow.label, group.label, f"{header} ({key})",
+            cell.reported or "–", f"{float(cell.value):.2f} ± {float(cell.std or 0):.2f} (n={cell.n})",
+            "" if low is None or high is None else f"[{low:.2f}, {high:.2f}]",
+            VERDICT_MARK.get(cell.verdict, "") if cell.verdict else "",
+        ])
     return by_n, rows, table_notes(judged)
 
 
