@@ -19,8 +19,9 @@ class Registry:
     >>> LOSSES.get("ce")
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, key: str | None = None) -> None:
         self.kind = kind
+        self.key = key  # the spec/config key whose value names an entry, for errors
         self._items: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -37,7 +38,8 @@ class Registry:
             return self._items[name]
         except KeyError:
             raise LtbenchError(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}",
+                f"unknown {self.kind} {name!r}{did_you_mean(str(name), self._items)}",
+                key=self.key,
                 expected="one of " + ", ".join(sorted(self._items)),
             ) from None
 

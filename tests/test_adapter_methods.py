@@ -7,6 +7,8 @@ test_adapter_methods_stage2.py; mmdet: test_adapter_mmdet_methods.py.
 
 from __future__ import annotations
 
+from ltbench.data.lvis_meta import ClassStats
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -42,8 +44,8 @@ def test_families_cover_every_registered_head() -> None:
     stage1_run = family_run("torchvision", "softmax")
     for method in STAGE2_METHODS:
         stage1 = build_box_head("softmax", num_classes=4, background="first", num_box_deltas=20, in_channels=8, hidden=16)
-        head = build_stage2(stage2_run("torchvision", method, stage1_run), stage1, instance_counts=[12, 6, 3, 1],
-                            image_counts=[12, 6, 3, 1])
+        head = build_stage2(stage2_run("torchvision", method, stage1_run), stage1,
+                            ClassStats.from_counts(instance_counts=[12, 6, 3, 1], image_counts=[12, 6, 3, 1]))
         for module in head.modules():
             if type(module) in by_class:
                 reached.add(by_class[type(module)])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ltbench.methods.box_head import SoftmaxBoxHead, build_box_head
+from ltbench.methods.box_head import build_box_head
+from ltbench.methods.heads import SoftmaxBoxHead
 from ltbench.methods.conventions import (
     background_index,
     convert_columns,

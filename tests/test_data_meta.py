@@ -96,8 +96,8 @@ def test_image_category_sets_and_ids() -> None:
 
 
 def test_bins_and_frequency() -> None:
-    assert lvis_meta.instance_count_bins([0, 9, 10, 99, 100, 999, 1000, 5000]) == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert lvis_meta.instance_count_bins([19, 20, 8000], edges=(20, 400, 8000)) == [0, 1, 3]
+    assert [lvis_meta.instance_bin(n, (10, 100, 1000), empty=0) for n in [0, 9, 10, 99, 100, 999, 1000, 5000]] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [lvis_meta.instance_bin(n, (20, 400, 8000)) for n in [19, 20, 8000]] == [0, 1, 3]
     assert [lvis_meta.lvis_frequency(n) for n in (1, 10, 11, 100, 101)] == ["r", "r", "c", "c", "f"]
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from ltbench.data.lvis_meta import ClassStats
 from ltbench.errors import LtbenchError
 from ltbench.methods import apply_view, build_stage2, head_for_run, view_probabilities
 from ltbench.methods.box_head import build_box_head
@@ -32,8 +33,13 @@ def build(name, params, background="last", num_classes=3, **stats):
     return build_box_head(name, num_classes=num_classes, background=background, num_box_deltas=4 * num_classes, **SMALL, **params, **stats)
 
 
-def test_importing_ltbench_methods_does_not_import_torch():
-    code = "import sys, ltbench.methods; print('torch' in sys.modules)"
+def test_importing_ltbench_methods_registers_every_head_and_the_cli_stays_light():
+    # The package imports every head (the base module box_head imports none); the CLI imports the
+    # methods only inside the commands that train or predict, so `ltbench --help` stays torch-free.
+    code = ("import ltbench.methods as m, ltbench.methods.dispatch as d; "
+            "print(sorted({*d.LOSS_TO_HEAD.values(), *d.REGULARIZER_TO_HEAD.values(), 'iterative', 'dsn', 'pcb', 'bags_ablation'} - set(m.BOX_HEADS.names())))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    code = "import sys, ltbench.cli; print('ltbench.methods' in sys.modules or 'torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
@@ -56,7 +62,7 @@ def test_pcb_rows_of_the_spec_map_to_the_recurrent_head():
         "base": "softmax", "steps": 3, "step_weights": [0.2, 0.2, 0.6], "mlp_hidden": 512, "layer_norm": False,
         "pcb": {"alpha": 0.4, "momentum": 0.99, "start_epoch": 17, "gate_unit": "epoch"},
     }
-    head = build(name, params, instance_counts=[3, 2, 1], image_counts=[3, 2, 1])
+    head = build(name, params, class_stats=ClassStats.from_counts(instance_counts=[3, 2, 1], image_counts=[3, 2, 1]))
     assert isinstance(head, IterativeBoxHead) and head.pcb["alpha"] == 0.4 and head.refine
     # smoke scale (iterations only) and detectron2 use the iteration gate
     smoke = run(head=ITERATIVE, regularizer=PCB_CE, schedule={"name": "2x", "iterations": 120})
@@ -85,14 +91,14 @@ def test_pcb_variants_and_their_statistics_are_checked():
 def test_build_stage2_for_every_method():
     base = build("softmax", {})
     counts = {"instance_counts": [100, 10, 1], "image_counts": [50, 5, 1]}
-    assert type(build_stage2(run(stage2={"name": "disalign"}), base, **counts)).__name__ == "DisAlignHead"
+    assert type(build_stage2(run(stage2={"name": "disalign"}), base, ClassStats.from_counts(**counts))).__name__ == "DisAlignHead"
     assert build_stage2(run(stage2={"name": "simcal", "head": "2fc_rand", "epochs": 12}), build("softmax", {})).variant == "2fc_rand"
     assert build_stage2(run(stage2={"method": "simcal"}), build("softmax", {})).variant == "3fc_ft"
     bags = build_stage2(run(stage2={"name": "bags", "groups": [10, 100, 1000], "background_group": True, "others": True, "beta": 8,
-                                    "epochs": 12, "trainable": "fc_cls"}), build("softmax", {}), **counts)
+                                    "epochs": 12, "trainable": "fc_cls"}), build("softmax", {}), ClassStats.from_counts(**counts))
     assert type(bags).__name__ == "GroupSoftmaxBoxHead" and bags.beta == 8.0
     assert sorted(n for n, p in bags.named_parameters() if p.requires_grad) == ["cls_score.bias", "cls_score.weight"]
-    ablated = build_stage2(run(stage2={"name": "bags", "background_group": False, "others": True}), build("softmax", {}), **counts)
+    ablated = build_stage2(run(stage2={"name": "bags", "background_group": False, "others": True}), build("softmax", {}), ClassStats.from_counts(**counts))
     assert type(ablated).__name__ == "GroupSoftmaxAblationHead" and not ablated.background_group and ablated.others
     assert type(build_stage2(run(stage2={"name": "crt"}), build("softmax", {}))).__name__ == "SoftmaxBoxHead"
     assert type(build_stage2(run(stage2={"name": "lws"}), build("softmax", {}))).__name__ == "LWSHead"
@@ -101,7 +107,7 @@ def test_build_stage2_for_every_method():
     tuned = build_stage2(run(stage2={"name": "finetune", "trainable": "fc_cls"}), build("softmax", {}))
     assert sorted(n for n, p in tuned.named_parameters() if p.requires_grad) == ["cls_score.bias", "cls_score.weight"]
     focal = build_stage2(run(stage2={"name": "finetune", "loss": {"name": "focal", "gamma": 2.0}, "trainable": "fc_cls"}),
-                         build("softmax", {}), **counts)
+                         build("softmax", {}), ClassStats.from_counts(**counts))
     assert type(focal).__name__ == "FocalBoxHead"
     tail = build_stage2(run(stage2={"name": "finetune_tail", "tail_max_instances": 100}), build("softmax", {}))
     assert all(p.requires_grad for p in tail.parameters())
@@ -170,14 +176,14 @@ def test_simcal_table4_calibration_head_trained_with_another_loss():
 
     counts = {"instance_counts": [100, 10, 1], "image_counts": [50, 5, 1]}
     stage2 = {"name": "finetune", "trainable": "cls_head", "head": "3fc_ft", "loss": {"name": "class_margin", "max_margin": 0.5}}
-    head = build_stage2(run(stage2=stage2), build("softmax", {}), **counts)
+    head = build_stage2(run(stage2=stage2), build("softmax", {}), ClassStats.from_counts(**counts))
     assert type(head).__name__ == "SimCalHead" and isinstance(head.loss_head, ClassMarginBoxHead)
     assert all(n.startswith("calibration_head.") for n, p in head.named_parameters() if p.requires_grad)
     out = head(torch.randn(4, 4, 7, 7))
     labels = torch.tensor([0, 1, 2, 3])
     torch.testing.assert_close(head.classification_losses(out, labels)["loss_cls"], head.loss_head.logits_loss(out.final_logits, labels)["loss_cls"])
     with pytest.raises(LtbenchError, match="cls_head"):
-        build_stage2(run(stage2={**stage2, "trainable": "all"}), build("softmax", {}), **counts)
+        build_stage2(run(stage2={**stage2, "trainable": "all"}), build("softmax", {}), ClassStats.from_counts(**counts))
 
 
 def test_planned_pcb_start_iteration_opens_the_gate():
@@ -198,9 +204,9 @@ def test_every_planned_run_builds_its_head_and_stage2():
     for run_plan in plan.runs.values():
         config = run_plan.config
         name, params = head_for_run(config)
-        head = build(name, params, background="first", num_classes=5, **counts)
+        head = build(name, params, background="first", num_classes=5, class_stats=ClassStats.from_counts(**counts))
         if config.get("stage2"):
-            build_stage2(config, head, **counts)
+            build_stage2(config, head, ClassStats.from_counts(**counts))
         built += 1
     assert built == len(plan.runs) > 100
     for view in plan.views:

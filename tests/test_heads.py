@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ltbench.data.lvis_meta import ClassStats
 from ltbench.errors import LtbenchError
 from ltbench.methods.box_head import BOX_HEADS, build_box_head
 from ltbench.methods.classifiers import NormalizedLinear, build_classifier
@@ -35,10 +36,10 @@ NORMALISED = {"softmax", "seesaw", "focal", "reweight", "class_margin", "label_s
 
 
 def _head(name, background, **params):
-    params.setdefault("instance_counts", COUNTS)
-    params.setdefault("image_counts", COUNTS)
     for key, value in REQUIRED.get(name, {}).items():
         params.setdefault(key, value)
+    params["class_stats"] = ClassStats.from_counts(instance_counts=params.pop("instance_counts", COUNTS),
+                                                   image_counts=params.pop("image_counts", COUNTS), num_images=params.pop("num_images", None))
     return build_box_head(
         name, num_classes=C, background=background, num_box_deltas=4 * C, hidden=16, pool_size=2, in_channels=4, **params
     )
@@ -103,7 +104,7 @@ def test_heads_needing_instance_counts_say_so(name):
     with pytest.raises(LtbenchError, match="instance_counts"):
         build_box_head(name, num_classes=C, background="last", num_box_deltas=4)
     with pytest.raises(LtbenchError, match="instance_counts"):
-        build_box_head(name, num_classes=C, background="last", num_box_deltas=4, instance_counts=[1, 2])
+        build_box_head(name, num_classes=C, background="last", num_box_deltas=4, class_stats=ClassStats.from_counts(instance_counts=[1, 2]))
 
 
 def test_reweight_head_uses_clipped_inverse_frequency_weights():
@@ -210,9 +211,9 @@ def test_eql_head_tail_classes_and_bias_prior():
     assert head.num_logits == C
     assert torch.allclose(head.cls_score.bias, torch.full((C,), -math.log(999.0)))
     with pytest.raises(LtbenchError, match="num_images"):
-        build_box_head("eql", num_classes=C, background="last", num_box_deltas=4, image_counts=COUNTS)
+        build_box_head("eql", num_classes=C, background="last", num_box_deltas=4, class_stats=ClassStats.from_counts(image_counts=COUNTS))
     with pytest.raises(LtbenchError, match="image_counts"):
-        build_box_head("eql", num_classes=C, background="last", num_box_deltas=4, num_images=10)
+        build_box_head("eql", num_classes=C, background="last", num_box_deltas=4, class_stats=None)
     bce = _head("bce", "first")
     assert not bce.tail_mask.any()
 

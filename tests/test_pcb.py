@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ltbench.data.lvis_meta import ClassStats
+
 import math
 
 import pytest
@@ -344,7 +346,7 @@ def test_plain_paradigm_single_step_pcb_uses_full_alpha(monkeypatch):
 
 
 def test_read_step_option_and_statistics_passthrough():
-    head = make_head(read_step=0, instance_counts=[5, 3, 1])  # softmax base does not take counts: dropped
+    head = make_head(read_step=0, class_stats=ClassStats.from_counts(instance_counts=[5, 3, 1]))  # passed to the base head
     out = head(torch.randn(2, 4, 7, 7))
     torch.testing.assert_close(head.probabilities(out), F.softmax(out.class_logits[0], 1))
     with pytest.raises(LtbenchError):
@@ -417,7 +419,7 @@ def test_pcb_refused_on_heads_without_an_official_variant():
     # the recurrent paradigm alone works with any base head (K = C+2+G logits for group softmax)
     head = build_box_head(
         "iterative", num_classes=3, background="last", num_box_deltas=12, base="group_softmax",
-        instance_counts=[5, 50, 5000], **SMALL,
+        class_stats=ClassStats.from_counts(instance_counts=[5, 50, 5000]), **SMALL,
     )
     out = head(torch.randn(2, 4, 7, 7))
     assert head.mlp_cls[0].in_features == out.class_logits[0].shape[1] > 4

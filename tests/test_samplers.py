@@ -207,7 +207,9 @@ def test_build_image_sampler_from_run_config_objects():
     assert build_image_sampler({"name": "rfs", "t": 0.9, "rounding": "ceil"}, HAND).rounding == "ceil"
     assert build_image_sampler({"name": "rfs"}, HAND).factors.tolist() == pytest.approx(repeat_factors(HAND, 1e-3))
     assert isinstance(build_image_sampler({"name": "class_aware"}, HAND), ClassAwareSampler)
+    pairs = build_image_sampler({"name": "bilevel", "episodes": 3}, HAND, batch_size=2).epoch_indices(0)
+    assert len(pairs) == 6 and all(cls in HAND[image] for image, cls in pairs)
     with pytest.raises(LtbenchError, match="sampler.name"):
-        build_image_sampler({"name": "bilevel"}, HAND)
+        build_image_sampler({"name": "image_repeat"}, HAND)
     with pytest.raises(LtbenchError, match="thresh"):
         build_image_sampler({"name": "rfs", "thresh": 0.1}, HAND)

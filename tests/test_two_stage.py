@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ltbench.data.lvis_meta import ClassStats
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -190,7 +192,7 @@ def test_retrain_classifier_crt_and_finetune(background):
 @BOTH
 def test_bags_stage2_trains_only_the_new_group_softmax_classifier(background):
     base = stage1(background, num_classes=4)
-    head = two_stage.retrain_classifier(base, "group_softmax", trainable="fc_cls", instance_counts=[5, 50, 500, 5000])
+    head = two_stage.retrain_classifier(base, "group_softmax", trainable="fc_cls", class_stats=ClassStats.from_counts(instance_counts=[5, 50, 500, 5000]))
     assert trainable_names(head) == ["cls_score.bias", "cls_score.weight"]
     assert head.cls_score.out_features != base.cls_score.out_features  # C+2+G: not loaded from stage 1
     assert torch.equal(head.features.fc7.weight, base.features.fc7.weight)
@@ -215,7 +217,7 @@ COUNTS4 = [5, 50, 500, 5000]  # one class per BAGS bin
 
 def ablation(background, **flags):
     return build_box_head("bags_ablation", num_classes=4, background=background, num_box_deltas=16,
-                          instance_counts=COUNTS4, **SMALL, **flags)
+                          class_stats=ClassStats.from_counts(instance_counts=COUNTS4), **SMALL, **flags)
 
 
 @BOTH
@@ -252,7 +254,7 @@ def test_bags_ablation_without_background_group_and_others_by_hand(background):
 def test_bags_ablation_background_group_without_others(background):
     counts = [5, 6, 5000]  # classes 0, 1 share the <10 group
     head = build_box_head("bags_ablation", num_classes=3, background=background, num_box_deltas=12,
-                          instance_counts=counts, others=False, **SMALL)
+                          class_stats=ClassStats.from_counts(instance_counts=counts), others=False, **SMALL)
     assert head.num_logits == 2 + 2 + 1
     logits = torch.tensor([[0.0, 1.0, 2.0, 0.0, 5.0]])  # [bg, fg | c0, c1 | c2]
     out = two_stage.BoxHeadOutput([logits], [torch.zeros(1, 12)], torch.zeros(1, 16))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from ltbench.errors import LtbenchError
@@ -37,6 +38,27 @@ class ClassStats:
     image_counts: list[int]
     instance_counts: list[int]
     source: str
+    num_images: int | None = None  # training images (EQL's f_j = image_count_j / num_images); None: unknown
+
+    @classmethod
+    def from_counts(cls, *, instance_counts: list[int] | None = None, image_counts: list[int] | None = None,
+                    num_images: int | None = None) -> ClassStats:
+        """Statistics given as plain per-class lists (tests, hand-made heads): category ids 1..C, frequency
+        groups from the image counts when given, else from the instance counts."""
+        counts = instance_counts if instance_counts is not None else image_counts
+        if counts is None:
+            raise LtbenchError("no class counts given", key="instance_counts", expected="instance_counts or image_counts")
+        c = len(counts)
+        basis = image_counts if image_counts is not None else instance_counts
+        return cls(
+            category_ids=list(range(1, c + 1)),
+            names=[str(k) for k in range(1, c + 1)],
+            frequencies=[lvis_frequency(int(n)) for n in basis],
+            image_counts=[int(n) for n in (image_counts if image_counts is not None else [0] * c)],
+            instance_counts=[int(n) for n in (instance_counts if instance_counts is not None else [0] * c)],
+            source="given",
+            num_images=num_images,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -70,12 +92,20 @@ def lvis_frequency(image_count: int) -> str:
     return "r" if image_count <= 10 else ("c" if image_count <= 100 else "f")
 
 
-def count_from_annotations(doc: dict[str, Any]) -> tuple[dict[int, int], dict[int, int]]:
-    """(images per category id, instances per category id) counted from ``doc['annotations']``."""
+def count_from_annotations(doc: dict[str, Any], label: str = "<annotation dict>") -> tuple[dict[int, int], dict[int, int]]:
+    """(images per category id, instances per category id) counted from ``doc['annotations']``.
+
+    The one place ltbench counts training statistics: every annotation counts, tiny boxes included
+    (mmdet's ``get_cat_ids`` and detectron2's repeat factors see them too; only the training targets drop
+    boxes under 1 px)."""
     images: dict[int, set[int]] = {}
     instances: dict[int, int] = {}
-    for a in doc.get("annotations", []):
-        cid = int(a["category_id"])
+    for i, a in enumerate(doc.get("annotations", [])):
+        try:
+            cid = int(a["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise LtbenchError("annotation without an integer category_id", path=label, key=["annotations", i],
+                               expected="an object with an integer category_id") from None
         instances[cid] = instances.get(cid, 0) + 1
         images.setdefault(cid, set()).add(int(a["image_id"]))
     return {c: len(s) for c, s in images.items()}, instances
@@ -100,7 +130,7 @@ def class_stats(ann: str | PathLike[str] | dict[str, Any], *, source: Source = "
         instance_counts = [int(c["instance_count"]) for c in cats]
     else:
         if source == "annotations" or "annotations" in doc:
-            per_image, per_instance = count_from_annotations(doc)
+            per_image, per_instance = count_from_annotations(doc, label)
         else:
             raise LtbenchError("no annotations and no count metadata", path=label, key="annotations",
                                expected="annotations, or categories with image_count/instance_count")
@@ -115,6 +145,7 @@ def class_stats(ann: str | PathLike[str] | dict[str, Any], *, source: Source = "
         image_counts=image_counts,
         instance_counts=instance_counts,
         source="metadata" if use_meta else "annotations",
+        num_images=len(doc["images"]) if isinstance(doc.get("images"), list) else None,
     )
 
 
@@ -144,12 +175,17 @@ def image_category_sets(ann: str | PathLike[str] | dict[str, Any]) -> tuple[list
     return image_ids, [present[i] for i in image_ids]
 
 
-def instance_count_bins(counts: list[int], edges: tuple[int, ...] = (10, 100, 1000)) -> list[int]:
-    """(C,) bin index per class by training instance count: bin b holds edges[b-1] <= n < edges[b].
+def instance_bin(count: int, edges: Sequence[float], *, empty: int = -1) -> int:
+    """The one binning rule of ltbench: 0-based bin of a training instance count, bin b holding
+    ``edges[b-1] <= count < edges[b]`` (bin 0 from 1, the last bin open-ended).
 
-    Defaults give SimCal's AP1..AP4 bins on LVIS (<10, 10-100, 100-1000, >=1000) and BAGS' groups 1-4
-    (as 0..3); SimCal's COCO-LT bins are ``edges=(20, 400, 8000)``.
+    ``empty`` is the bin of a class without any training instance, which callers decide explicitly:
+    -1 (no bin) for evaluation, where SimCal's first bin is (0, 10); BAGS puts such classes in its first
+    group (``empty=0``). LVIS edges (10, 100, 1000) give AP1..AP4 and BAGS' groups 1..4 as 0..3; SimCal's
+    COCO-LT bins are (20, 400, 8000).
     """
     import bisect
 
-    return [bisect.bisect_right(edges, n) for n in counts]
+    if count <= 0:
+        return empty
+    return bisect.bisect_right(list(edges), count)

@@ -39,11 +39,16 @@ def bin_edges(scheme: str) -> tuple[tuple[float, float], ...]:
 
 
 def bin_index(count: int, scheme: str = "lvis") -> int:
-    """0-based bin (0..3) of a training instance count, or -1 when it falls in no bin (count 0)."""
-    for idx, (low, high) in enumerate(bin_edges(scheme)):
-        if low <= count < high:
-            return idx
-    return -1
+    """0-based bin (0..3) of a training instance count, or -1 when it falls in no bin (count 0):
+    ``ltbench.data.lvis_meta.instance_bin`` with the scheme's edges."""
+    from ltbench.data.lvis_meta import instance_bin
+
+    return instance_bin(count, scheme_edges(scheme), empty=-1)
+
+
+def scheme_edges(scheme: str) -> tuple[float, ...]:
+    """The upper edges of every bin but the last, e.g. (10, 100, 1000) for ``lvis``."""
+    return tuple(high for _, high in bin_edges(scheme)[:-1])
 
 
 def bin_label(idx: int, scheme: str = "lvis") -> str:
@@ -58,26 +63,10 @@ def bins_of(category_ids: Sequence[int], counts: Mapping[int, int], scheme: str 
     return [bin_index(int(counts.get(int(cid), 0)), scheme) for cid in category_ids]
 
 
-def instance_counts(annotations: Sequence[Mapping[str, Any]], path: str | PathLike[str] | None = None) -> dict[int, int]:
-    """Number of annotations per category id."""
-    counts: dict[int, int] = {}
-    for i, ann in enumerate(annotations):
-        try:
-            cid = ann["category_id"]
-            counts[cid] = counts.get(cid, 0) + 1
-        except (KeyError, TypeError):
-            raise LtbenchError(
-                "annotation without a category_id", path=path, key=["annotations", i],
-                expected="an object with an integer category_id",
-            ) from None
-    return counts
-
-
 def training_instance_counts(train_ann: str | PathLike[str]) -> dict[int, int]:
-    """Training instances per category id, counted from the annotations of ``train_ann``.
-
-    Categories listed in the file without any annotation get 0.
-    """
+    """Training instances per category id, counted from the annotations of ``train_ann``
+    (``ltbench.data.lvis_meta.count_from_annotations``). Categories without annotation get 0."""
+    from ltbench.data.lvis_meta import count_from_annotations
     from ltbench.evaluation.jsonload import load_json
 
     data = load_json(train_ann)
@@ -87,5 +76,5 @@ def training_instance_counts(train_ann: str | PathLike[str]) -> dict[int, int]:
             expected="an object with an 'annotations' list",
         )
     counts = {int(c["id"]): 0 for c in data.get("categories", []) if isinstance(c, dict) and "id" in c}
-    counts.update(instance_counts(data["annotations"], train_ann))
+    counts.update(count_from_annotations(data, str(train_ann))[1])
     return counts

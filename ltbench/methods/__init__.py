@@ -1,42 +1,29 @@
 """Framework-agnostic PyTorch implementations of every method in the four papers.
 
-Adapters wire these in; nothing here imports a detection framework. See ``box_head.py`` for the
-contract with the adapters and ``conventions.py`` for the background-index conventions.
+Adapters wire these in; nothing here imports a detection framework. ``box_head.py`` holds the contract
+with the adapters (and never imports its subclasses); ``conventions.py`` the background conventions.
+
+Importing the package registers everything, so each registry holds every name the spec vocabulary
+(``ltbench.spec.vocab``) allows:
+
+- ``BOX_HEADS``: box heads (``heads``, ``pcb``, ``two_stage``), reached from a run through ``head_for_run``;
+- ``STAGE2_METHODS``: stage-2 builders (``stage2``), reached through ``build_stage2``;
+- ``VIEWS``: post-hoc views (``views``), reached through ``apply_view`` / ``view_probabilities``;
+- ``IMAGE_SAMPLERS``: training image orders (``samplers``).
+
+``import ltbench.methods`` imports torch: the CLI imports it only inside the commands that train or predict.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from ltbench.methods import heads, pcb, two_stage  # noqa: F401  (register the box heads)
+from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput, build_box_head
+from ltbench.methods.dispatch import head_for_run
+from ltbench.methods.samplers import IMAGE_SAMPLERS
+from ltbench.methods.stage2 import STAGE2_METHODS, build_stage2
+from ltbench.methods.views import CONFUSION_VIEWS, VIEWS, apply_view, view_probabilities
 
-
-# Thin wrappers so that ``import ltbench.methods`` stays free of torch (``ltbench --help`` imports nothing
-# heavy); the implementations are in ``ltbench.methods.dispatch``.
-def head_for_run(run_config: Any) -> tuple[str, dict[str, Any]]:
-    """Registered head name and params for a resolved run config (see ``dispatch.head_for_run``)."""
-    from ltbench.methods.dispatch import head_for_run as impl
-
-    return impl(run_config)
-
-
-def build_stage2(run_config: Any, stage1_head: Any, **stats: Any) -> Any:
-    """Stage-2 head around a trained stage-1 head (see ``dispatch.build_stage2``)."""
-    from ltbench.methods.dispatch import build_stage2 as impl
-
-    return impl(run_config, stage1_head, **stats)
-
-
-def apply_view(view_config: Any, probs: Any, background: str, stats: Any = None) -> Any:
-    """(R, C+1) probabilities read through a post-hoc view (see ``dispatch.apply_view``)."""
-    from ltbench.methods.dispatch import apply_view as impl
-
-    return impl(view_config, probs, background, stats)
-
-
-def view_probabilities(head: Any, output: Any, view_config: Any, stats: Any = None) -> Any:
-    """``apply_view`` with the head's own per-step / stage-1 probabilities filled in."""
-    from ltbench.methods.dispatch import view_probabilities as impl
-
-    return impl(head, output, view_config, stats)
-
-
-__all__ = ["apply_view", "build_stage2", "head_for_run", "view_probabilities"]
+__all__ = [
+    "BOX_HEADS", "CONFUSION_VIEWS", "IMAGE_SAMPLERS", "STAGE2_METHODS", "VIEWS", "BoxHead", "BoxHeadOutput",
+    "apply_view", "build_box_head", "build_stage2", "head_for_run", "view_probabilities",
+]

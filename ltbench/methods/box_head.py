@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltbench.data.lvis_meta import ClassStats
+from ltbench.errors import LtbenchError
 from ltbench.methods.conventions import Background, check_background
 from ltbench.registry import Registry
 
@@ -91,6 +93,8 @@ class BoxHead(nn.Module):
         background: "first" or "last" (see ``ltbench.methods.conventions``).
         num_box_deltas: D, width of the box regressor output (framework-dependent, see module doc).
         in_channels, pool_size, hidden: shape of the 2-fc feature head.
+        class_stats: the training split's per-class statistics (``ltbench.data.lvis_meta.ClassStats``),
+            passed to every head; the methods that need counts read them with ``class_counts``.
     """
 
     def __init__(
@@ -102,9 +106,11 @@ class BoxHead(nn.Module):
         in_channels: int = 256,
         pool_size: int = 7,
         hidden: int = 1024,
+        class_stats: ClassStats | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.class_stats = class_stats
         self.background: Background = check_background(background)
         self.num_box_deltas = num_box_deltas
         self.features = TwoFCFeatures(in_channels, pool_size, hidden)
@@ -142,14 +148,18 @@ class BoxHead(nn.Module):
 
 
 def build_box_head(name: str, *, num_classes: int, background: Background, num_box_deltas: int, **kwargs: Any) -> BoxHead:
-    """Build the registered box head ``name``; ``kwargs`` are the method's parameters."""
+    """Build the registered box head ``name``; ``kwargs`` are the method's parameters (and ``class_stats``)."""
     return BOX_HEADS.get(name)(num_classes, background, num_box_deltas, **kwargs)
 
 
-# Register every head (loss heads; PCB's iterative/dsn heads; stage-2 and ablation heads) whenever the
-# registry is imported, so ``build_box_head`` finds any name. At the end of the module because those
-# modules import BOX_HEADS/BoxHead from here.
-import ltbench.methods.heads  # noqa: E402,F401
-import ltbench.methods.pcb  # noqa: E402,F401
-import ltbench.methods.two_stage  # noqa: E402,F401
-from ltbench.methods.heads import SoftmaxBoxHead  # noqa: E402,F401  (the baseline head, importable from here)
+def class_counts(class_stats: ClassStats | None, field: str, num_classes: int, *, head: str) -> list[int]:
+    """The per-class list ``field`` ("instance_counts" or "image_counts") of ``class_stats``, validated:
+    C non-negative ints in class-index order; a clear error when a head needs it and it is missing."""
+    expected = f"a list of {num_classes} non-negative integers in class-index order"
+    values = None if class_stats is None else getattr(class_stats, field)
+    if values is None:
+        raise LtbenchError(f"box head {head!r} needs the class statistics {field!r}", key=field, expected=expected)
+    values = list(values)
+    if len(values) != num_classes or any(int(v) != v or v < 0 for v in values):
+        raise LtbenchError(f"box head {head!r}: {field} has {len(values)} entries or invalid values", key=field, expected=expected)
+    return [int(v) for v in values]

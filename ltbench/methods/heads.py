@@ -21,8 +21,9 @@ them to every step.
 | bce | C sigmoid (no bg logit) | BCE, bg RoIs all-zero targets | sigmoid, bg score 0 |
 | eql | C sigmoid (no bg logit) | EQL v1 (rare negatives dropped for fg RoIs) | sigmoid, bg score 0 |
 
-Class statistics come as ``instance_counts=`` / ``image_counts=`` (lists of C ints in class-index order);
-every head accepts them, the heads that need them raise ``LtbenchError`` when they are missing.
+Class statistics come as one ``class_stats=`` object (``ltbench.data.lvis_meta.ClassStats``, lists in
+class-index order) that every head accepts; the heads that need counts read them with
+``box_head.class_counts``, which raises ``LtbenchError`` when they are missing.
 """
 
 from __future__ import annotations
@@ -36,26 +37,13 @@ import torch
 import torch.nn.functional as F
 
 from ltbench.errors import LtbenchError
-from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput
+from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput, class_counts
 from ltbench.methods.classifiers import build_classifier
 from ltbench.methods.conventions import Background
 
 
-def check_class_counts(counts: Sequence[int] | None, num_classes: int, *, param: str, head: str) -> list[int]:
-    """Validate a per-class statistics list (length C, non-negative ints) and return it as a list."""
-    expected = f"a list of {num_classes} non-negative integers in class-index order"
-    if counts is None:
-        raise LtbenchError(f"box head {head!r} needs the class statistics {param!r}", key=param, expected=expected)
-    values = list(counts)
-    if len(values) != num_classes or any(int(v) != v or v < 0 for v in values):
-        raise LtbenchError(
-            f"box head {head!r}: {param} has {len(values)} entries or invalid values", key=param, expected=expected
-        )
-    return [int(v) for v in values]
-
-
 #: Keyword options of the shared 2-fc feature head (``BoxHead``).
-FEATURE_OPTIONS = ("in_channels", "pool_size", "hidden")
+FEATURE_OPTIONS = ("in_channels", "pool_size", "hidden", "class_stats")
 
 
 def head_options(cls: type) -> list[str]:
@@ -81,8 +69,7 @@ class LogitsBoxHead(BoxHead):
         num_classes, background, num_box_deltas: see ``BoxHead``.
         num_logits: K, the classifier width (method-specific).
         classifier: classifier spec (None = linear).
-        instance_counts, image_counts: per-class training statistics (C ints), kept as given.
-        in_channels, pool_size, hidden: shape of the 2-fc feature head.
+        in_channels, pool_size, hidden, class_stats: see ``BoxHead``.
     """
 
     def __init__(
@@ -93,8 +80,6 @@ class LogitsBoxHead(BoxHead):
         *,
         num_logits: int,
         classifier: dict[str, Any] | None = None,
-        instance_counts: Sequence[int] | None = None,
-        image_counts: Sequence[int] | None = None,
         **feature_kwargs: Any,
     ) -> None:
         unknown = sorted(set(feature_kwargs) - set(FEATURE_OPTIONS))
@@ -108,8 +93,6 @@ class LogitsBoxHead(BoxHead):
             )
         super().__init__(num_classes, background, num_box_deltas, **feature_kwargs)
         self.num_logits = num_logits
-        self.instance_counts = None if instance_counts is None else list(instance_counts)
-        self.image_counts = None if image_counts is None else list(image_counts)
         self.cls_score = build_classifier(classifier, self.features.out_channels, num_logits)
 
     def class_logits(self, features: torch.Tensor) -> torch.Tensor:
@@ -264,8 +247,8 @@ class FocalBoxHead(LogitsBoxHead):
 class ReweightBoxHead(LogitsBoxHead):
     """Inverse-frequency re-weighted CE (``ltbench.methods.losses.reweight``).
 
-    Params (spec names): ``weight`` ("inverse_instance_count" with ``instance_counts``, or
-    "inverse_image_count" with ``image_counts``), ``numerator`` (number, "median_instance_count",
+    Params (spec names): ``weight`` ("inverse_instance_count" or "inverse_image_count": the class
+    statistics' instance or image counts), ``numerator`` (number, "median_instance_count",
     "mean_instance_count") or ``normalize`` ("mean", the default when no numerator), ``beta`` (1.0),
     ``clip`` ([0.1, 10]), ``background_weight`` (1.0), ``reduction`` ("rois" or "weights").
     """
@@ -283,16 +266,13 @@ class ReweightBoxHead(LogitsBoxHead):
         clip: Sequence[float] = (0.1, 10.0),
         background_weight: float = 1.0,
         reduction: str = "rois",
-        instance_counts: Sequence[int] | None = None,
-        image_counts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.reweight import inverse_frequency_weights
 
-        if weight == "inverse_instance_count":
-            counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="reweight")
-        elif weight == "inverse_image_count":
-            counts = check_class_counts(image_counts, num_classes, param="image_counts", head="reweight")
+        if weight in ("inverse_instance_count", "inverse_image_count"):
+            field = "instance_counts" if weight == "inverse_instance_count" else "image_counts"
+            counts = class_counts(kwargs.get("class_stats"), field, num_classes, head="reweight")
         else:
             raise LtbenchError(
                 f"unknown re-weighting {weight!r}", key="loss.weight", expected="inverse_instance_count or inverse_image_count"
@@ -304,8 +284,6 @@ class ReweightBoxHead(LogitsBoxHead):
             background,
             num_box_deltas,
             num_logits=num_classes + 1,
-            instance_counts=instance_counts,
-            image_counts=image_counts,
             **kwargs,
         )
         lo, hi = clip
@@ -344,15 +322,12 @@ class ClassMarginBoxHead(LogitsBoxHead):
         constant: float | None = None,
         exponent: float = 0.25,
         scale: float = 1.0,
-        instance_counts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.class_margin import class_margins, margin_columns
 
-        counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="class_margin")
-        super().__init__(
-            num_classes, background, num_box_deltas, num_logits=num_classes + 1, instance_counts=counts, **kwargs
-        )
+        counts = class_counts(kwargs.get("class_stats"), "instance_counts", num_classes, head="class_margin")
+        super().__init__(num_classes, background, num_box_deltas, num_logits=num_classes + 1, **kwargs)
         margins = class_margins(counts, max_margin=max_margin, constant=constant, exponent=exponent)
         self.register_buffer("margins", margin_columns(margins, background).float(), persistent=False)
         self.scale = scale
@@ -434,16 +409,13 @@ class GroupSoftmaxBoxHead(LogitsBoxHead):
         *,
         bin_edges: Sequence[int] = (10, 100, 1000),
         beta: float = 8.0,
-        instance_counts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.group_softmax import GroupLayout
 
-        counts = check_class_counts(instance_counts, num_classes, param="instance_counts", head="group_softmax")
+        counts = class_counts(kwargs.get("class_stats"), "instance_counts", num_classes, head="group_softmax")
         layout = GroupLayout.from_counts(counts, tuple(bin_edges))
-        super().__init__(
-            num_classes, background, num_box_deltas, num_logits=layout.num_logits, instance_counts=counts, **kwargs
-        )
+        super().__init__(num_classes, background, num_box_deltas, num_logits=layout.num_logits, **kwargs)
         self.layout, self.beta = layout, beta
         table0, tables = layout.label_tables(background)
         # derived from instance_counts, rebuilt at construction: not saved in the checkpoint
@@ -493,7 +465,7 @@ class SigmoidBCEBoxHead(LogitsBoxHead):
 class EQLBoxHead(SigmoidBCEBoxHead):
     """Equalization loss v1 (``ltbench.methods.losses.eql``): the ``bce`` head where foreground RoIs do not
     push down the logits of classes with image frequency below ``threshold`` (lambda, 0.00177).
-    Needs ``image_counts`` and ``num_images`` (the number of training images, for f_j = image_count_j / num_images)."""
+    Needs the class statistics' ``image_counts`` and ``num_images`` (training images: f_j = image_count_j / num_images)."""
 
     def __init__(
         self,
@@ -502,18 +474,18 @@ class EQLBoxHead(SigmoidBCEBoxHead):
         num_box_deltas: int,
         *,
         threshold: float = 0.00177,
-        num_images: int | None = None,
-        image_counts: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> None:
-        counts = check_class_counts(image_counts, num_classes, param="image_counts", head="eql")
+        stats = kwargs.get("class_stats")
+        counts = class_counts(stats, "image_counts", num_classes, head="eql")
+        num_images = getattr(stats, "num_images", None)
         if num_images is None or int(num_images) < 1 or int(num_images) < max(counts, default=0):
             raise LtbenchError(
                 f"box head 'eql' needs num_images (training images) >= every image count, got {num_images!r}",
                 key="num_images",
                 expected="a positive integer",
             )
-        super().__init__(num_classes, background, num_box_deltas, image_counts=counts, **kwargs)
+        super().__init__(num_classes, background, num_box_deltas, **kwargs)
         frequencies = torch.tensor(counts, dtype=torch.float64) / int(num_images)
         self.tail_mask = frequencies < threshold
         self.threshold, self.num_images = threshold, int(num_images)

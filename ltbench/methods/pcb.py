@@ -37,7 +37,6 @@ the updated M (the paper's ``M^t`` in Eq. 10), then the loss if the gate is open
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -306,11 +305,6 @@ def pcb_eqlv2_loss(logits: torch.Tensor, labels: torch.Tensor, raw_column: torch
     return eqlv2(logits, labels, targets=targets)
 
 
-def _accepts(cls: type, name: str) -> bool:
-    """Whether ``cls`` or a base class names ``name`` in its ``__init__`` (not just via **kwargs)."""
-    return any(name in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c))
-
-
 def _mlp(in_features: int, out_features: int, hidden: int, layer_norm: bool) -> nn.Sequential:
     """Linear(in, hidden) -> ReLU -> Linear(hidden, out), optional LayerNorm(in) first; PyTorch default init."""
     layers: list[nn.Module] = [nn.LayerNorm(in_features)] if layer_norm else []
@@ -344,7 +338,7 @@ class IterativeBoxHead(BoxHead):
             ``reference_epochs`` (24), ``form`` ("official" | "paper", CE only), ``distributed`` (True).
         read_step: 0-based step whose prediction ``probabilities`` returns (default: the last).
         in_channels, pool_size, hidden: shapes of the shared 2-fc head.
-        **base_params: passed to the base head (``instance_counts``/``image_counts`` only if it takes them).
+        **base_params: passed to the base head (``class_stats`` included: every head takes it).
     """
 
     def __init__(
@@ -389,9 +383,6 @@ class IterativeBoxHead(BoxHead):
         self.step_weights = tuple(float(w) for w in step_weights)
         self.refine = refine
         self.base_name = base
-        base_cls = BOX_HEADS.get(base)
-        stats = {k: base_params.pop(k) for k in ("instance_counts", "image_counts") if k in base_params}
-        base_params.update({k: v for k, v in stats.items() if _accepts(base_cls, k)})
         self.base: BoxHead = build_box_head(
             base,
             num_classes=num_classes,
@@ -403,6 +394,7 @@ class IterativeBoxHead(BoxHead):
             **base_params,
         )
         self.in_channels, self.pool_size = in_channels, pool_size
+        self.class_stats = self.base.class_stats
         self.variant: str = base if base in ("seesaw", "eqlv2") else "ce"
         if refine and steps > 1:
             with torch.no_grad():

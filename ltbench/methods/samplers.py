@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ltbench.errors import LtbenchError
+from ltbench.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -353,10 +354,59 @@ class RandomSampler:
         self.num_images, self.seed = num_images, seed
 
     def epoch_indices(self, epoch: int = 0) -> list[int]:
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_images).tolist()
+        return np.random.default_rng([int(self.seed), int(epoch), 0x5EED]).permutation(self.num_images).tolist()
 
 
-IMAGE_SAMPLERS = ("random", "rfs", "class_aware")
+class BilevelStream:
+    """``BilevelEpisodicSampler`` as an image order: the epoch's batches flattened into one list of
+    ``(image index, sampled class)`` pairs, ``batch_size`` per episode (what the adapters' loaders consume)."""
+
+    def __init__(self, sampler: BilevelEpisodicSampler) -> None:
+        self.sampler = sampler
+
+    def epoch_indices(self, epoch: int = 0) -> list[tuple[int, int]]:
+        return [pair for batch in self.sampler.epoch_batches(epoch) for pair in batch]
+
+
+#: sampler name (spec vocabulary) -> (allowed options, builder(options, image_categories, seed, batch_size, default_rounding))
+IMAGE_SAMPLERS = Registry("image sampler", key="sampler.name")
+
+
+@IMAGE_SAMPLERS.register("random")
+def _random(spec: Mapping[str, Any], image_categories: Sequence[Iterable[int]], seed: int, batch_size: int, rounding: str) -> RandomSampler:
+    _check_options("random", spec, ())
+    return RandomSampler(len(image_categories), seed=seed)
+
+
+@IMAGE_SAMPLERS.register("rfs")
+def _rfs(spec: Mapping[str, Any], image_categories: Sequence[Iterable[int]], seed: int, batch_size: int, rounding: str) -> RepeatFactorSampler:
+    _check_options("rfs", spec, ("t", "rounding"))
+    return RepeatFactorSampler(image_categories, float(spec.get("t", 1e-3)), rounding=spec.get("rounding", rounding), seed=seed)
+
+
+@IMAGE_SAMPLERS.register("class_aware")
+def _class_aware(spec: Mapping[str, Any], image_categories: Sequence[Iterable[int]], seed: int, batch_size: int, rounding: str) -> ClassAwareSampler:
+    _check_options("class_aware", spec, ("num_sample_class",))
+    return ClassAwareSampler(image_categories, num_sample_class=int(spec.get("num_sample_class", 1)), seed=seed)
+
+
+@IMAGE_SAMPLERS.register("bilevel")
+def _bilevel(spec: Mapping[str, Any], image_categories: Sequence[Iterable[int]], seed: int, batch_size: int, rounding: str) -> BilevelStream:
+    """``image_categories`` hold class indices here, so the sampled class is a class index. The batch is
+    the run's: ``classes_per_batch`` is capped at it, and falls back to 1 class per batch when it does not
+    divide the batch (small smoke batches)."""
+    _check_options("bilevel", spec, ("classes_per_batch", "images_per_class", "episodes"))
+    per_batch = int(spec.get("classes_per_batch", 16))
+    per_batch = min(per_batch, batch_size) if batch_size % min(per_batch, batch_size) == 0 else 1
+    return BilevelStream(BilevelEpisodicSampler(image_categories, classes_per_batch=per_batch, batch_size=batch_size,
+                                                episodes=int(spec.get("episodes", 1000)), seed=seed))
+
+
+def _check_options(name: str, spec: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise LtbenchError(f"unknown option(s) {', '.join(unknown)} for sampler {name!r}", key="sampler",
+                           expected="options " + (", ".join(allowed) or "(none)"))
 
 
 def build_image_sampler(
@@ -364,43 +414,23 @@ def build_image_sampler(
     image_categories: Sequence[Iterable[int]],
     *,
     seed: int = 0,
+    batch_size: int = 1,
     default_rounding: str = "ceil",
-) -> RandomSampler | RepeatFactorSampler | ClassAwareSampler:
-    """The image sampler of a run config's ``sampler`` object; use ``.epoch_indices(epoch)``.
+) -> RandomSampler | RepeatFactorSampler | ClassAwareSampler | BilevelStream:
+    """The image sampler of a run config's ``sampler`` object; ``.epoch_indices(epoch)`` is a pure function
+    of (seed, epoch), so an image stream resumes exactly from (epoch, position).
 
     - ``{"name": "random"}`` (or None): a seeded permutation per epoch.
     - ``{"name": "rfs", "t": 0.001, "rounding": ...}``: ``RepeatFactorSampler``; without ``rounding`` the
       framework's own is used, passed as ``default_rounding`` ("ceil" for mmdet, "stochastic" for detectron2).
     - ``{"name": "class_aware", "num_sample_class": 1}``: ``ClassAwareSampler``.
-
-    SimCal's ``bilevel`` sampler yields (image, class) pairs, not an index order: build
-    ``BilevelEpisodicSampler`` directly.
+    - ``{"name": "bilevel", "classes_per_batch": 16, "episodes": 1000}``: SimCal's sampler as a stream of
+      (image index, class index) pairs (``BilevelStream``), ``batch_size`` per episode.
     """
     spec = dict(sampler or {"name": "random"})
     name = spec.pop("name", "random")
-
-    def check(allowed: tuple[str, ...]) -> None:
-        unknown = sorted(set(spec) - set(allowed))
-        if unknown:
-            raise LtbenchError(
-                f"unknown option(s) {', '.join(unknown)} for sampler {name!r}",
-                key="sampler",
-                expected="options " + (", ".join(allowed) or "(none)"),
-            )
-
-    if name == "random":
-        check(())
-        return RandomSampler(len(image_categories), seed=seed)
-    if name == "rfs":
-        check(("t", "rounding"))
-        return RepeatFactorSampler(
-            image_categories, float(spec.get("t", 1e-3)), rounding=spec.get("rounding", default_rounding), seed=seed
-        )
-    if name == "class_aware":
-        check(("num_sample_class",))
-        return ClassAwareSampler(image_categories, num_sample_class=int(spec.get("num_sample_class", 1)), seed=seed)
-    raise LtbenchError(
-        f"unknown image sampler {name!r}",
-        key="sampler.name",
-        expected="one of " + ", ".join(IMAGE_SAMPLERS) + " (bilevel: use BilevelEpisodicSampler)",
-    )
+    if not image_categories:
+        raise LtbenchError("no training images with annotations", expected="a training split with instances")
+    if name == "uniform":  # an older spelling of random
+        name = "random"
+    return IMAGE_SAMPLERS.get(name)(spec, image_categories, int(seed), int(batch_size), default_rounding)

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ltbench.errors import LtbenchError
-from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput, build_box_head
+from ltbench.data.lvis_meta import ClassStats
+from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput, build_box_head, class_counts
 from ltbench.methods.calibration import tau_normalize
 from ltbench.methods.conventions import background_index, foreground_slice, is_foreground, to_foreground_index
 
@@ -92,6 +93,7 @@ class Stage2Head(BoxHead):
         self.background = stage1.background
         self.num_box_deltas = stage1.num_box_deltas
         self.progress = dict(stage1.progress)
+        self.class_stats = getattr(stage1, "class_stats", None)
         self.stage1 = freeze(stage1) if freeze_stage1 else stage1
 
     @property
@@ -186,7 +188,7 @@ class SimCalHead(Stage2Head):
 
     ``loss_head`` (a registered C+1 head name, e.g. ``class_margin``, ``reweight``, ``focal``) trains the
     calibration head with that head's loss and reads it with that head's inference rule (SimCal Table 4's
-    decoupled CM/LR/FL; ``instance_counts`` as that head needs them).
+    decoupled CM/LR/FL; ``class_stats`` as that head needs them).
     """
 
     def __init__(
@@ -196,8 +198,7 @@ class SimCalHead(Stage2Head):
         variant: str = "3fc_ft",
         loss_head: str | None = None,
         loss_params: dict[str, Any] | None = None,
-        instance_counts: Sequence[int] | None = None,
-        image_counts: Sequence[int] | None = None,
+        class_stats: ClassStats | None = None,
     ) -> None:
         super().__init__(stage1)
         self.loss_head: BoxHead | None = None
@@ -212,8 +213,7 @@ class SimCalHead(Stage2Head):
                 in_channels=1,
                 pool_size=1,
                 hidden=1,
-                instance_counts=instance_counts,
-                image_counts=image_counts,
+                class_stats=class_stats,
                 **(loss_params or {}),
             )
             if not hasattr(head, "logits_loss") or getattr(head, "num_logits", None) != self.num_classes + 1:
@@ -440,15 +440,12 @@ class GroupSoftmaxAblationHead(BoxHead):
         beta: float = 8.0,
         background_group: bool = True,
         others: bool = True,
-        instance_counts: Sequence[int] | None = None,
-        image_counts: Sequence[int] | None = None,
         **feature_kwargs: Any,
     ) -> None:
         from ltbench.methods.losses.group_softmax import GroupLayout
 
         super().__init__(num_classes, background, num_box_deltas, **feature_kwargs)
-        del image_counts
-        counts = _class_counts(instance_counts, num_classes, "instance_counts", "bags").long().tolist()
+        counts = class_counts(self.class_stats, "instance_counts", num_classes, head="bags_ablation")
         layout = GroupLayout.from_counts(counts, tuple(bin_edges))
         self.groups = layout.group_classes
         self.background_group, self.others, self.beta = background_group, others, beta

@@ -27,7 +27,7 @@ DATASETS = (
 PRETRAINS = ("imagenet", "coco", "lvis", "none")
 SCHEDULES = ("1x", "2x", "3x")
 
-SAMPLERS = ("random", "rfs", "class_aware", "bilevel", "image_repeat")
+SAMPLERS = ("random", "rfs", "class_aware", "bilevel")
 CLASSIFIERS = ("linear", "cosine", "normed_linear")
 LOSSES = (
     "ce", "bce", "eql", "eqlv2", "seesaw", "focal", "reweight", "class_margin", "group_softmax",
@@ -41,7 +41,7 @@ STAGE2_METHODS = (
 # stage-2 methods that train nothing (tau-norm rescales the classifier weights; NCM takes class means in one
 # forward pass over the training images): their runs get no schedule and no training cost
 POST_HOC_STAGE2 = ("tau_norm", "ncm")
-VIEWS = ("plain", "cm_calibration", "ms_calibration", "norcal", "recurrent_step", "dual_head", "combine")
+VIEWS = ("plain", "cm_calibration", "ms_calibration", "norcal", "recurrent_step", "dual_head")
 # how the seeds of a row become the printed number: mean / median of each metric over seeds, or every metric
 # of the one seed whose `by` metric is the median (SimCal: "median overall AP over 3 runs")
 SEED_AGGREGATE_RULES = ("mean", "median", "median_run")

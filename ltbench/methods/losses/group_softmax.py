@@ -49,14 +49,13 @@ class GroupLayout:
 
     @classmethod
     def from_counts(cls, instance_counts: Sequence[int], bin_edges: Sequence[int] = DEFAULT_BIN_EDGES) -> GroupLayout:
-        edges = [0, *bin_edges, float("inf")]
-        if any(b <= a for a, b in zip(edges, edges[1:])):
+        from ltbench.data.lvis_meta import instance_bin
+
+        if any(b <= a for a, b in zip([0, *bin_edges], bin_edges)):
             raise ValueError(f"bin_edges must be increasing positive numbers, got {list(bin_edges)}")
-        groups = []
-        for low, high in zip(edges, edges[1:]):
-            members = tuple(k for k, n in enumerate(instance_counts) if low <= n < high)
-            if members:
-                groups.append(members)
+        # BAGS' first group is "fewer than 10 instances", classes without any included (empty=0)
+        bins = [instance_bin(int(n), bin_edges, empty=0) for n in instance_counts]
+        groups = [members for b in range(len(bin_edges) + 1) if (members := tuple(k for k, g in enumerate(bins) if g == b))]
         starts, col = [], 2
         for members in groups:
             starts.append(col)
