@@ -1,32 +1,30 @@
 """Framework adapters: thin glue between a resolved run config and torchvision / mmdetection / detectron2.
 
-``get_adapter(framework)`` returns an ``adapters.base.Adapter``. Framework modules are imported only
-when their adapter is asked for, so importing this package costs nothing.
+``get_adapter(framework)`` returns an ``adapters.interface.Adapter``. ``ADAPTERS`` is the registry of the
+frameworks (the spec vocabulary's ``FRAMEWORKS``); each framework's package is imported only when its
+adapter is asked for, so importing this package costs nothing.
+
+Layout (detectron2's engine shape): ``interface`` (the contract), ``engine/`` (training loop, hooks,
+randomness, schedule, image stream, devices), ``checkpoints``, ``records`` (LVIS data), ``wiring`` (methods),
+``prediction`` and ``outputs``; one package per framework: ``torchvision/``, ``mmdet/``, ``detectron2/``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from ltbench.errors import LtbenchError, did_you_mean
+from ltbench.registry import Registry
 
-#: framework name -> (module, class)
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "torchvision": ("adapters.torchvision_adapter", "TorchvisionAdapter"),
-    "mmdet": ("adapters.mmdet_adapter", "MMDetAdapter"),
-    "detectron2": ("adapters.detectron2_adapter", "Detectron2Adapter"),
-}
+#: framework name -> "module:Class" of its adapter (imported on first use)
+ADAPTERS = Registry("framework", key="framework")
+ADAPTERS.register("torchvision")("adapters.torchvision:TorchvisionAdapter")
+ADAPTERS.register("mmdet")("adapters.mmdet:MMDetAdapter")
+ADAPTERS.register("detectron2")("adapters.detectron2:Detectron2Adapter")
 
 
-def get_adapter(framework: str):  # -> adapters.base.Adapter
+def get_adapter(framework: str):  # -> adapters.interface.Adapter
     """The adapter of ``framework`` ("torchvision", "mmdet" or "detectron2")."""
-    if framework not in ADAPTERS:
-        raise LtbenchError(
-            f"unknown framework {framework!r}{did_you_mean(framework, ADAPTERS)}",
-            key="framework",
-            expected="one of " + ", ".join(ADAPTERS),
-        )
-    module_name, class_name = ADAPTERS[framework]
+    module_name, class_name = ADAPTERS.get(framework).split(":")
     return getattr(importlib.import_module(module_name), class_name)()
 
 

@@ -42,7 +42,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory, request):
-    """A tiny synthetic LVIS-format dataset (adapters_support.make_tiny_lvis), one per test module."""
-    from adapters_support import make_tiny_lvis
+    """A tiny synthetic LVIS-format dataset (support.tiny_lvis.make_tiny_lvis), one per test module."""
+    from support.tiny_lvis import make_tiny_lvis
 
     return make_tiny_lvis(tmp_path_factory.mktemp(f"tiny_lvis_{request.module.__name__}"))

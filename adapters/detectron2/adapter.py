@@ -1,0 +1,314 @@
+"""detectron2 adapter: detectron2's own LVIS Mask R-CNN config (``config.py``), ROI heads registered for the
+ltbench methods (``registration.py``), training by detectron2's ``DefaultTrainer``.
+
+Background convention: ``"last"`` (detectron2's): foreground 0..C-1, background C. Box deltas ``4 * C``
+(``4`` with ``CLS_AGNOSTIC_BBOX_REG``).
+
+The engine hooks map onto detectron2's: ``Reseed`` and ``ProgressGate`` are ours (``HookBase``),
+``LRScheduler``, ``PeriodicCheckpointer`` and ``PeriodicWriter`` are detectron2's hooks of those names.
+The image order is ``adapters.engine.stream`` (random, RFS with detectron2's stochastic rounding,
+class-aware, bi-level) through a resumable sampler.
+
+Stage-2 heads without an optimiser: tau-norm saves the re-normalised model directly; NCM first runs one
+statistics pass (training-mode forwards, no augmentation, ``LtbenchBoxPredictor.fit_pass``) over the
+training images. Seesaw's normed mask head replaces the mask head's 1x1 ``predictor`` conv.
+
+Known gaps (see ``GAPS``): exact resume holds only with ``num_workers=0`` and one aspect-ratio group
+(detectron2's ``AspectRatioGroupedDataset`` buffers are not checkpointed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from adapters import checkpoints as ckpt
+from adapters.detectron2.config import BilevelMapper, BilevelRecords, build_cfg, dataset_dicts
+from adapters.detectron2.registration import detectron2_available, register
+from adapters.engine.devices import resolve_device
+from adapters.engine.randomness import iteration_seed, seed_everything
+from adapters.engine.schedule import epoch_progress
+from adapters.engine.stream import IndexStream, epoch_order
+from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
+from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
+from adapters.records import LvisSplit, load_lvis_split
+from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, mask_head_name, normed_conv_class, unfreeze_for_finetune
+
+#: what the detectron2 adapter does not cover (the torchvision and mmdet adapters do)
+GAPS = (
+    "class_aware sampling only via ltbench's sampler (detectron2 has none of its own)",
+    "Faster R-CNN only through MASK_ON=False of the Mask R-CNN config",
+    "exact resume needs num_workers=0 and a single aspect-ratio group",
+)
+
+
+class Detectron2Adapter(Adapter):
+    name = "detectron2"
+    background = "last"
+
+    def available(self) -> tuple[bool, str]:
+        return detectron2_available()
+
+    def _model(self, cfg: Any, run_config: dict, split: LvisSplit, stage1_checkpoint: Path | None) -> Any:
+        from detectron2.checkpoint import DetectionCheckpointer
+        from detectron2.modeling import build_model
+
+        model = build_model(cfg)
+        if mask_head_name(run_config) == "normed" and cfg.MODEL.MASK_ON:
+            old = model.roi_heads.mask_head.predictor  # Conv2d(conv_dims, mask classes, 1): same tensor names
+            scale = float((run_config.get("mask_head") or {}).get("scale", 20))
+            model.roi_heads.mask_head.predictor = normed_conv_class()(old.in_channels, old.out_channels, scale)
+        if run_config.get("stage2"):
+            if stage1_checkpoint is not None:
+                DetectionCheckpointer(model).load(str(stage1_checkpoint))
+            for p in model.parameters():
+                p.requires_grad_(False)
+            predictor = model.roi_heads.box_predictor
+            predictor.box_head = build_stage2_head(run_config, predictor.box_head, split)
+            unfreeze_for_finetune(model, run_config, "roi_heads.box_predictor.box_head.", ("backbone.bottom_up.stem.",),
+                                       "backbone.bottom_up.res{}.", first_stage=2)
+            keep_batchnorm_in_eval(model)
+        return model
+
+    def _finish_without_training(self, cfg: Any, run_config: dict, split: LvisSplit, stage1_checkpoint: Path | None,
+                                 workdir: Path) -> Path | None:
+        """Stage-2 heads without an optimiser (tau-norm; NCM after one statistics pass over the training
+        images in training mode, so that RoIs are sampled and labelled as in training, no augmentation):
+        ``model_final.pth`` + ``done.json`` (0 iterations). None when the head trains."""
+        import copy
+
+        import torch
+        from detectron2.checkpoint import DetectionCheckpointer
+        from detectron2.data import transforms as T
+        from detectron2.data.dataset_mapper import DatasetMapper
+        from detectron2.utils.events import EventStorage
+
+        model = self._model(cfg, run_config, split, stage1_checkpoint)
+        predictor = model.roi_heads.box_predictor
+        head = predictor.box_head
+        if getattr(head, "requires_training", True):
+            return None
+        if getattr(head, "fit_pass", False):
+            mapper = DatasetMapper(is_train=True, augmentations=[T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)],
+                                   image_format=cfg.INPUT.FORMAT, use_instance_mask=cfg.MODEL.MASK_ON,
+                                   instance_mask_format=cfg.INPUT.MASK_FORMAT)
+            model.train()
+            keep_batchnorm_in_eval(model)
+            predictor.fit_pass = True
+            seed_everything(int(run_config.get("seed", 0)))
+            with torch.no_grad(), EventStorage(0):  # training-mode forwards log proposal statistics
+                for record in dataset_dicts(split):
+                    model([mapper(copy.deepcopy(record))])
+            predictor.fit_pass = False
+        model.eval()
+        DetectionCheckpointer(model, save_dir=str(workdir)).save(Path(ckpt.FINAL_CHECKPOINT).stem)
+        ckpt.write_done(workdir, run_config, ckpt.FINAL_CHECKPOINT, 0, self.name)
+        return workdir / ckpt.FINAL_CHECKPOINT
+
+    def train(
+        self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None,
+        device: str | None = None, precision: str | None = None,
+    ) -> Path:
+        register()
+        import torch
+        from detectron2.data import build_detection_train_loader
+        from detectron2.data.dataset_mapper import DatasetMapper
+        from detectron2.engine import DefaultTrainer, HookBase, hooks
+        from detectron2.utils import comm
+        from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+        from detectron2.utils.logger import setup_logger
+
+        from ltbench.io import write_json
+
+        start = ckpt.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
+        if start.finished is not None:
+            return start.finished
+        workdir, split, stage1_checkpoint = start.workdir, start.split, start.stage1_checkpoint
+        setup_logger(output=str(workdir / "detectron2.log"), name="detectron2")  # log.txt: the engine's progress lines
+        write_json(workdir / "run_config.json", run_config)
+        cfg = build_cfg(run_config, split, workdir, resolve_device(device, scale=str(run_config.get("scale", "smoke"))))
+        if stage1_checkpoint is not None:
+            cfg.MODEL.WEIGHTS = ""  # the stage-1 weights are loaded in _model; nothing may overwrite them
+        source = ckpt.init_checkpoint(run_config, init_workdir) if stage1_checkpoint is None else None
+        if source is not None:
+            cfg.MODEL.WEIGHTS = str(source)  # detectron2's checkpointer skips tensors whose shapes differ
+        if stage1_checkpoint is not None:
+            final = self._finish_without_training(cfg, run_config, split, stage1_checkpoint, workdir)
+            if final is not None:
+                return final
+        seed = int(run_config.get("seed", 0))
+        seed_everything(seed)
+        sampler_cfg = training_sampler(run_config)
+        bilevel = (sampler_cfg or {}).get("name") == "bilevel"
+        # The bi-level sampler draws (image, class index) pairs; they travel as one int, image * C + class.
+        categories = [set(r.classes.tolist()) for r in split.images] if bilevel else [r.category_ids for r in split.images]
+        # RFS rounds stochastically as detectron2's RepeatFactorTrainingSampler does, unless the run says otherwise
+        order = epoch_order(sampler_cfg, categories, seed, batch_size=int(cfg.SOLVER.IMS_PER_BATCH) if bilevel else 1,
+                            default_rounding="stochastic")
+        records = dataset_dicts(split)
+        num_classes = split.num_classes
+        dataset: Any = BilevelRecords(records, num_classes) if bilevel else records
+        adapter = self
+
+        class ResumableSampler(torch.utils.data.Sampler):
+            """Endless image indices from ``IndexStream``, fast-forwarded past the images a resumed run has
+            already consumed (detectron2's own samplers restart their stream on resume)."""
+
+            def __init__(self) -> None:
+                self.skip = 0
+
+            def __iter__(self):
+                stream = IndexStream(order)
+                stream.take(self.skip)
+                while True:
+                    (item,) = stream.take(1)
+                    yield int(item[0]) * num_classes + int(item[1]) if bilevel else item
+
+        sampler = ResumableSampler()
+
+        class Reseed(HookBase):
+            """The engine hook ``Reseed``: torch/numpy/random from (seed, iteration, rank) before every step."""
+
+            def before_step(self) -> None:
+                seed_everything(iteration_seed(seed, self.trainer.iter, comm.get_rank()))
+
+        class ProgressGate(HookBase):
+            """The engine hook ``ProgressGate``: ``BoxHead.set_progress`` before every step."""
+
+            def before_step(self) -> None:
+                epoch, epochs = epoch_progress(self.trainer.iter, self.trainer.max_iter, cfg.SOLVER.IMS_PER_BATCH, len(records))
+                model = self.trainer.model.module if hasattr(self.trainer.model, "module") else self.trainer.model
+                model.roi_heads.box_predictor.box_head.set_progress(epoch, epochs, self.trainer.iter, self.trainer.max_iter)
+
+        class ReseedAfterFetch:
+            """Re-seeds torch again once a batch is fetched: the data loader's iterator is created at the
+            first fetch and draws from torch's RNG, which a resumed run does at a later iteration."""
+
+            def __init__(self, loader: Any) -> None:
+                self.loader = loader
+
+            def __iter__(self):
+                for batch in self.loader:
+                    torch.manual_seed(iteration_seed(seed + 7919, trainer.iter, comm.get_rank()))
+                    yield batch
+
+        trainer = None
+        keep = ckpt.keep_checkpoints(schedule_of(run_config, stage2=bool(run_config.get("stage2"))), run_label(run_config))
+
+        class Trainer(DefaultTrainer):
+            @classmethod
+            def build_model(cls, cfg):  # noqa: ANN001, ANN206 - detectron2 signature
+                return adapter._model(cfg, run_config, split, stage1_checkpoint)
+
+            @classmethod
+            def build_train_loader(cls, cfg):  # noqa: ANN001, ANN206
+                mapper = BilevelMapper(cfg, is_train=True) if bilevel else DatasetMapper(cfg, is_train=True)
+                return ReseedAfterFetch(build_detection_train_loader(
+                    dataset=dataset, mapper=mapper, sampler=sampler,
+                    total_batch_size=cfg.SOLVER.IMS_PER_BATCH, aspect_ratio_grouping=True, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                ))
+
+            def build_writers(self):  # noqa: ANN201
+                return [CommonMetricPrinter(self.max_iter), JSONWriter(str(workdir / "metrics.json")),
+                        progress_writer(workdir, self.max_iter, self.start_iter)]
+
+            def build_hooks(self):  # noqa: ANN201
+                kept = [h for h in super().build_hooks() if not isinstance(h, (hooks.EvalHook, hooks.PreciseBN))]
+                for hook in kept:  # fvcore's PeriodicCheckpointer deletes all but the newest max_to_keep
+                    if isinstance(hook, hooks.PeriodicCheckpointer) and keep > 0:
+                        hook.max_to_keep = keep
+                return [Reseed(), ProgressGate(), *kept]
+
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=True)
+        sampler.skip = trainer.start_iter * cfg.SOLVER.IMS_PER_BATCH
+        trainer.train()
+        final = workdir / ckpt.FINAL_CHECKPOINT
+        ckpt.write_done(workdir, run_config, final.name, cfg.SOLVER.MAX_ITER, self.name)
+        ckpt.prune_checkpoints(workdir, keep, finished=True)  # same names as ours: model_<7 digits>.pth
+        return final
+
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path) -> dict:
+        return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
+                            load=lambda train_split: self._prediction_model(run_config, Path(workdir).resolve(), train_split))
+
+    def _prediction_model(self, run_config: dict, workdir: Path, train_split: LvisSplit) -> Detectron2PredictionModel:
+        register()
+        from detectron2.checkpoint import DetectionCheckpointer
+
+        checkpoint = ckpt.final_checkpoint(workdir)
+        cfg = build_cfg(run_config, train_split, workdir, resolve_device(None, scale=str(run_config.get("scale", "smoke"))))
+        model = self._model(cfg, run_config, train_split, None)
+        DetectionCheckpointer(model).load(str(checkpoint))
+        model.eval()
+        return Detectron2PredictionModel(model, cfg)
+
+
+def progress_writer(workdir: Path, max_iter: int, start_iter: int) -> Any:
+    """A detectron2 ``EventWriter`` (run by its ``PeriodicWriter`` hook) writing the engine's progress lines to
+    ``log.txt`` (``adapters.engine.progress``), the same lines as every adapter's."""
+    from detectron2.utils.events import EventWriter, get_event_storage
+
+    from adapters.engine.progress import ProgressLogger
+
+    class ProgressWriter(EventWriter):
+        def __init__(self) -> None:
+            self.logger = ProgressLogger(workdir, max_iter, start_iteration=start_iter, every=1)
+
+        def write(self) -> None:
+            storage = get_event_storage()
+            latest = storage.latest()
+            losses = {k: float(v[0]) for k, v in latest.items() if k.startswith("loss")}
+            self.logger(storage.iter, losses, float(latest.get("lr", (0.0,))[0]), force=True)
+
+    return ProgressWriter()
+
+
+class Detectron2PredictionModel:
+    """A loaded detectron2 model behind ``adapters.prediction.PredictionModel``."""
+
+    background = "last"
+
+    def __init__(self, model: Any, cfg: Any) -> None:
+        self.model, self.cfg = model, cfg
+        self.predictor = model.roi_heads.box_predictor
+        self.detections_per_image = cfg.TEST.DETECTIONS_PER_IMAGE
+
+    def uncap(self) -> None:
+        # FastRCNNOutputLayers caps detections with its own copy of TEST.DETECTIONS_PER_IMAGE
+        self.detections_per_image = self.predictor.test_topk_per_image = UNCAPPED_DETECTIONS_PER_IMAGE
+
+    def set_view(self, view: Any) -> None:
+        self.predictor.view = view
+
+    def set_detection_filter(self, keep: Any) -> bool:
+        return False  # every detection gets its mask; the per-class top-k selection follows
+
+    def images(self, split: LvisSplit, *, detections: bool) -> Iterator[ImagePrediction]:
+        import torch
+        from detectron2.data import detection_utils
+        from detectron2.data import transforms as T
+
+        size = self.cfg.INPUT.MIN_SIZE_TEST
+        resize = T.ResizeShortestEdge([size, size], self.cfg.INPUT.MAX_SIZE_TEST)
+        with torch.no_grad():
+            for record in split.images:
+                image = detection_utils.read_image(str(record.path), format=self.cfg.INPUT.FORMAT)
+                resized = resize.get_transform(image).apply_image(image)
+                tensor = torch.as_tensor(resized.astype("float32").transpose(2, 0, 1))
+                self.predictor.last_inference = []
+                (out,) = self.model([{"image": tensor, "height": record.height, "width": record.width}])
+                scored = []
+                for (h, w), boxes, probs in self.predictor.last_inference:
+                    scaled = boxes.clone()
+                    scaled[:, [0, 2]] *= record.width / w
+                    scaled[:, [1, 3]] *= record.height / h
+                    scored.append((scaled.numpy(), probs.numpy()))
+                prediction = ImagePrediction(record, scored_rois=scored)
+                if detections:
+                    inst = out["instances"].to("cpu")
+                    prediction.masks = inst.pred_masks.numpy() if inst.has("pred_masks") else None
+                    prediction.boxes, prediction.scores = inst.pred_boxes.tensor.numpy(), inst.scores.numpy()
+                    prediction.classes = inst.pred_classes.numpy()
+                yield prediction

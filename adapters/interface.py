@@ -1,0 +1,99 @@
+"""The interface every framework adapter implements, and checked access to the resolved run config.
+
+An adapter turns a resolved run config (docs/CONTRACTS.md, "Resolved run config") into its framework's
+model and code path. It exposes two calls:
+
+- ``train(run_config, workdir, data, *, stage1_workdir=None, init_workdir=None) -> Path``: trains into
+  ``workdir`` through its engine's training loop and hooks (``adapters.engine``); checkpoints are
+  ``model_<iter>.pth`` written atomically, then the ``last_checkpoint`` pointer; a restarted ``train``
+  resumes from that pointer and (on CPU with fixed seeds) reaches the same final weights as an
+  uninterrupted run; ``done.json`` is written last (``adapters.checkpoints``).
+- ``predict(run_config, view_config, workdir, data, *, split, out_dir) -> dict``: writes
+  ``out_dir/detections.json`` (LVIS results format) and ``out_dir/proposal_stats.npz``
+  (``adapters.prediction``).
+
+Class indices: "class index k" is the 0-based foreground index in ascending LVIS category-id order.
+Each adapter converts to its own background convention (``background``: "first" = torchvision, label 0
+is background; "last" = mmdet 3.x and detectron2, label C) at its boundary.
+
+Heavy imports (torch, numpy, pycocotools) are inside functions: ``ltbench --help`` imports nothing here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Protocol
+
+from ltbench.errors import LtbenchError
+
+
+class DataPaths(Protocol):
+    """What an adapter needs from ``ltbench.data.datasets.resolve``: annotation files and image root."""
+
+    train: Path
+    val: Path
+    image_root: Path
+
+
+class Adapter(ABC):
+    """One framework. Subclasses set ``name`` and ``background`` and implement ``train``/``predict``."""
+
+    name: str = ""
+    background: str = "first"
+
+    @abstractmethod
+    def train(self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None,
+              init_workdir: Path | None = None) -> Path:
+        """Train ``run_config`` into ``workdir``; returns the final checkpoint path. ``init_workdir``: the
+        work directory of the ``init_from`` run (default ``$LTBENCH_WORK/<init_from>``)."""
+
+    @abstractmethod
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val",
+                out_dir: Path) -> dict:
+        """Predict (run, view) on ``split``; returns a summary dict (files written, counts)."""
+
+    def available(self) -> tuple[bool, str]:
+        """(True, "") when the framework imports here, else (False, one-line reason)."""
+        return True, ""
+
+
+SCHEDULE_KEYS = ("iterations", "batch_size", "lr", "momentum", "weight_decay", "warmup_iters", "steps", "checkpoint_period")
+#: detectors each adapter builds, and which of them predict masks
+MASK_DETECTORS = ("mask_rcnn",)
+
+
+def require(config: dict, key: str, where: str = "run config") -> Any:
+    """``config[key]`` or a ``LtbenchError`` naming the key."""
+    if not isinstance(config, dict) or key not in config:
+        raise LtbenchError(f"missing key {key!r}", path=where, key=key, expected=f"the resolved run config key {key!r}")
+    return config[key]
+
+
+def run_label(run_config: dict) -> str:
+    return str(run_config.get("id", "<run without id>"))
+
+
+def schedule_of(run_config: dict, *, stage2: bool = False) -> dict:
+    """The schedule of this run: ``stage2.schedule`` over ``schedule`` for a stage-2 run, every key checked."""
+    schedule = dict(require(run_config, "schedule"))
+    if stage2 and isinstance(run_config.get("stage2"), dict) and isinstance(run_config["stage2"].get("schedule"), dict):
+        schedule = {**schedule, **run_config["stage2"]["schedule"]}
+    for key in SCHEDULE_KEYS:
+        if key not in schedule:
+            raise LtbenchError(f"schedule has no {key!r}", path=run_config.get("id", "run config"), key=f"schedule.{key}",
+                               expected="a resolved schedule with " + ", ".join(SCHEDULE_KEYS))
+    return schedule
+
+
+def training_sampler(run_config: dict) -> dict | None:
+    """The image sampler this run trains with: a stage-2 recipe's own ``stage2.sampler`` wins."""
+    stage2 = run_config.get("stage2")
+    if isinstance(stage2, dict) and "sampler" in stage2:
+        return stage2["sampler"]
+    return run_config.get("sampler")
+
+
+def has_masks(run_config: dict) -> bool:
+    """Whether the run's detector predicts instance masks (Faster R-CNN does not)."""
+    return run_config.get("detector", "mask_rcnn") in MASK_DETECTORS

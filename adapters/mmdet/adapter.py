@@ -1,0 +1,234 @@
+"""mmdetection 3.3 adapter: mmdet's own LVIS Mask R-CNN config (``config.py``) with the ltbench BoxHead in
+the box branch (``registration.py``), trained by mmengine's Runner.
+
+Background convention: ``"last"`` (mmdet 2.x/3.x): foreground labels 0..C-1, background C. Box deltas:
+``4 * C`` (mmdet does not regress the background).
+
+The engine hooks map onto mmengine's: ``Reseed`` is ``LtbenchIterBasedTrainLoop``, ``LRScheduler`` mmengine's
+``ParamSchedulerHook`` (LinearLR warm-up + MultiStepLR), ``ProgressGate`` and ``PeriodicWriter`` ours,
+``PeriodicCheckpointer`` mmengine's ``CheckpointHook``. RFS with mmdet's ceil rounding (the default here)
+is mmengine's ``ClassBalancedDataset``, as in mmdet's LVIS configs.
+
+Exact resume on CPU needs ``num_workers=0`` (the default here); with worker processes the pipeline's
+random draws happen in the workers and a resumed run is equivalent but not bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from adapters import checkpoints as ckpt
+from adapters.engine.randomness import seed_everything
+from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
+from adapters.mmdet.config import build_config, dataset_cfg, epoch_length, rcnn_test_cfgs, train_data
+from adapters.mmdet.registration import mmdet_available, quiet_init, register, trusted_checkpoints
+from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
+from adapters.records import LvisSplit
+from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, unfreeze_for_finetune
+from ltbench.errors import LtbenchError
+
+
+class MMDetAdapter(Adapter):
+    name = "mmdet"
+    background = "last"
+
+    def available(self) -> tuple[bool, str]:
+        return mmdet_available()
+
+    def _build_model(self, run_config: dict, split: LvisSplit, data: DataPaths, *, stage1: tuple[dict, Path | None] | None) -> Any:
+        """The mmdet detector; for a stage-2 run the stage-1 detector (weights loaded when a checkpoint
+        path is given) with ``build_stage2`` around its box head and everything else frozen (fine-tuning: see ``wiring.unfreeze_for_finetune``)."""
+        register()
+        from mmdet.registry import MODELS
+        from mmengine.runner.checkpoint import load_checkpoint
+
+        if stage1 is None:
+            cfg = build_config(run_config, split, data)
+            model = MODELS.build(cfg.model)
+            quiet_init(model)
+            if cfg.ltbench_detector_weights:  # a COCO-trained detector: every tensor whose shape fits
+                load_checkpoint(model, cfg.ltbench_detector_weights, map_location="cpu", strict=False, logger="current")
+            return model, cfg
+        stage1_config, stage1_checkpoint = stage1
+        cfg = build_config(stage1_config, split, data)
+        model = MODELS.build(cfg.model)
+        quiet_init(model)
+        if stage1_checkpoint is not None:
+            with trusted_checkpoints():
+                load_checkpoint(model, str(stage1_checkpoint), map_location="cpu", strict=True, logger="silent")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        bbox_head = model.roi_head.bbox_head
+        bbox_head.box_head = build_stage2_head(run_config, bbox_head.box_head, split)
+        trains = getattr(bbox_head.box_head, "requires_training", True)
+        if trains and not any(p.requires_grad for p in bbox_head.box_head.parameters()):
+            raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
+        unfreeze_for_finetune(model, run_config, "roi_head.bbox_head.box_head.", ("backbone.conv1.", "backbone.bn1."), "backbone.layer{}.")
+        keep_batchnorm_in_eval(model)
+        return model, cfg
+
+    def train(
+        self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None,
+        device: str | None = None, precision: str | None = None,
+    ) -> Path:
+        register()
+        from mmengine.runner import Runner
+
+        from ltbench.io import write_json
+
+        start = ckpt.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
+        if start.finished is not None:
+            return start.finished
+        workdir, split = start.workdir, start.split
+        seed = int(run_config.get("seed", 0))
+        seed_everything(seed)
+        stage2 = run_config.get("stage2")
+        stage1 = (start.stage1_config, start.stage1_checkpoint) if stage2 else None
+        model, cfg = self._build_model(run_config, split, data, stage1=stage1)
+        source = ckpt.init_checkpoint(run_config, init_workdir) if not stage2 else None
+        if source is not None and ckpt.last_checkpoint(workdir) is None:
+            with trusted_checkpoints():
+                state = ckpt.load_checkpoint(source)
+            ckpt.load_matching(model, state.get("state_dict", state), what=f"{source} (init_from)")
+        write_json(workdir / "run_config.json", run_config)
+        if stage2 and not getattr(model.roi_head.bbox_head.box_head, "requires_training", True):
+            return self._finish_without_training(run_config, workdir, model, cfg)
+        schedule = schedule_of(run_config, stage2=bool(stage2))
+        max_iters = int(schedule["iterations"])
+        batch = int(schedule["batch_size"])
+        train_dataset, image_sampler = train_data(cfg, training_sampler(run_config), seed, batch)
+        warmup = int(schedule["warmup_iters"])
+        schedulers = []
+        if warmup > 0:
+            schedulers.append(dict(type="LinearLR", start_factor=float(schedule.get("warmup_factor", 0.001)), by_epoch=False, begin=0, end=warmup))
+        schedulers.append(dict(type="MultiStepLR", by_epoch=False, begin=0, end=max_iters, milestones=[int(s) for s in schedule["steps"]], gamma=float(schedule.get("gamma", 0.1))))
+        period = int(schedule["checkpoint_period"])
+        runner = Runner(
+            model=model,
+            work_dir=str(workdir),
+            train_dataloader=dict(
+                batch_size=batch,
+                num_workers=int(schedule.get("num_workers", 0)),
+                persistent_workers=False,
+                sampler=image_sampler,
+                batch_sampler=dict(type="AspectRatioBatchSampler"),
+                dataset=train_dataset,
+            ),
+            train_cfg=dict(type="LtbenchIterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters + 1, seed=seed),
+            optim_wrapper=dict(
+                type="OptimWrapper",
+                optimizer=dict(type="SGD", lr=float(schedule["lr"]), momentum=float(schedule["momentum"]), weight_decay=float(schedule["weight_decay"])),
+                clip_grad=dict(max_norm=float(schedule["grad_clip"])) if schedule.get("grad_clip") else None,
+            ),
+            param_scheduler=schedulers,
+            default_hooks=dict(
+                timer=dict(type="IterTimerHook"),
+                logger=dict(type="LoggerHook", interval=max(1, min(20, max_iters // 10 or 1))),
+                param_scheduler=dict(type="ParamSchedulerHook"),
+                checkpoint=dict(type="CheckpointHook", interval=period, by_epoch=False, save_last=True, max_keep_ckpts=ckpt.keep_checkpoints(schedule, run_label(run_config))),
+                sampler_seed=dict(type="DistSamplerSeedHook"),
+            ),
+            custom_hooks=[dict(type="ProgressGate", batch_size=batch, epoch_length=epoch_length(train_dataset, split)),
+                          dict(type="PeriodicWriter")],
+            randomness=dict(seed=seed),
+            resume=True,
+            default_scope="mmdet",
+            log_level="INFO",
+            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="gloo")),
+            visualizer=dict(type="DetLocalVisualizer", vis_backends=[]),
+        )
+        with trusted_checkpoints():
+            runner.train()
+        final = workdir / f"iter_{max_iters}.pth"
+        if not final.is_file():
+            raise LtbenchError("mmengine did not write the final checkpoint", path=final, expected=f"iter_{max_iters}.pth")
+        ckpt.write_done(workdir, run_config, final.name, max_iters, self.name)
+        return final
+
+    def _finish_without_training(self, run_config: dict, workdir: Path, model: Any, cfg: Any) -> Path:
+        """Stage-2 heads without an optimiser: tau-norm directly; NCM after one pass over the training
+        images through mmdet's training forward (RoIs assigned and sampled as in training)."""
+        import torch
+        from mmdet.registry import DATASETS
+        from mmengine.dataset import pseudo_collate
+
+        from ltbench.io import write_json
+
+        bbox_head = model.roi_head.bbox_head
+        if getattr(bbox_head.box_head, "fit_pass", False):
+            dataset = DATASETS.build(dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False))
+            model.train()
+            bbox_head.fit_pass = True
+            seed_everything(int(run_config.get("seed", 0)))
+            with torch.no_grad():
+                for i in range(len(dataset)):
+                    batch = model.data_preprocessor(pseudo_collate([dataset[i]]), True)
+                    model.loss(batch["inputs"], batch["data_samples"])
+            bbox_head.fit_pass = False
+        final = Path(workdir) / "iter_0.pth"
+        ckpt.save_checkpoint(workdir, final.name, {"state_dict": model.state_dict(), "meta": {"run_id": run_config.get("id")}}, update_pointer=False)
+        ckpt.write_done(workdir, run_config, final.name, 0, self.name)
+        return final
+
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path) -> dict:
+        return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
+                            load=lambda train_split: self._prediction_model(run_config, Path(workdir), train_split, data))
+
+    def _prediction_model(self, run_config: dict, workdir: Path, train_split: LvisSplit, data: DataPaths) -> MMDetPredictionModel:
+        from mmengine.runner.checkpoint import load_checkpoint
+
+        from ltbench.io import read_json
+
+        checkpoint = ckpt.final_checkpoint(workdir)
+        stage1 = (read_json(workdir / "stage1_run_config.json"), None) if run_config.get("stage2") else None
+        model, cfg = self._build_model(run_config, train_split, data, stage1=stage1)
+        with trusted_checkpoints():
+            load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True, logger="silent")
+        model.eval()
+        return MMDetPredictionModel(model, cfg)
+
+
+class MMDetPredictionModel:
+    """A loaded mmdet detector behind ``adapters.prediction.PredictionModel``."""
+
+    background = "last"
+
+    def __init__(self, model: Any, cfg: Any) -> None:
+        self.model, self.cfg = model, cfg
+        self.head = model.roi_head.bbox_head
+        self.detections_per_image = cfg.model.test_cfg.rcnn.max_per_img
+
+    def uncap(self) -> None:
+        self.detections_per_image = UNCAPPED_DETECTIONS_PER_IMAGE
+        for stage_cfg in rcnn_test_cfgs(self.model):  # mmdet reads the built head's test_cfg, not the file
+            stage_cfg.max_per_img = UNCAPPED_DETECTIONS_PER_IMAGE
+
+    def set_view(self, view: Any) -> None:
+        self.head.view = view
+
+    def set_detection_filter(self, keep: Any) -> bool:
+        return False  # every detection gets its mask; the per-class top-k selection follows
+
+    def images(self, split: LvisSplit, *, detections: bool) -> Iterator[ImagePrediction]:
+        import torch
+        from mmdet.registry import DATASETS
+        from mmengine.dataset import pseudo_collate
+
+        dataset = DATASETS.build(dataset_cfg(self.cfg, str(split.annotation_file), test_mode=True))
+        records = {r.image_id: r for r in split.images}
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                self.head.last_inference = []
+                (sample,) = self.model.test_step(pseudo_collate([dataset[i]]))
+                record = records.get(int(sample.metainfo["img_id"]))
+                if record is None:  # an image without annotations: nothing to score against
+                    continue
+                prediction = ImagePrediction(record, scored_rois=[(rois.numpy(), probs.numpy()) for _, rois, probs in self.head.last_inference])
+                if detections:
+                    pred = sample.pred_instances
+                    prediction.masks = pred.masks.cpu().numpy() if "masks" in pred else None
+                    prediction.boxes, prediction.scores = pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy()
+                    prediction.classes = pred.labels.cpu().numpy()
+                yield prediction

@@ -1,0 +1,184 @@
+"""mmdet configs of a run: mmdet's own LVIS Mask R-CNN config (from the installed wheel) with the run's
+model size, head, data, sampler and schedule.
+
+``lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py`` (or the v1 1x one) is the base: data pipeline,
+backbone/FPN/RPN, RoI assignment and sampling, RoIAlign, the L1 box loss, multiclass NMS, the mask branch.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from adapters.interface import DataPaths, run_label
+from adapters.records import LvisSplit
+from adapters.wiring import head_config, mask_head_name
+from ltbench.errors import LtbenchError
+
+#: dataset name -> config file inside mmdet's wheel (mmdet/.mim/configs/...)
+BASE_CONFIGS = {
+    "lvis_v0.5": "lvis/mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py",
+    "lvis_v1": "lvis/mask-rcnn_r50_fpn_sample1e-3_ms-1x_lvis-v1.py",
+}
+DEFAULT_BASE_CONFIG = BASE_CONFIGS["lvis_v1"]
+
+
+def base_config_path(run_config: dict) -> Path:
+    import mmdet
+
+    rel = BASE_CONFIGS.get(run_config.get("dataset", ""), DEFAULT_BASE_CONFIG)
+    path = Path(mmdet.__file__).parent / ".mim" / "configs" / rel
+    if not path.is_file():
+        raise LtbenchError("mmdet's LVIS config is missing from the installed wheel", path=path, expected="mmdet 3.3.0 with its .mim configs")
+    return path
+
+
+def build_config(run_config: dict, split: LvisSplit, data: DataPaths) -> Any:
+    """mmdet's LVIS Mask R-CNN config with the run's model size, head, data and schedule."""
+    from mmengine.config import Config
+
+    detector = run_config.get("detector", "mask_rcnn")
+    if detector not in ("mask_rcnn", "faster_rcnn"):
+        raise LtbenchError(
+            f"detector {detector!r} is not wired in the mmdet adapter yet", key="detector", path=run_label(run_config),
+            expected="mask_rcnn or faster_rcnn",
+        )
+    cfg = Config.fromfile(str(base_config_path(run_config)))
+    model = dict(run_config.get("model") or {})
+    depth = int(model.get("backbone_depth", {"r50_fpn": 50, "r101_fpn": 101, "r18_fpn": 18}.get(run_config.get("backbone", "r50_fpn"), 50)))
+    fpn = int(model.get("fpn_channels", 256))
+    hidden = int(model.get("box_head_hidden", 1024))
+    mask_channels = int(model.get("mask_head_channels", min(256, fpn)))
+    weights = model.get("weights", run_config.get("weights"))
+    pretrain = run_config.get("pretrain", "imagenet")
+    m = cfg.model
+    m.backbone.depth = depth
+    if pretrain == "coco" and not weights:
+        raise LtbenchError(
+            "pretrain 'coco' needs a checkpoint", path=run_label(run_config), key="model.weights",
+            expected="a path to the COCO-trained detector's checkpoint in model.weights",
+        )
+    if weights and pretrain != "coco":
+        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
+    elif run_config.get("scale") == "paper" and pretrain == "imagenet":
+        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=f"torchvision://resnet{depth}")  # mmdet's own default
+    else:
+        # Smoke scale: random init, trainable BN in train mode, nothing frozen (as the torchvision adapter).
+        m.backbone.init_cfg = None
+        m.backbone.frozen_stages = -1
+        m.backbone.norm_eval = False
+    cfg.ltbench_detector_weights = str(weights) if (weights and pretrain == "coco") else None
+    m.neck.in_channels = [64, 128, 256, 512] if depth < 50 else [256, 512, 1024, 2048]
+    m.neck.out_channels = fpn
+    m.rpn_head.in_channels = fpn
+    m.rpn_head.feat_channels = fpn
+    rh = m.roi_head
+    rh.type = "LtbenchRoIHead"
+    rh.bbox_roi_extractor.out_channels = fpn
+    old = rh.bbox_head
+    rh.bbox_head = dict(
+        type="LtbenchBBoxHead",
+        head=head_config(run_config, split.class_stats),
+        hidden=hidden,
+        in_channels=fpn,
+        roi_feat_size=old.roi_feat_size,
+        num_classes=split.num_classes,
+        bbox_coder=old.bbox_coder,
+        reg_class_agnostic=bool(run_config.get("class_agnostic", old.reg_class_agnostic)),
+        loss_bbox=old.loss_bbox,
+    )
+    if detector == "mask_rcnn":
+        rh.mask_roi_extractor.out_channels = fpn
+        rh.mask_head.in_channels = fpn
+        rh.mask_head.conv_out_channels = mask_channels
+        rh.mask_head.num_classes = split.num_classes
+        rh.mask_head.class_agnostic = bool(run_config.get("class_agnostic", False))
+        if mask_head_name(run_config) == "normed":  # Seesaw's normed mask: mmdet's NormedConv2d (sic kwarg)
+            scale = float((run_config.get("mask_head") or {}).get("scale", 20))
+            rh.mask_head.predictor_cfg = dict(type="NormedConv2d", tempearture=scale)
+    else:
+        m.type = "FasterRCNN"
+        for key in ("mask_roi_extractor", "mask_head"):
+            rh.pop(key, None)
+        m.data_preprocessor.pad_mask = False
+        m.train_cfg.rcnn.pop("mask_size", None)
+    m.train_cfg.rpn_proposal.nms_pre = int(model.get("rpn_pre_nms_top_n_train", m.train_cfg.rpn_proposal.nms_pre))
+    m.train_cfg.rpn_proposal.max_per_img = int(model.get("rpn_post_nms_top_n_train", m.train_cfg.rpn_proposal.max_per_img))
+    m.train_cfg.rcnn.sampler.num = int(model.get("box_batch_size_per_image", m.train_cfg.rcnn.sampler.num))
+    m.test_cfg.rpn.nms_pre = int(model.get("rpn_pre_nms_top_n_test", m.test_cfg.rpn.nms_pre))
+    m.test_cfg.rpn.max_per_img = int(model.get("rpn_post_nms_top_n_test", m.test_cfg.rpn.max_per_img))
+    m.test_cfg.rcnn.score_thr = float(model.get("score_thresh", 1e-4))
+    m.test_cfg.rcnn.max_per_img = int(model.get("detections_per_img", 300))
+
+    # Pipelines: mmdet's, with the run's image size at smoke scale.
+    if "min_size" in model or "max_size" in model:
+        shorts = model.get("min_size", 800)
+        shorts = [int(v) for v in shorts] if isinstance(shorts, list) else [int(shorts)]
+        long = int(model.get("max_size", 1333))
+        for step in cfg.train_pipeline + cfg.test_pipeline:
+            if step["type"] == "RandomChoiceResize":  # multi-scale training: one of the short sides
+                step["scales"] = [(long, short) for short in shorts]
+            elif step["type"] == "Resize":  # testing: the largest
+                step["scale"] = (long, shorts[-1])
+    if detector == "faster_rcnn":
+        for step in cfg.train_pipeline + cfg.test_pipeline:
+            if step["type"] == "LoadAnnotations":
+                step["with_mask"] = False
+    cfg.ltbench_data = dict(train=str(data.train), val=str(data.val), image_root=str(data.image_root))
+    return cfg
+
+
+def dataset_cfg(cfg: Any, ann_file: str, *, test_mode: bool) -> dict:
+    return dict(
+        type="LtbenchLvisDataset",
+        ann_file=str(ann_file),
+        image_root=cfg.ltbench_data["image_root"],
+        data_root="",
+        test_mode=test_mode,
+        pipeline=cfg.test_pipeline if test_mode else cfg.train_pipeline,
+    )
+
+
+def train_data(cfg: Any, sampler: dict | None, seed: int, batch_size: int = 1) -> tuple[dict, dict]:
+    """(train dataset config, image sampler config) for the run's sampler: RFS with mmdet's rounding (ceil)
+    is mmengine's ``ClassBalancedDataset`` around the dataset, as in mmdet's LVIS configs; stochastic RFS and
+    class-aware sampling use ``LtbenchStreamSampler``; random is mmengine's ``InfiniteSampler``."""
+    dataset = dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False)
+    name = (sampler or {}).get("name", "random")
+    if name in ("random", "uniform"):
+        return dataset, dict(type="InfiniteSampler", shuffle=True, seed=seed)
+    if name == "rfs" and (sampler or {}).get("rounding", "ceil") == "ceil":
+        return dict(type="ClassBalancedDataset", oversample_thr=float(sampler.get("t", 0.001)), dataset=dataset), dict(
+            type="InfiniteSampler", shuffle=True, seed=seed
+        )
+    if name in ("rfs", "class_aware"):
+        return dataset, dict(type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed)
+    if name == "bilevel":
+        return dict(type="LtbenchBilevelDataset", dataset=dataset), dict(
+            type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed, batch_size=batch_size
+        )
+    raise LtbenchError(
+        f"sampler {name!r} is not wired in the mmdet adapter",
+        key="sampler.name",
+        expected="random, rfs, class_aware or bilevel",
+    )
+
+
+def rcnn_test_cfgs(model: Any) -> list:
+    """The built model's R-CNN test configs whose ``max_per_img`` caps detections per image (the RoI
+    head's own; mmdet reads ``self.test_cfg`` at inference, not the config file)."""
+    roi_head = model.roi_head
+    cfgs = [roi_head.test_cfg] if getattr(roi_head, "test_cfg", None) is not None else []
+    return [c for c in cfgs if "max_per_img" in c]
+
+
+def epoch_length(train_dataset: dict, split: LvisSplit) -> int:
+    """Images per epoch: the split's images, or the sum of ceil(repeat factor) under mmdet's RFS (the
+    stream sampler's epochs have about as many images as the split)."""
+    if train_dataset.get("type") != "ClassBalancedDataset":
+        return len(split.images)
+    from ltbench.methods.samplers import repeat_factors
+
+    factors = repeat_factors([set(r.classes.tolist()) for r in split.images], float(train_dataset["oversample_thr"]))
+    return int(sum(math.ceil(f) for f in factors))

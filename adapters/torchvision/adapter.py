@@ -1,0 +1,266 @@
+"""torchvision adapter (the CPU default): Mask R-CNN / Faster R-CNN with a ResNet-FPN backbone whose box
+branch is the ltbench ``BoxHead`` of the run's method (``model.py``, ``roi_heads.py``).
+
+Training is ``adapters.engine.Trainer`` with the five shared hooks; Lightning Fabric runs the device, the
+data-parallel ranks and mixed precision. Background convention ``"first"``: label 0 is background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from adapters import checkpoints as ckpt
+from adapters.engine import hooks
+from adapters.engine.randomness import rng_state, seed_everything, set_rng_state
+from adapters.engine.stream import IndexStream, RankBatches, epoch_order
+from adapters.engine.trainer import Trainer
+from adapters.interface import Adapter, DataPaths, has_masks, run_label, schedule_of, training_sampler
+from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
+from adapters.records import LvisSplit, instance_masks, read_image
+from adapters.torchvision.model import build_model
+from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, unfreeze_for_finetune
+from ltbench.errors import LtbenchError
+
+
+class TorchvisionAdapter(Adapter):
+    name = "torchvision"
+    background = "first"
+
+    #: Prediction fast path (class-selective mask logits, chunked paste + one RLE call per chunk). False
+    #: gives the straightforward torchvision path; tests compare the two.
+    fast_predict = True
+    #: Per-class top-k mode: drop detections that cannot reach their class's top k before their masks are
+    #: computed (``prediction.StreamingTopK``). False masks every detection first; tests compare the two.
+    stream_top_k = True
+    #: Masks pasted at once (bounds memory: a chunk is ``chunk * H * W`` floats at the original size).
+    paste_chunk = 64
+    #: Images per forward at prediction (fixed: the batch composition changes the padded input).
+    predict_batch = 2
+
+    # -- training --------------------------------------------------------------------------------
+    def train(self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None,
+              init_workdir: Path | None = None, device: str | None = None, precision: str | None = None) -> Path:
+        import torch
+
+        from adapters.engine.devices import resolve_device, resolve_precision
+        from adapters.engine.fabric import build_fabric
+        from adapters.torchvision.data import TrainingImages, hflip
+        from ltbench.io import write_json
+
+        start = ckpt.start_training(run_config, workdir, data, stage1_workdir)
+        if start.finished is not None:
+            return start.finished
+        workdir, split = start.workdir, start.split
+        seed = int(run_config.get("seed", 0))
+        seed_everything(seed)
+        stage2 = run_config.get("stage2")
+        if stage2:
+            model = self._stage2_model(run_config, split, start.stage1_config, ckpt.load_checkpoint(start.stage1_checkpoint))
+            if not getattr(model.roi_heads.box_head, "requires_training", True):
+                write_json(workdir / "run_config.json", run_config)
+                return self._finish_without_training(run_config, workdir, model, split)
+        else:
+            model = build_model(run_config, split)
+            source = ckpt.init_checkpoint(run_config, init_workdir)
+            if source is not None and ckpt.last_checkpoint(workdir) is None:
+                ckpt.load_matching(model, ckpt.load_checkpoint(source)["model"], what=f"{source} (init_from)")
+        write_json(workdir / "run_config.json", run_config)
+        schedule = schedule_of(run_config, stage2=bool(stage2))
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise LtbenchError("the model has no trainable parameter", path=run_label(run_config), key="stage2")
+        optimizer = torch.optim.SGD(params, lr=float(schedule["lr"]), momentum=float(schedule["momentum"]),
+                                    weight_decay=float(schedule["weight_decay"]))
+
+        device = resolve_device(device, scale=str(run_config.get("scale", "smoke")))
+        fabric = build_fabric(device, resolve_precision(run_config, device, precision))
+        global_batch = int(schedule["batch_size"])
+        sampler = training_sampler(run_config)
+        bilevel = (sampler or {}).get("name") == "bilevel"
+        # The bi-level sampler draws class indices (so the sampled class is the RoI label space's).
+        categories = [set(r.classes.tolist()) for r in split.images] if bilevel else [r.category_ids for r in split.images]
+        # torchvision follows detectron2's RFS (stochastic rounding) unless the run says otherwise
+        order = epoch_order(sampler, categories, seed, batch_size=global_batch, default_rounding="stochastic")
+        stream = IndexStream(order)  # the checkpointed position: one global batch per step
+
+        resume_from = ckpt.last_checkpoint(workdir)
+        state = None
+        if resume_from is not None:
+            state = ckpt.load_checkpoint(resume_from)
+            if state.get("run_id") not in (None, run_config.get("id")):
+                raise LtbenchError(f"work directory holds a checkpoint of run {state.get('run_id')!r}", path=resume_from,
+                                   expected=f"a checkpoint of run {run_config.get('id')!r}", hint="use a fresh --workdir for each run")
+            model.load_state_dict(state["model"])
+            stream.load_state_dict(state["sampler"])
+        module = model
+        model, optimizer = fabric.setup(model, optimizer)
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            set_rng_state(state["rng"])
+        start_iter = int(state["iteration"]) if state is not None else 0
+
+        loader = torch.utils.data.DataLoader(
+            TrainingImages(split, with_masks=has_masks(run_config)),
+            batch_sampler=RankBatches(order, stream.state_dict(), global_batch, fabric.global_rank, fabric.world_size),
+            num_workers=int(schedule.get("num_workers", 0)), collate_fn=list, pin_memory=device == "cuda",
+            persistent_workers=int(schedule.get("num_workers", 0)) > 0,
+        )
+        head = module.roi_heads.box_head
+
+        def step(batch: list) -> dict:
+            stream.take(global_batch)
+            images, targets = [], []
+            if bilevel:
+                module.roi_heads.bilevel_classes = [int(sampled) for _, _, sampled in batch]
+            for image, target, _ in batch:
+                if torch.rand(()) < 0.5:
+                    image, target = hflip(image, target)
+                images.append(image)
+                targets.append(target)
+            losses = model(fabric.to_device(images), fabric.to_device(targets))
+            if stage2:  # frozen parts still produce (constant) losses: keep only what trains
+                losses = {k: v for k, v in losses.items() if v.requires_grad}
+            return losses
+
+        def save(iteration: int, final: bool) -> None:
+            if fabric.global_rank == 0:
+                snapshot = {"run_id": run_config.get("id"), "iteration": iteration, "model": module.state_dict(),
+                            "optimizer": optimizer.state_dict(), "sampler": stream.state_dict(), "rng": rng_state(),
+                            "schedule": schedule, "framework": self.name, "category_ids": split.category_ids}
+                ckpt.save_checkpoint(workdir, ckpt.FINAL_CHECKPOINT if final else ckpt.checkpoint_name(iteration), snapshot)
+                if final:
+                    ckpt.write_done(workdir, run_config, ckpt.FINAL_CHECKPOINT, iteration, self.name)
+                ckpt.prune_checkpoints(workdir, ckpt.keep_checkpoints(schedule, run_label(run_config)), finished=final)
+            fabric.barrier()
+
+        trainer = Trainer(fabric=fabric, model=model, module=module, optimizer=optimizer, batches=iter(loader), step=step,
+                          max_iter=int(schedule["iterations"]), start_iter=start_iter, grad_clip=schedule.get("grad_clip"),
+                          where=str(workdir))
+        trainer.register_hooks([
+            hooks.Reseed(seed),
+            hooks.LRScheduler(schedule),
+            hooks.ProgressGate(head.set_progress, global_batch, len(order(0))),
+            hooks.PeriodicWriter(workdir),
+            hooks.PeriodicCheckpointer(save, int(schedule["checkpoint_period"]), minutes=schedule.get("checkpoint_minutes")),
+        ])
+        trainer.train()
+        return workdir / ckpt.FINAL_CHECKPOINT
+
+    def _stage2_model(self, run_config: dict, split: LvisSplit, stage1_config: dict, stage1_state: dict | None) -> Any:
+        """The stage-1 model (built from the stage-1 run config; ``stage1_state`` loaded when given) with
+        its box head replaced by ``build_stage2(run_config, stage1_head)``. Everything outside the new
+        head is frozen, BatchNorm statistics included: stage 2 learns only the new head's parameters."""
+        model = build_model(stage1_config, split)
+        if stage1_state is not None:
+            model.load_state_dict(stage1_state["model"])
+        for p in model.parameters():
+            p.requires_grad_(False)
+        new_head = build_stage2_head(run_config, model.roi_heads.box_head, split)
+        model.roi_heads.box_head = new_head
+        trains = getattr(new_head, "requires_training", True)
+        if trains and not any(p.requires_grad for p in new_head.parameters()):
+            raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2", path=run_label(run_config))
+        unfreeze_for_finetune(model, run_config, "roi_heads.box_head.", ("backbone.body.conv1.", "backbone.body.bn1."), "backbone.body.layer{}.")
+        keep_batchnorm_in_eval(model)
+        return model
+
+    def _finish_without_training(self, run_config: dict, workdir: Path, model: Any, split: LvisSplit) -> Path:
+        """Stage-2 heads without an optimiser (tau-norm; NCM after its one statistics pass over the
+        training images, in training mode so that RoIs are sampled and labelled as in training)."""
+        import torch
+
+        head = model.roi_heads.box_head
+        if getattr(head, "fit_pass", False):
+            model.train()
+            model.roi_heads.fit_pass = True
+            seed_everything(int(run_config.get("seed", 0)))
+            with torch.no_grad():
+                for record in split.images:
+                    target = {"boxes": torch.from_numpy(record.boxes), "labels": torch.from_numpy(record.classes) + 1}
+                    if has_masks(run_config):
+                        target["masks"] = instance_masks(record)
+                    model([read_image(record)], [target])
+            model.roi_heads.fit_pass = False
+        state = {"run_id": run_config.get("id"), "iteration": 0, "model": model.state_dict(), "framework": self.name,
+                 "category_ids": split.category_ids}
+        final = ckpt.save_checkpoint(workdir, ckpt.FINAL_CHECKPOINT, state)
+        ckpt.write_done(workdir, run_config, ckpt.FINAL_CHECKPOINT, 0, self.name)
+        return final
+
+    # -- prediction ------------------------------------------------------------------------------
+    def load_for_predict(self, run_config: dict, workdir: Path, split_for_classes: LvisSplit) -> Any:
+        from ltbench.io import read_json
+
+        workdir = Path(workdir)
+        checkpoint = ckpt.final_checkpoint(workdir)
+        state = ckpt.load_checkpoint(checkpoint)
+        if run_config.get("stage2"):
+            model = self._stage2_model(run_config, split_for_classes, read_json(workdir / "stage1_run_config.json"), None)
+        else:
+            model = build_model(run_config, split_for_classes)
+        model.load_state_dict(state["model"])
+        if state.get("category_ids") and list(state["category_ids"]) != split_for_classes.category_ids:
+            raise LtbenchError("the model was trained on different categories than the prediction split lists", path=checkpoint,
+                               key="category_ids", expected=f"{len(state['category_ids'])} categories with the same ids")
+        model.eval()
+        return model
+
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path) -> dict:
+        return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
+                            load=lambda train_split: TorchvisionPredictionModel(self, self.load_for_predict(run_config, workdir, train_split)))
+
+
+class TorchvisionPredictionModel:
+    """A loaded torchvision model behind ``adapters.prediction.PredictionModel``."""
+
+    background = "first"
+
+    def __init__(self, adapter: TorchvisionAdapter, model: Any) -> None:
+        self.adapter, self.model = adapter, model
+        self.detections_per_image = model.roi_heads.detections_per_img
+
+    def uncap(self) -> None:
+        self.model.roi_heads.detections_per_img = self.detections_per_image = UNCAPPED_DETECTIONS_PER_IMAGE
+
+    def set_view(self, view: Any) -> None:
+        self.model.roi_heads.view = view
+
+    def set_detection_filter(self, keep: Any) -> bool:
+        if keep is not None and not self.adapter.stream_top_k:
+            return False
+        self.model.roi_heads.detection_filter = keep
+        return True
+
+    def images(self, split: LvisSplit, *, detections: bool) -> Iterator[ImagePrediction]:
+        """Images ``predict_batch`` at a time through the model (the same batches on every run)."""
+        import torch
+        from torchvision.models.detection.transform import resize_boxes
+
+        from adapters.torchvision.data import masks_to_rles
+
+        roi = self.model.roi_heads
+        roi.fast_masks = roi.keep_mask_probs = bool(self.adapter.fast_predict)
+        batch = self.adapter.predict_batch
+        try:
+            with torch.no_grad():
+                for start in range(0, len(split.images), batch):
+                    records = split.images[start:start + batch]
+                    outputs = self.model([read_image(r) for r in records])
+                    info = roi.last_inference
+                    for j, (record, out) in enumerate(zip(records, outputs)):
+                        size = (record.height, record.width)
+                        rois = resize_boxes(info["proposals"][j], info["image_shapes"][j], size)
+                        prediction = ImagePrediction(record, scored_rois=[(rois.numpy(), info["probs"][j].numpy())])
+                        if detections:
+                            if "mask_probs" in out:
+                                prediction.rles = masks_to_rles(out["mask_probs"], out["boxes"], size, self.adapter.paste_chunk)
+                            elif "masks" in out:
+                                prediction.masks = (out["masks"][:, 0] > 0.5).numpy()
+                            prediction.boxes, prediction.scores = out["boxes"].numpy(), out["scores"].numpy()
+                            prediction.classes = (out["labels"] - 1).numpy()
+                        yield prediction
+        finally:
+            roi.keep_mask_probs = False
+
