@@ -8,7 +8,7 @@
 #   snakemake --profile local tables/audit.md          # status of every cell of every table (+ .html)
 #   snakemake --profile local regression               # smoke metrics vs workflows/regression/expected.yaml
 #
-# Runs and views come from the plan (ltbench.plan); the decisions live in ltbench.store.workflow.
+# Runs and views come from the plan (ltbench.plan); the decisions live in ltbench.workflow.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")

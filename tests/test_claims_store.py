@@ -11,7 +11,7 @@ import pytest
 from ltbench.claims import FAILS, HOLDS, UNDETERMINED, evaluate_claim, load_reproduced
 from ltbench.claims.results import plan_serves
 from ltbench.paths import PAPER_SPECS_DIR
-from ltbench.seeds import WITHIN, WORSE, cell_verdict
+from ltbench.analysis.seeds import WITHIN, WORSE, cell_verdict
 from ltbench.spec import load_paper
 
 SEEDS = 3

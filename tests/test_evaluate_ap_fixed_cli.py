@@ -11,7 +11,7 @@ import pytest
 from ltbench.cli import main
 from ltbench.io import write_json
 from ltbench.spec import vocab
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 from tests.test_ap_fixed import AP_A, AP_B, hand_case
 
 

@@ -7,7 +7,7 @@ import pytest
 from ltbench.errors import LtbenchError
 from ltbench.paths import PAPER_SPECS_DIR
 from ltbench.spec import extra_columns, load_paper
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 
 
 def test_parse_accepts_canonical_keys_and_names_the_bad_one():

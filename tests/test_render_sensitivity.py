@@ -8,10 +8,10 @@ from ltbench.cli import main
 from ltbench.errors import LtbenchError
 from ltbench.paths import PAPER_SPECS_DIR
 from ltbench.plan import build_plan
-from ltbench.render.sensitivity import parse_frameworks, render_sensitivity, sensitivity_claim
+from ltbench.analysis.sensitivity import parse_frameworks, render_sensitivity, sensitivity_claim
 from ltbench.spec import load_paper
 from ltbench.store import make_record, write_record
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 
 FW = ["torchvision", "mmdet"]
 

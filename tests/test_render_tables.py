@@ -9,7 +9,7 @@ import pytest
 from ltbench.cli import main
 from ltbench.render.tables import render_table, write_paper
 from ltbench.store import make_record, write_failure, write_record
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 
 
 @pytest.fixture(scope="module")

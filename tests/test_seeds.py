@@ -1,4 +1,4 @@
-"""Seed statistics and the seed-based verdict of a cell (ltbench.seeds)."""
+"""Seed statistics and the seed-based verdict of a cell (ltbench.analysis.seeds)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltbench.errors import LtbenchError
-from ltbench.seeds import (
+from ltbench.analysis.seeds import (
     BETTER, UNDETERMINED, WITHIN, WORSE, aggregate, cell_verdict, difference_stats, interval, t975, tolerance_for,
 )
 
@@ -125,7 +125,7 @@ def test_mean_of_the_runs_is_always_within(values):
 
 
 def test_table_notes():
-    from ltbench.seeds import table_notes
+    from ltbench.analysis.seeds import table_notes
 
     notes = table_notes([("segm.APr", 1), ("segm.AP", 1), ("bbox.APr", 3)])
     assert len(notes) == 2 and "1 APr cell(s)" in notes[0] and "fixed per-metric tolerance" in notes[1]

@@ -1,4 +1,4 @@
-"""Framework sensitivity table (ltbench.sensitivity)."""
+"""Framework sensitivity table (ltbench.analysis.sensitivity)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from ltbench.errors import LtbenchError
 from ltbench.paths import PAPER_SPECS_DIR
-from ltbench.sensitivity import pairs_from_claim, sensitivity_frame, to_markdown
+from ltbench.analysis.sensitivity import pairs_from_claim, sensitivity_frame, to_markdown
 from ltbench.spec import load_paper
 
 FW = ["torchvision", "mmdet"]
@@ -75,7 +75,7 @@ def test_pcb_table2_through_torchvision_and_mmdet_from_store(tmp_path):
     """Records for the runs the planner asks of each framework at smoke scale (metrics made up: PCB gains
     +1.0 under torchvision and loses 0.5 under mmdet on v1.0 Seesaw) -> the side-by-side table."""
     from ltbench.plan import build_plan
-    from ltbench.sensitivity import values_from_store
+    from ltbench.analysis.sensitivity import values_from_store
     from ltbench.spec.loader import papers_dir
     from ltbench.store import make_record, write_record
 

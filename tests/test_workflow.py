@@ -14,7 +14,7 @@ import yaml
 
 from ltbench import paths
 from ltbench.errors import LtbenchError
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 

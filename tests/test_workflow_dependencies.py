@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ltbench.plan import build_plan
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from ltbench.errors import LtbenchError
 from ltbench.plan import build_plan
 from ltbench.render.tables import render_table
 from ltbench.store import load_records, make_record, write_record
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
 
 TARGET = ["tables/pcb_table2.md"]
 

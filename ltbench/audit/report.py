@@ -105,7 +105,7 @@ def build_audit(
         })
     audit.claims_md = claims_section(papers, scale=scale, framework=framework, results_dir=results_dir, seeds=seeds)
     if plots_dir is not None:
-        audit.plots = collect_plots(audit, Path(results_dir) if results_dir else paths.RESULTS_DIR, plots_dir, report_dir or plots_dir.parent)
+        audit.plots = collect_plots(audit, paths.results_dir(results_dir or None), plots_dir, report_dir or plots_dir.parent)
     return audit
 
 
@@ -216,8 +216,8 @@ def seed_rows(audit: Audit) -> tuple[Counter, list[list[str]], list[str]]:
     """Seed statistics of the measured cells: (count of cells per n, one line per cell with n >= 2, table notes).
 
     A cell with n >= 2 is judged by whether the paper's number lies in its seeds' 95 % prediction interval;
-    n = 1 by the fixed tolerance (``ltbench.seeds``)."""
-    from ltbench.seeds import table_notes
+    n = 1 by the fixed tolerance (``ltbench.analysis.seeds``)."""
+    from ltbench.analysis.seeds import table_notes
 
     by_n: Counter = Counter()
     rows: list[list[str]] = []

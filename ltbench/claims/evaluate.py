@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ltbench.errors import LtbenchError
-from ltbench.seeds import aggregate, difference_stats
+from ltbench.analysis.seeds import aggregate, difference_stats
 
 HOLDS, FAILS, UNDETERMINED = "holds", "fails", "undetermined"
 MODES = ("reported", "paper", "smoke")

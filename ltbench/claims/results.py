@@ -52,7 +52,7 @@ def mapping_from_store(
 
     Args:
         serves: (table id, group id, row id) -> the (run_id, view_id) pairs serving the row, one per seed
-            (``ltbench.store.workflow.row_pairs(...)[(group, row)].pairs``).
+            (``ltbench.workflow.row_pairs(...)[(group, row)].pairs``).
         results: (run_id, view_id) -> metrics (``ltbench.render.tables.read_store(...).results``).
     A pair without a record yet contributes nothing (the claim is then undetermined, not failed).
     """

@@ -43,7 +43,7 @@ def command(paper, table_id, all_tables, scale, framework, seeds, sensitivity, f
     if all_tables == (table_id is not None):
         raise LtbenchError("give exactly one of --table N and --all-tables", key="--table")
     if sensitivity:
-        from ltbench.render.sensitivity import write_sensitivity
+        from ltbench.analysis.sensitivity import write_sensitivity
 
         if table_id is None or framework is not None:
             raise LtbenchError("--sensitivity renders one table (--table N) through --frameworks, not --framework",

@@ -51,7 +51,7 @@ def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framewor
             click.echo(f"warning: skipped corrupt record {bad}", err=True)
     pairs = None
     if paper is not None:
-        from ltbench.store.workflow import WorkflowPlan
+        from ltbench.workflow import WorkflowPlan
 
         plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper], seeds=seeds)
         pairs = set(plan.table_pairs(paper, table))
@@ -84,20 +84,14 @@ def emit(run_id, view_id, config_json, scale, framework, seeds, out) -> None:
     """Write a resolved run (or view) config of the plan as JSON (atomic)."""
     import json
 
-    from ltbench.errors import LtbenchError
-    from ltbench.io import write_json
+    from ltbench.workflow.steps import emit_config
 
-    if config_json is not None:
-        config = json.loads(config_json)
-        wanted = view_id or run_id
-        if config.get("id") != wanted:
-            raise LtbenchError(f"--config-json has id {config.get('id')!r}, not {wanted!r}", key="--config-json")
-    else:
-        from ltbench.store.workflow import WorkflowPlan
+    if config_json is None:
+        from ltbench.workflow import WorkflowPlan
 
         plan = WorkflowPlan.build(scale=scale, framework=framework, seeds=seeds)
-        config = plan.view(run_id, view_id) if view_id else plan.run(run_id).config
-    write_json(out, config)
+        config_json = json.dumps(plan.view(run_id, view_id) if view_id else plan.run(run_id).config)
+    emit_config(config_json, view_id or run_id, out)
     click.echo(f"{out}")
 
 
@@ -108,22 +102,10 @@ def emit(run_id, view_id, config_json, scale, framework, seeds, out) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def done(run_id, workdir, started, out) -> None:
     """Copy the adapter's WORKDIR/done.json to the workflow's small training marker (+ job timing)."""
-    from datetime import datetime
-
-    from ltbench.io import read_json, write_json
     from ltbench.store.provenance import utc_now
-    from ltbench.store.records import clear_failures
+    from ltbench.workflow.steps import mark_trained
 
-    summary = read_json(workdir / "done.json")
-    timing: dict = {"ended": utc_now()}
-    if started:
-        timing["started"] = started
-        try:
-            timing["wall_time_s"] = (datetime.fromisoformat(timing["ended"]) - datetime.fromisoformat(started)).total_seconds()
-        except ValueError:
-            pass
-    write_json(out, {"run_id": run_id, "workdir": str(workdir), **timing, **summary})
-    clear_failures(run_id, None, out.parent.parent.parent)  # results/runs/<run>/train.done -> results
+    mark_trained(run_id, workdir, started or utc_now(), out)
 
 
 @command.command("fail")
@@ -191,7 +173,7 @@ def collect(paper, table, scale, framework, seeds, results_dir, out) -> None:
         click.echo(f"warning: skipped corrupt record {bad}", err=True)
     frame = to_frame(loaded)
     if paper is not None and table is not None:
-        from ltbench.store.workflow import WorkflowPlan
+        from ltbench.workflow import WorkflowPlan
 
         plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper], seeds=seeds)
         frame = query(frame, pairs=set(plan.table_pairs(paper, table)))

@@ -277,7 +277,7 @@ def _short(value: Any, limit: int = 40) -> str:
 # over the whole val set with no per-image cap (k: scales.ap_fixed_k). The view of every row of a table with
 # such a column says `ap_fixed: {k}`; the workflow then predicts the view twice (as planned, for the standard
 # columns, and in the adapters' per_class_top_k mode) and evaluates AP-fixed on the second
-# (`ltbench.store.workflow.top_k_view`, `ltbench evaluate --ap-fixed-detections`).
+# (`ltbench.workflow.top_k_view`, `ltbench evaluate --ap-fixed-detections`).
 def ap_fixed_request(scale: str) -> dict[str, Any]:
     return {"k": scales.ap_fixed_k(scale)}
 

@@ -201,7 +201,7 @@ def make_cell(
     """One printed cell from its seed values (AP points; -1 = undefined).
 
     Verdict: with n >= 2 defined seeds, whether the paper's number lies in the seeds' 95 % prediction
-    interval (``ltbench.seeds.cell_verdict``); with n = 1, the rounded difference against the fixed
+    interval (``ltbench.analysis.seeds.cell_verdict``); with n = 1, the rounded difference against the fixed
     per-metric ``tolerance``.
     """
     if reported is not None:
@@ -231,8 +231,8 @@ def make_cell(
         delta = round_half_up(cell.value, precision) - round_half_up(reported, precision)
         cell.delta = fmt_signed(delta, precision)
         if len(defined) >= 2:
-            # n >= 2: is the paper's number inside the 95 % prediction interval of the seeds (ltbench.seeds)?
-            from ltbench.seeds import cell_verdict
+            # n >= 2: is the paper's number inside the 95 % prediction interval of the seeds (ltbench.analysis.seeds)?
+            from ltbench.analysis.seeds import cell_verdict
 
             seed = cell_verdict(reported, defined, metric=metric, tolerance=tolerance, lower_is_better=lower_is_better)
             cell.verdict = seed.verdict
@@ -341,7 +341,7 @@ def build_table(
                 footnote(f"undefined: {cell.reason}")
             else:
                 summary.pending += 1
-    from ltbench.seeds import table_notes
+    from ltbench.analysis.seeds import table_notes
 
     for note in table_notes((key, cell.n) for prow in printed.values() for (_, key), cell in prow.cells.items()
                             if cell.status == "measured" and cell.reported is not None):

@@ -16,7 +16,7 @@ from ltbench import io, paths
 from ltbench.render.model import BuiltTable, Column, ColumnGroup, LayoutRow, TableLayout, build_table
 
 # How a spec row is served: an object with ``pairs`` ((run_id, view_id) per seed; empty when nothing
-# is run for it) and ``reason`` (why not), e.g. ``ltbench.store.workflow.RowServe``; None = pending plan.
+# is run for it) and ``reason`` (why not), e.g. ``ltbench.workflow.RowServe``; None = pending plan.
 PairsForRow = Callable[[Any], Any]
 
 
@@ -212,7 +212,7 @@ def render_table(
     from ltbench.render.latex import render_latex
     from ltbench.render.markdown import render_markdown
     from ltbench.spec import load_paper
-    from ltbench.store.workflow import row_pairs, stage1_of
+    from ltbench.workflow import row_pairs, stage1_of
 
     spec = load_paper(paths.PAPER_SPECS_DIR / f"{paper}.yaml")
     if plan is None:

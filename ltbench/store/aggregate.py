@@ -69,7 +69,7 @@ def to_frame(loaded: LoadedRecords) -> pd.DataFrame:
 
 
 def parquet_path(results_dir: str | Path | None = None) -> Path:
-    return (Path(results_dir) if results_dir is not None else paths.RESULTS_DIR) / "metrics.parquet"
+    return paths.results_dir(results_dir) / "metrics.parquet"
 
 
 def write_parquet(results_dir: str | Path | None = None, out: str | Path | None = None) -> tuple[Path, LoadedRecords]:

@@ -68,14 +68,14 @@ def check_id(value: object, what: str, *, path: str | Path | None = None) -> str
 
 
 def record_path(run_id: str, view_id: str, results_dir: str | Path | None = None) -> Path:
-    root = Path(results_dir) if results_dir is not None else paths.RESULTS_DIR
+    root = paths.results_dir(results_dir)
     return root / "records" / check_id(run_id, "run_id") / f"{check_id(view_id, 'view_id')}.json"
 
 
 def failure_path(run_id: str, stage: str, view_id: str | None = None, results_dir: str | Path | None = None) -> Path:
     if stage not in STAGES:
         raise LtbenchError(f"unknown stage {stage!r}", key="stage", expected="one of " + ", ".join(STAGES))
-    root = Path(results_dir) if results_dir is not None else paths.RESULTS_DIR
+    root = paths.results_dir(results_dir)
     name = stage if view_id is None else f"{stage}-{check_id(view_id, 'view_id')}"
     return root / "failures" / check_id(run_id, "run_id") / f"{name}.json"
 
@@ -178,7 +178,7 @@ def load_records(results_dir: str | Path | None = None) -> LoadedRecords:
     A record must sit at the path its own ids name: a file copied to the wrong place is corrupt, not
     silently attributed to another run. Temporary files of writers in flight (``.*.tmp``) are ignored.
     """
-    root = (Path(results_dir) if results_dir is not None else paths.RESULTS_DIR) / "records"
+    root = paths.results_dir(results_dir) / "records"
     loaded = LoadedRecords()
     if not root.is_dir():
         return loaded
@@ -264,7 +264,7 @@ def reason_from_log(log_path: str | Path, max_chars: int = 160) -> str:
 
 
 def load_failures(results_dir: str | Path | None = None) -> list[Failure]:
-    root = (Path(results_dir) if results_dir is not None else paths.RESULTS_DIR) / "failures"
+    root = paths.results_dir(results_dir) / "failures"
     out: list[Failure] = []
     if not root.is_dir():
         return out
@@ -290,7 +290,7 @@ def load_failures(results_dir: str | Path | None = None) -> list[Failure]:
 
 def clear_failures(run_id: str, view_id: str | None = None, results_dir: str | Path | None = None) -> None:
     """Remove the failure notes that a later success makes stale (train notes of the run; the view's notes)."""
-    root = (Path(results_dir) if results_dir is not None else paths.RESULTS_DIR) / "failures" / check_id(run_id, "run_id")
+    root = paths.results_dir(results_dir) / "failures" / check_id(run_id, "run_id")
     if not root.is_dir():
         return
     for path in root.glob("*.json"):

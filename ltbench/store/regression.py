@@ -124,7 +124,7 @@ def evaluate_entries(expected: Expected, row_values: dict[str, dict[str, list[fl
 
 def task_pairs(expected: Expected, *, scale: str, framework: str | None) -> dict[str, list[tuple[str, str]]]:
     """task -> the (run, view) pairs that serve its row (only the rows the entries name)."""
-    from ltbench.store.workflow import row_pairs
+    from ltbench.workflow import row_pairs
 
     out: dict[str, list[tuple[str, str]]] = {}
     for paper, table in expected.tables():

@@ -4,7 +4,10 @@ import os
 import shlex
 import sys
 
-from ltbench.store import workflow as wf
+from ltbench import workflow as wf
+
+# Every ltbench command of this workflow reads and writes the store under the working directory's results/.
+wf.export_results_dir("results", os.environ)
 
 SCALE = config["scale"]
 FRAMEWORK = config.get("framework")
@@ -50,23 +53,28 @@ def dataset_marker(wildcards):
     return wf.data_marker(SCALE, PLAN.run(wildcards.run).dataset)
 
 
-def train_res(name):
-    """A resources function for the train rule (SLURM reads runtime, mem_mb, cpus_per_task, gpu)."""
-
-    def get(wildcards, attempt):
-        res = {**PLAN.train_resources(wildcards.run, SLURM), **PLACEMENT}
-        if name == "runtime":
-            return res["runtime"] * attempt  # a retry after a timeout asks for more time
-        return res.get(name)
-
-    return get
+SLURM_RESOURCES = ("runtime", "mem_mb", "cpus_per_task", "gpu", "gpu_model", "slurm_partition", "slurm_account")
 
 
-def light_res(name, gpu):
-    def get(wildcards):
-        return {**wf.light_resources(SCALE, SLURM, gpu=gpu), **PLACEMENT}.get(name)
+def train_resources():
+    """``resources: **train_resources()``: per-run SLURM resources from the plan's cost model."""
 
-    return get
+    def get(name):
+        def resource(wildcards, attempt):
+            res = {**PLAN.train_resources(wildcards.run, SLURM), **PLACEMENT}
+            if name == "runtime":
+                return res["runtime"] * attempt  # a retry after a timeout asks for more time
+            return res.get(name)
+
+        return resource
+
+    return {name: get(name) for name in SLURM_RESOURCES}
+
+
+def light_resources(gpu):
+    """``resources: **light_resources(gpu)``: prediction (one GPU at paper scale) and evaluation jobs."""
+    res = {**wf.light_resources(SCALE, SLURM, gpu=gpu), **PLACEMENT}
+    return {name: res[name] for name in SLURM_RESOURCES if name in res}
 
 
 def dataset_paths(wildcards):
@@ -83,7 +91,7 @@ def table_records(wildcards):
 
 
 def sensitivity_frameworks():
-    from ltbench.render.sensitivity import parse_frameworks
+    from ltbench.analysis.sensitivity import parse_frameworks
 
     return parse_frameworks(config.get("sensitivity_frameworks"), SCALE)
 

@@ -3,8 +3,8 @@
 
 rule evaluate:
     input:
-        detections="results/predictions/{run}/{view}/detections.json",
-        stats="results/predictions/{run}/{view}/proposal_stats.npz",
+        detections=rules.predict.output.detections,
+        stats=rules.predict.output.stats,
         data=dataset_marker,
         # AP-fixed / AP-pool views: their per-class top-k prediction (rule predict_top_k); none otherwise
         top_k=lambda w: [f"{wf.top_k_dir(w.run, w.view)}/detections.json"] if ap_fixed_budget(w) else [],
@@ -29,15 +29,9 @@ rule evaluate:
         plots=lambda w: f"--plot-dir results/plots/{w.run}/{w.view}" if config["plots"] else "",
     threads: 1
     resources:
-        runtime=light_res("runtime", False),
-        mem_mb=light_res("mem_mb", False),
-        cpus_per_task=light_res("cpus_per_task", False),
-        slurm_partition=light_res("slurm_partition", False),
-        slurm_account=light_res("slurm_account", False),
+        **light_resources(gpu=False),
     shell:
-        "({params.cmd} evaluate --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann}"
-        " --proposal-stats {input.stats} --evaluator {params.evaluator} {params.bins} {params.ap_fixed} {params.plots} --out {output.metrics}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage evaluate --log {log}; exit 1; }}"
+        "{params.cmd} step evaluate --run {wildcards.run} --view {wildcards.view} --threads {threads} --log {log} -- --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann} --proposal-stats {input.stats} --evaluator {params.evaluator} {params.bins} {params.ap_fixed} {params.plots} --out {output.metrics} > {log} 2>&1"
 
 
 rule record:

@@ -19,4 +19,4 @@ rule regression:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{params.cmd} results regression --results-dir results --expected {input.expected} {params.plan} --out {output} > {log} 2>&1"
+        "{params.cmd} results regression --expected {input.expected} {params.plan} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule collect:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{params.cmd} results collect --results-dir results --paper {wildcards.paper} --table {wildcards.table} {params.plan}"
+        "{params.cmd} results collect --paper {wildcards.paper} --table {wildcards.table} {params.plan}"
         " --out {output} > {log} 2>&1"
 
 
@@ -40,7 +40,7 @@ rule render_table:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{params.cmd} render --results-dir results --paper {wildcards.paper} --table {wildcards.table} {params.plan}"
+        "{params.cmd} render --paper {wildcards.paper} --table {wildcards.table} {params.plan}"
         " --md {output.md} --tex {output.tex} > {log} 2>&1"
 
 
@@ -65,7 +65,7 @@ rule render_sensitivity:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{params.cmd} render --results-dir results --paper {wildcards.paper} --table {wildcards.table} --sensitivity"
+        "{params.cmd} render --paper {wildcards.paper} --table {wildcards.table} --sensitivity"
         " --frameworks {params.frameworks} --scale {params.scale} {params.seeds} --md {output} > {log} 2>&1"
 
 
@@ -85,7 +85,7 @@ rule render_paper:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{params.cmd} render --results-dir results --paper {wildcards.paper} --all-tables {params.plan} --md {output} > {log} 2>&1"
+        "{params.cmd} render --paper {wildcards.paper} --all-tables {params.plan} --md {output} > {log} 2>&1"
 
 
 rule metrics:
@@ -104,7 +104,7 @@ rule metrics:
         runtime=10,
         mem_mb=4000,
     shell:
-        "{params.cmd} results collect --results-dir results --out {output} > {log} 2>&1"
+        "{params.cmd} results collect --out {output} > {log} 2>&1"
 
 
 rule audit:
@@ -127,4 +127,4 @@ rule audit:
         runtime=30,
         mem_mb=4000,
     shell:
-        "{params.cmd} audit --results-dir results {params.papers} {params.plan} --md {output.md} --html {output.html} > {log} 2>&1"
+        "{params.cmd} audit {params.papers} {params.plan} --md {output.md} --html {output.html} > {log} 2>&1"

@@ -25,7 +25,7 @@ rule data:
 rule train:
     # Checkpoints live in work/<run>/ (not an output: a failed job's outputs are deleted, and the
     # resume needs them). The declared outputs are the resolved run config (written first, from the
-    # plan) and a small marker copied from the adapter's done.json.
+    # plan) and a small marker copied from the adapter's done.json (ltbench step train).
     input:
         data=dataset_marker,
         stage1=lambda w: PLAN.stage1_inputs(w.run),
@@ -39,24 +39,13 @@ rule train:
     params:
         cmd=LTBENCH,
         config=lambda w: json.dumps(PLAN.run(w.run).config, sort_keys=True),
-        workdir=lambda w: f"{WORK}/{w.run}",
+        workdir=lambda w: wf.work_dir(WORK, w.run),
         parents=lambda w: wf.parent_workdir_args(PLAN.run(w.run).config, WORK),
     threads: 1
     resources:
-        runtime=train_res("runtime"),
-        mem_mb=train_res("mem_mb"),
-        cpus_per_task=train_res("cpus_per_task"),
-        gpu=train_res("gpu"),
-        gpu_model=train_res("gpu_model"),
-        slurm_partition=train_res("slurm_partition"),
-        slurm_account=train_res("slurm_account"),
+        **train_resources(),
     shell:
-        "(started=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
-        " && {params.cmd} results emit --run {wildcards.run} --config-json {params.config:q} --out {output.run}"
-        " && OMP_NUM_THREADS={threads} {params.cmd} train --run-config {output.run} --workdir {params.workdir}"
-        " {params.parents} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir} --started $started"
-        " --out {output.done}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
+        "{params.cmd} step train --run {wildcards.run} --config-json {params.config:q} --workdir {params.workdir} {params.parents} --threads {threads} --out-run {output.run} --out-done {output.done} --log {log} > {log} 2>&1"
 
 
 rule predict:
@@ -76,23 +65,13 @@ rule predict:
         cmd=LTBENCH,
         config=lambda w: json.dumps(wf.prediction_view(PLAN.view(w.run, w.view)), sort_keys=True),
         view_id=lambda w: w.view,  # the id the emitted view config carries (predict_top_k: <view>-topk)
-        workdir=lambda w: f"{WORK}/{w.run}",
-        out_dir=lambda w: f"results/predictions/{w.run}/{w.view}",
+        workdir=lambda w: wf.work_dir(WORK, w.run),
+        out_dir=lambda w: wf.predictions_dir(w.run, w.view),
     threads: 1
     resources:
-        runtime=light_res("runtime", True),
-        mem_mb=light_res("mem_mb", True),
-        cpus_per_task=light_res("cpus_per_task", True),
-        gpu=light_res("gpu", True),
-        gpu_model=light_res("gpu_model", True),
-        slurm_partition=light_res("slurm_partition", True),
-        slurm_account=light_res("slurm_account", True),
+        **light_resources(gpu=True),
     shell:
-        "({params.cmd} results emit --run {wildcards.run} --view {params.view_id} --config-json {params.config:q}"
-        " --out {output.view}"
-        " && OMP_NUM_THREADS={threads} {params.cmd} predict --run-config {input.run} --view-config {output.view}"
-        " --workdir {params.workdir} --split val --out-dir {params.out_dir}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --view {wildcards.view} --stage predict --log {log}; exit 1; }}"
+        "{params.cmd} step predict --run {wildcards.run} --view {params.view_id} --failure-view {wildcards.view} --config-json {params.config:q} --run-config {input.run} --workdir {params.workdir} --out-view {output.view} --out-dir {params.out_dir} --threads {threads} --log {log} > {log} 2>&1"
 
 
 use rule predict as predict_top_k with:
@@ -107,5 +86,5 @@ use rule predict as predict_top_k with:
         cmd=LTBENCH,
         config=lambda w: json.dumps(wf.top_k_view(PLAN.view(w.run, w.view), ap_fixed_budget(w)), sort_keys=True),
         view_id=lambda w: wf.top_k_view_id(w.view),
-        workdir=lambda w: f"{WORK}/{w.run}",
+        workdir=lambda w: wf.work_dir(WORK, w.run),
         out_dir=lambda w: wf.top_k_dir(w.run, w.view),

@@ -1,23 +1,12 @@
-"""What the Snakefile asks the package: runs, views, their dependencies and resources, per target.
+"""What the Snakefile asks the package: runs, views and their dependencies, per target.
 
-The Snakefile stays declarative; every decision (which records a table needs, a run's stage-1 run, how
-many GPUs and minutes a job asks SLURM for) is made here, from ``ltbench.plan``, and tested in Python.
-
-Paths (relative to the working directory, which Snakemake sets to the repository root):
-
-    results/runs/<run>/run.json                 resolved run config (from the plan)
-    results/runs/<run>/views/<view>.json        resolved view config
-    results/runs/<run>/train.done               small marker: copy of the adapter's done.json
-    work/<run>/                                 checkpoints (NEVER a declared output: a failed job's
-                                                outputs are deleted, and a resume needs them)
-    results/predictions/<run>/<view>/detections.json, proposal_stats.npz
-    results/metrics/<run>/<view>.json           ltbench evaluate output
-    results/records/<run>/<view>.json           the store record (metrics + config + provenance)
+The Snakefile stays declarative; every decision (which records a table needs, a run's stage-1 run, which
+views a table's rows read) is made here, from ``ltbench.plan``, and tested in Python. Paths:
+``ltbench.workflow.paths``; SLURM resources: ``ltbench.workflow.resources``.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -25,30 +14,11 @@ from typing import Any
 
 from ltbench.errors import LtbenchError, did_you_mean
 
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+=-]*"
+from ltbench.workflow.paths import ID_PATTERN, record_file, top_k_dir, train_done  # noqa: F401  (re-exported)
+
 PAPERS = ("pcb", "disalign", "bags", "simcal")
 TABLE_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)_table(?P<table>[0-9A-Za-z]+(?:\.[0-9]+)?)(?:\.md|\.tex)?$")
 PAPER_TARGET = re.compile(r"^(?:tables/)?(?P<paper>[a-z0-9]+)(?:\.md)?$")
-
-
-def run_json(run_id: str) -> str:
-    return f"results/runs/{run_id}/run.json"
-
-
-def view_json(run_id: str, view_id: str) -> str:
-    return f"results/runs/{run_id}/views/{view_id}.json"
-
-
-def train_done(run_id: str) -> str:
-    return f"results/runs/{run_id}/train.done"
-
-
-def record_file(run_id: str, view_id: str) -> str:
-    return f"results/records/{run_id}/{view_id}.json"
-
-
-def data_marker(scale: str, dataset: str) -> str:
-    return f"results/data/{scale}/{dataset}.txt"
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -165,6 +135,8 @@ class WorkflowPlan:
     # --- resources ------------------------------------------------------------------------------------
     def train_resources(self, run_id: str, slurm: dict[str, Any]) -> dict[str, Any]:
         """SLURM resources of a training job, from the plan's cost model (GPU-hours at paper scale)."""
+        from ltbench.workflow.resources import train_resources
+
         return train_resources(self.run(run_id), self.scale, slurm)
 
 
@@ -179,6 +151,15 @@ def export_extra_columns(keys: Sequence[str], environ: MutableMapping[str, str])
     else:
         environ.pop(extra_columns.EXTRA_COLUMNS_ENV, None)
     return parsed
+
+
+def export_results_dir(results: str, environ: MutableMapping[str, str]) -> str:
+    """Point every ltbench command this workflow runs (in ``environ``, inherited by its jobs) at the working
+    directory's ``results`` store (``ltbench.paths.results_dir``); returns the absolute path."""
+    import os
+
+    environ["LTBENCH_RESULTS"] = os.path.abspath(results)
+    return environ["LTBENCH_RESULTS"]
 
 
 def ap_fixed_k(view: dict[str, Any], always: bool = False, scale: str = "smoke") -> int | None:
@@ -211,11 +192,6 @@ def top_k_view_id(view_id: str) -> str:
     return f"{view_id}-topk"
 
 
-def top_k_dir(run_id: str, view_id: str) -> str:
-    """Where the AP-fixed prediction of a (run, view) goes: beside the view's own, in ``topk/``."""
-    return f"results/predictions/{run_id}/{view_id}/topk"
-
-
 def evaluate_ap_fixed_args(view: dict[str, Any], detections: str, always: bool = False, scale: str = "smoke") -> str:
     """``ltbench evaluate`` flags for AP-fixed / AP-pool: computed on ``detections`` (the view's per-class
     top-k prediction) while the standard metrics stay on the view's capped detections; "" without AP-fixed."""
@@ -239,58 +215,6 @@ def without_failed(pairs: Sequence[tuple[str, str]], results_dir: str) -> list[t
 
     failed = {(f.run_id, f.view_id) for f in load_failures(results_dir)}
     return [(r, v) for r, v in pairs if (r, None) not in failed and (r, v) not in failed]
-
-
-def gpus_for(run: RunInfo, scale: str, slurm: dict[str, Any]) -> int:
-    if scale != "paper":
-        return 0
-    wanted = int(run.config.get("gpus") or (run.config.get("schedule") or {}).get("gpus") or 8)
-    return max(1, min(wanted, int(slurm.get("max_gpus_per_job", 8))))
-
-
-def train_resources(run: RunInfo, scale: str, slurm: dict[str, Any]) -> dict[str, Any]:
-    gpus = gpus_for(run, scale, slurm)
-    margin = float(slurm.get("runtime_margin", 1.5))
-    floor = int(slurm.get("min_runtime_min", 30))
-    hours = float(run.gpu_hours or 0.0)
-    if gpus:
-        runtime = max(floor, math.ceil(hours / gpus * 60 * margin))
-        cpus = gpus * int(slurm.get("cpus_per_gpu", 8))
-        mem_mb = gpus * int(slurm.get("mem_mb_per_gpu", 48000))
-    else:  # smoke scale: the cost model's CPU-hours of the tiny model
-        runtime = max(10, math.ceil(float(run.cpu_hours or 0.0) * 60 * margin))
-        cpus = 1
-        mem_mb = 4000
-    resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb, "cpus_per_task": cpus}
-    if gpus:
-        resources["gpu"] = gpus
-        if slurm.get("gpu_model"):
-            resources["gpu_model"] = slurm["gpu_model"]
-    return resources
-
-
-def light_resources(scale: str, slurm: dict[str, Any], *, gpu: bool) -> dict[str, Any]:
-    """Prediction (gpu=True: one GPU at paper scale) and evaluation/rendering jobs (CPU only)."""
-    if scale == "paper" and gpu:
-        res: dict[str, Any] = {"runtime": 120, "mem_mb": int(slurm.get("mem_mb_per_gpu", 48000)), "cpus_per_task": int(slurm.get("cpus_per_gpu", 8)), "gpu": 1}
-        if slurm.get("gpu_model"):
-            res["gpu_model"] = slurm["gpu_model"]
-        return res
-    if scale == "paper":
-        return {"runtime": 120, "mem_mb": 32000, "cpus_per_task": 4}  # LVIS val evaluation: ~20k images
-    return {"runtime": 15, "mem_mb": 2000, "cpus_per_task": 1}
-
-
-def slurm_placement(slurm: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
-    """Partition and account: the workflow config wins, then $SLURM_PARTITION / $SLURM_ACCOUNT; else none."""
-    out = {}
-    partition = slurm.get("partition") or environ.get("SLURM_PARTITION")
-    account = slurm.get("account") or environ.get("SLURM_ACCOUNT")
-    if partition:
-        out["slurm_partition"] = partition
-    if account:
-        out["slurm_account"] = account
-    return out
 
 
 def parse_table_target(target: str) -> tuple[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from adapters.detectron2_adapter import GAPS, detectron2_available
+from adapters.detectron2.adapter import GAPS
+from adapters.detectron2.registration import detectron2_available
 
 _OK, _REASON = detectron2_available()
 pytestmark = [pytest.mark.detectron2, pytest.mark.skipif(not _OK, reason=_REASON), pytest.mark.usefixtures("one_thread")]
@@ -16,72 +16,17 @@ pytestmark = [pytest.mark.detectron2, pytest.mark.skipif(not _OK, reason=_REASON
 torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
-from adapters_support import (  # noqa: E402
-    CATEGORY_IDS,
-    SLOW_STARTERS,
-    check_outputs,
-    family_run,
-    frozen_outside_head_unchanged,
-    stage2_run,
-    tiny_run,
-)
+from support.runs import SLOW_STARTERS, family_run, stage2_run, tiny_run  # noqa: E402
+from support.checks import check_outputs, frozen_outside_head_unchanged  # noqa: E402
+from support.tiny_lvis import CATEGORY_IDS  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
 PLAIN = {"id": "plain", "name": "plain"}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_data):
-    workdir = tmp_path_factory.mktemp("d2_baseline")
-    run = tiny_run(id="tiny-d2-00000000", framework="detectron2", sampler={"name": "rfs", "t": 0.3})
-    torch.set_num_threads(1)
-    final = get_adapter("detectron2").train(run, workdir, tiny_data)
-    return run, workdir, final
-
-
-@pytest.mark.slow
-def test_d2_train_and_predict(trained, tiny_data, tmp_path) -> None:
-    from test_adapter_torchvision import check_detections
-
-    run, workdir, final = trained
-    assert final.name == "model_final.pth" and (workdir / "last_checkpoint").read_text().strip() == "model_final.pth"
-    assert json.loads((workdir / "done.json").read_text())["framework"] == "detectron2"
-    # checkpoint_period 2 of 4 iterations: model_0000001.pth (detectron2 counts from 0) was written, then
-    # pruned (keep_checkpoints 1)
-    assert sorted(p.name for p in workdir.glob("*.pth")) == ["model_final.pth"]
-    summary = get_adapter("detectron2").predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path)
-    dets = check_detections(tmp_path / "detections.json", tiny_data)
-    assert summary["num_detections"] == len(dets) > 0
-    stats = np.load(tmp_path / "proposal_stats.npz")
-    assert stats["category_ids"].tolist() == list(CATEGORY_IDS)
-    np.testing.assert_allclose(stats["cm_sum"].sum(axis=1), stats["cm_count"], rtol=1e-9)
-
-
-@pytest.mark.slow
-def test_d2_resume_reaches_identical_weights(tiny_data, tmp_path, monkeypatch) -> None:
-    from detectron2.engine import SimpleTrainer
-
-    run = tiny_run(id="tiny-d2-resume-00000000", framework="detectron2", sampler={"name": "rfs", "t": 0.3})
-    adapter = get_adapter("detectron2")
-    straight = adapter.train(run, tmp_path / "straight", tiny_data)
-    real_run_step = SimpleTrainer.run_step
-
-    def dying_run_step(self):
-        if self.iter == 2:  # after the checkpoint of iterations 0-1
-            raise KeyboardInterrupt("simulated kill")
-        return real_run_step(self)
-
-    monkeypatch.setattr(SimpleTrainer, "run_step", dying_run_step)
-    workdir = tmp_path / "resumed"
-    with pytest.raises(KeyboardInterrupt):
-        adapter.train(run, workdir, tiny_data)
-    assert not (workdir / "done.json").exists()
-    monkeypatch.setattr(SimpleTrainer, "run_step", real_run_step)
-    resumed = adapter.train(run, workdir, tiny_data)
-    a = torch.load(straight, map_location="cpu", weights_only=False)["model"]
-    b = torch.load(resumed, map_location="cpu", weights_only=False)["model"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+@pytest.fixture
+def trained(trained_baselines):
+    return trained_baselines("detectron2")
 
 
 @pytest.mark.slow
@@ -173,22 +118,6 @@ def test_d2_normed_mask_head_trains_and_predicts(tiny_data, tmp_path) -> None:
     assert state["roi_heads.mask_head.predictor.weight"].shape[0] == len(CATEGORY_IDS)
     adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
     check_outputs(tmp_path / "o")
-
-
-@pytest.mark.slow
-def test_d2_per_class_top_k_mode_lifts_the_per_image_cap(trained, tiny_data, tmp_path) -> None:
-    """AP-fixed inference in detectron2: the predictor's test_topk_per_image is lifted, <= k per category."""
-    from adapters_support import predict_capped_and_top_k
-
-    run, workdir, _ = trained
-    capped_run = {**run, "model": {**run["model"], "detections_per_img": 3}}
-    predict_capped_and_top_k(get_adapter("detectron2"), capped_run, workdir, tiny_data, tmp_path)
-
-
-def test_d2_unknown_mask_head_is_refused(tiny_data, tmp_path) -> None:
-    run = tiny_run(framework="detectron2", id="tiny-d2-mask-00000000", mask_head={"name": "dilated"})
-    with pytest.raises(LtbenchError, match="unknown mask head"):
-        get_adapter("detectron2").train(run, tmp_path / "w", tiny_data)
 
 
 @pytest.mark.slow

@@ -9,15 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
-from adapters.mmdet_adapter import mmdet_available  # noqa: E402
-from adapters_support import (  # noqa: E402
-    MMDET_FAMILIES,
-    MMDET_STAGE2,
-    check_outputs,
-    family_run,
-    frozen_outside_head_unchanged,
-    stage2_run,
-)
+from adapters.mmdet.registration import mmdet_available  # noqa: E402
+from support.runs import MMDET_FAMILIES, MMDET_STAGE2, family_run, stage2_run  # noqa: E402
+from support.checks import check_outputs, frozen_outside_head_unchanged  # noqa: E402
 
 
 MMDET_OK, MMDET_REASON = mmdet_available()
@@ -107,9 +101,9 @@ def test_mmdet_simcal_bilevel_stage2(mmdet_stage1, tiny_data, tmp_path, monkeypa
 
 
 def test_mmdet_finetune_frozen_stages_requires_grad(tiny_data) -> None:
-    from adapters import base
+    from adapters.records import load_lvis_split
 
-    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
     stage1 = family_run("mmdet", "softmax")
     run = dict(stage1, id="tiny-mmdet-ft-00000000", stage1=stage1["id"], stage2={"name": "finetune", "frozen_stages": 1})
     model, _ = get_adapter("mmdet")._build_model(run, split, tiny_data, stage1=(stage1, None))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from adapters.mmdet_adapter import mmdet_available
+from adapters.mmdet.registration import mmdet_available
 
 _OK, _REASON = mmdet_available()
 pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not _OK, reason=_REASON), pytest.mark.usefixtures("one_thread")]
@@ -16,7 +14,8 @@ pytestmark = [pytest.mark.mmdet, pytest.mark.skipif(not _OK, reason=_REASON), py
 torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
-from adapters_support import CATEGORY_IDS, tiny_run  # noqa: E402
+from support.runs import tiny_run  # noqa: E402
+from support.tiny_lvis import CATEGORY_IDS  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
 PLAIN = {"id": "plain", "name": "plain"}
@@ -26,79 +25,21 @@ def mm_run(**overrides):
     return tiny_run(framework="mmdet", id=overrides.pop("id", "tiny-mmdet-00000000"), **overrides)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_data):
-    workdir = tmp_path_factory.mktemp("mm_baseline")
-    run = mm_run(sampler={"name": "rfs", "t": 0.3, "rounding": "ceil"})
-    torch.set_num_threads(1)
-    final = get_adapter("mmdet").train(run, workdir, tiny_data)
-    return run, workdir, final
+@pytest.fixture
+def trained(trained_baselines):
+    return trained_baselines("mmdet")
 
 
 @pytest.mark.slow
-def test_mmdet_train_checkpoints_and_done(trained) -> None:
+def test_mmdet_checkpoint_holds_the_ltbench_head_in_mmdets_roi_head(trained) -> None:
     run, workdir, final = trained
-    assert final.name == "iter_4.pth" and final.is_file()
-    assert sorted(p.name for p in workdir.glob("*.pth")) == ["iter_4.pth"]  # iter_2 pruned: keep_checkpoints 1
-    done = json.loads((workdir / "done.json").read_text())
-    assert done == {"run_id": run["id"], "checkpoint": "iter_4.pth", "iterations": 4, "framework": "mmdet"}
+    assert final.name == "iter_4.pth" and final.is_file()  # mmengine's name; the rest: test_contract.py
     # The model in the checkpoint has the ltbench box head inside mmdet's RoI head.
     state = torch.load(final, map_location="cpu", weights_only=False)["state_dict"]
     assert "roi_head.bbox_head.box_head.cls_score.weight" in state or any(
         k.startswith("roi_head.bbox_head.box_head.") for k in state
     )
     assert state["roi_head.mask_head.conv_logits.weight"].shape[0] == len(CATEGORY_IDS)
-
-
-@pytest.mark.slow
-def test_mmdet_predict_writes_valid_lvis_results(trained, tiny_data, tmp_path) -> None:
-    from test_adapter_torchvision import check_detections
-
-    run, workdir, _ = trained
-    summary = get_adapter("mmdet").predict(run, PLAIN, workdir, tiny_data, split="val", out_dir=tmp_path)
-    dets = check_detections(tmp_path / "detections.json", tiny_data)
-    assert summary["num_detections"] == len(dets) > 0
-    stats = np.load(tmp_path / "proposal_stats.npz")
-    assert stats["category_ids"].tolist() == list(CATEGORY_IDS)
-    assert stats["cm_count"].sum() == (stats["cls_target"] >= 0).sum() > 0
-    np.testing.assert_allclose(stats["cm_sum"].sum(axis=1), stats["cm_count"], rtol=1e-9)
-
-
-@pytest.mark.slow
-def test_mmdet_resume_reaches_identical_weights(tiny_data, tmp_path, monkeypatch) -> None:
-    """4 iterations straight == killed after the checkpoint at 2, then resumed to 4 (bit-identical)."""
-    from mmdet.registry import LOOPS
-
-    from adapters.mmdet_adapter import register
-
-    register()
-    adapter = get_adapter("mmdet")
-    run = mm_run(id="tiny-mmdet-resume-00000000", sampler={"name": "rfs", "t": 0.3, "rounding": "ceil"})
-    straight = adapter.train(run, tmp_path / "straight", tiny_data)
-
-    loop_cls = LOOPS.get("LtbenchIterBasedTrainLoop")
-    real_run_iter = loop_cls.run_iter
-
-    def dying_run_iter(self, data_batch):
-        if self._iter == 2:
-            raise KeyboardInterrupt("simulated kill")
-        return real_run_iter(self, data_batch)
-
-    monkeypatch.setattr(loop_cls, "run_iter", dying_run_iter)
-    workdir = tmp_path / "resumed"
-    with pytest.raises(KeyboardInterrupt):
-        adapter.train(run, workdir, tiny_data)
-    assert Path((workdir / "last_checkpoint").read_text().strip()).name == "iter_2.pth"
-    assert not (workdir / "done.json").exists()
-    monkeypatch.setattr(loop_cls, "run_iter", real_run_iter)
-    resumed = adapter.train(run, workdir, tiny_data)
-    a = torch.load(straight, map_location="cpu", weights_only=False)
-    b = torch.load(resumed, map_location="cpu", weights_only=False)
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
 
 
 def test_mmdet_unknown_sampler_is_refused_clearly(tiny_data, tmp_path) -> None:
@@ -112,7 +53,7 @@ def test_mmdet_class_aware_stream_sampler_resumes_exactly(tiny_data, tmp_path, m
     """ltbench's class-aware sampler inside mmengine's loop: straight == killed at 2 + resumed."""
     from mmdet.registry import LOOPS
 
-    from adapters.mmdet_adapter import register
+    from adapters.mmdet.registration import register
 
     register()
     adapter = get_adapter("mmdet")
@@ -137,13 +78,14 @@ def test_mmdet_class_aware_stream_sampler_resumes_exactly(tiny_data, tmp_path, m
 
 
 def test_mmdet_config_starts_from_the_wheels_lvis_config(tiny_data) -> None:
-    from adapters import base
-    from adapters.mmdet_adapter import base_config_path, build_config, register
+    from adapters.records import load_lvis_split
+    from adapters.mmdet.config import base_config_path, build_config
+    from adapters.mmdet.registration import register
 
     register()
     run = mm_run(dataset="lvis_v0.5")
     assert base_config_path(run).name == "mask-rcnn_r50_fpn_sample1e-3_ms-2x_lvis-v0.5.py"
-    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
     cfg = build_config(run, split, tiny_data)
     assert cfg.model.backbone.depth == 18 and cfg.model.neck.out_channels == 32
     assert cfg.model.roi_head.bbox_head.type == "LtbenchBBoxHead"
@@ -153,11 +95,12 @@ def test_mmdet_config_starts_from_the_wheels_lvis_config(tiny_data) -> None:
 
 
 def test_mmdet_multiscale_pipeline_from_min_size_list(tiny_data) -> None:
-    from adapters import base
-    from adapters.mmdet_adapter import build_config, register
+    from adapters.records import load_lvis_split
+    from adapters.mmdet.config import build_config
+    from adapters.mmdet.registration import register
 
     register()
-    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
     cfg = build_config(mm_run(model={"min_size": [48, 56, 64], "max_size": 80}), split, tiny_data)
     (train_resize,) = [s for s in cfg.train_pipeline if s["type"] == "RandomChoiceResize"]
     (test_resize,) = [s for s in cfg.test_pipeline if s["type"] == "Resize"]
@@ -166,11 +109,12 @@ def test_mmdet_multiscale_pipeline_from_min_size_list(tiny_data) -> None:
 
 
 def test_mmdet_paper_scale_keeps_mmdets_imagenet_init(tiny_data) -> None:
-    from adapters import base
-    from adapters.mmdet_adapter import build_config, register
+    from adapters.records import load_lvis_split
+    from adapters.mmdet.config import build_config
+    from adapters.mmdet.registration import register
 
     register()
-    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
     cfg = build_config(mm_run(scale="paper", backbone="r50_fpn", model={"backbone_depth": 50}), split, tiny_data)
     assert cfg.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "torchvision://resnet50"}
     assert cfg.model.backbone.frozen_stages == 1 and cfg.model.backbone.norm_eval is True
@@ -179,22 +123,15 @@ def test_mmdet_paper_scale_keeps_mmdets_imagenet_init(tiny_data) -> None:
 
 
 def test_mmdet_config_class_agnostic_and_normed_mask(tiny_data) -> None:
-    from adapters import base
-    from adapters.mmdet_adapter import build_config, register
+    from adapters.records import load_lvis_split
+    from adapters.mmdet.config import build_config
+    from adapters.mmdet.registration import register
 
     register()
-    split = base.load_lvis_split(tiny_data.train, tiny_data.image_root)
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
     cfg = build_config(mm_run(class_agnostic=True, mask_head={"name": "normed", "scale": 20}), split, tiny_data)
     rh = cfg.model.roi_head
     assert rh.bbox_head.reg_class_agnostic is True and rh.mask_head.class_agnostic is True
     assert rh.mask_head.predictor_cfg == {"type": "NormedConv2d", "tempearture": 20.0}
 
 
-@pytest.mark.slow
-def test_mmdet_per_class_top_k_mode_lifts_the_per_image_cap(trained, tiny_data, tmp_path) -> None:
-    """AP-fixed inference in mmdet: the RoI head's max_per_img is lifted, at most k per category."""
-    from adapters_support import predict_capped_and_top_k
-
-    run, workdir, _ = trained
-    capped_run = {**run, "model": {**run["model"], "detections_per_img": 3}}
-    predict_capped_and_top_k(get_adapter("mmdet"), capped_run, workdir, tiny_data, tmp_path)

@@ -11,14 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
-from adapters_support import (  # noqa: E402
-    STAGE2_METHODS,
-    check_outputs,
-    family_run,
-    frozen_outside_head_unchanged,
-    stage2_run,
-    tiny_run,
-)
+from support.runs import STAGE2_METHODS, family_run, stage2_run, tiny_run  # noqa: E402
+from support.checks import check_outputs, frozen_outside_head_unchanged  # noqa: E402
 
 
 # One torch thread per test (module fixture `one_thread` in conftest.py): 2 shared CI cores.

@@ -14,14 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
-from adapters_support import (  # noqa: E402
-    SLOW_STARTERS,
-    STAGE1_FAMILIES,
-    STAGE2_METHODS,
-    check_outputs,
-    family_run,
-    stage2_run,
-)
+from support.runs import SLOW_STARTERS, STAGE1_FAMILIES, STAGE2_METHODS, family_run, stage2_run  # noqa: E402
+from support.checks import check_outputs  # noqa: E402
 
 
 # One torch thread per test (module fixture `one_thread` in conftest.py): 2 shared CI cores.

@@ -1,0 +1,46 @@
+"""The package side of the Snakemake workflow: the plan seen from the rules (``plan``), every path
+(``paths``), SLURM resources (``resources``) and the one-line step commands (``ltbench step``).
+
+``from ltbench import workflow as wf`` gives the names the rules use.
+"""
+
+from ltbench.workflow.paths import (
+    ID_PATTERN,
+    data_marker,
+    metrics_file,
+    predictions_dir,
+    record_file,
+    run_json,
+    top_k_dir,
+    train_done,
+    view_json,
+    work_dir,
+)
+from ltbench.workflow.plan import (
+    PAPERS,
+    RowServe,
+    RunInfo,
+    WorkflowPlan,
+    ap_fixed_k,
+    evaluate_ap_fixed_args,
+    export_extra_columns,
+    export_results_dir,
+    parent_workdir_args,
+    parse_table_target,
+    prediction_view,
+    row_pairs,
+    stage1_of,
+    top_k_view,
+    top_k_view_id,
+    unique,
+    without_failed,
+)
+from ltbench.workflow.resources import gpus_for, light_resources, slurm_placement, train_resources
+
+__all__ = [
+    "ID_PATTERN", "PAPERS", "RowServe", "RunInfo", "WorkflowPlan", "ap_fixed_k", "data_marker", "evaluate_ap_fixed_args",
+    "export_extra_columns", "export_results_dir", "gpus_for", "light_resources", "metrics_file", "parent_workdir_args", "parse_table_target",
+    "predictions_dir", "prediction_view", "record_file", "row_pairs", "run_json", "slurm_placement", "stage1_of",
+    "top_k_dir", "top_k_view", "top_k_view_id", "train_done", "train_resources", "unique", "view_json", "without_failed",
+    "work_dir",
+]
