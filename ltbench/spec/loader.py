@@ -325,6 +325,7 @@ class _Checker:
                         self.fail(f"reported key {key!r} is not a column of group {group.id!r}{did_you_mean(key, group.keys)}",
                                   [*keys, "reported", key], expected="one of " + ", ".join(group.keys))
                     reported[key] = printed_text(value)
+                    self.check_reported_value(key, value, reported[key], [*keys, "reported", key])
                 if table.attribute_columns:
                     for name in r.get("attributes", {}):
                         if name not in table.attribute_columns:
@@ -370,6 +371,22 @@ class _Checker:
         )
         self.check_claims(spec)
         return spec
+
+    def check_reported_value(self, key: str, value: Any, text: str, keys: KeyPath) -> None:
+        """A reported number is finite and inside its metric's range (``vocab.metric_range``): the schema
+        admits any YAML number, and ``.nan``, ``.inf``, 250 or -3.0 would only fail later, in render/audit."""
+        import math
+
+        number = float(value)  # the schema admits numbers and decimal strings only
+        bounds = vocab.metric_range(key)
+        low, high, what = bounds if bounds is not None else (None, None, "")
+        expected = ("a finite number" if low is None and high is None
+                    else f"a finite number >= {low:g}" if high is None
+                    else f"a finite number from {low:g} to {high:g}") + (f" ({key} is {what})" if what else "")
+        if not math.isfinite(number):
+            self.fail(f"reported value {text!r} is not a finite number", keys, expected=expected)
+        if (low is not None and number < low) or (high is not None and number > high):
+            self.fail(f"reported value {text} is out of range", keys, expected=expected)
 
     def check_claims(self, spec: PaperSpec) -> None:
         from ltbench.spec import claims
