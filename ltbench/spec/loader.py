@@ -9,6 +9,7 @@ Validation runs in three passes, each defensive against what the previous one ha
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -375,18 +376,16 @@ class _Checker:
     def check_reported_value(self, key: str, value: Any, text: str, keys: KeyPath) -> None:
         """A reported number is finite and inside its metric's range (``vocab.metric_range``): the schema
         admits any YAML number, and ``.nan``, ``.inf``, 250 or -3.0 would only fail later, in render/audit."""
-        import math
-
         number = float(value)  # the schema admits numbers and decimal strings only
-        bounds = vocab.metric_range(key)
-        low, high, what = bounds if bounds is not None else (None, None, "")
+        low, high, what = vocab.metric_range(key) or (None, None, "")
+        finite = math.isfinite(number)
+        if finite and (low is None or number >= low) and (high is None or number <= high):
+            return
         expected = ("a finite number" if low is None and high is None
                     else f"a finite number >= {low:g}" if high is None
                     else f"a finite number from {low:g} to {high:g}") + (f" ({key} is {what})" if what else "")
-        if not math.isfinite(number):
-            self.fail(f"reported value {text!r} is not a finite number", keys, expected=expected)
-        if (low is not None and number < low) or (high is not None and number > high):
-            self.fail(f"reported value {text} is out of range", keys, expected=expected)
+        self.fail(f"reported value {text!r} is not a finite number" if not finite else f"reported value {text} is out of range",
+                  keys, expected=expected)
 
     def check_claims(self, spec: PaperSpec) -> None:
         from ltbench.spec import claims

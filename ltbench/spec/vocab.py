@@ -5,6 +5,8 @@ Add a name here when a paper needs it, and describe it in ``workflows/papers/FOR
 
 from __future__ import annotations
 
+import functools
+
 PAPERS = ("pcb", "disalign", "bags", "simcal")
 
 FRAMEWORKS = ("mmdet", "detectron2", "torchvision")
@@ -107,6 +109,7 @@ METRIC_RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=None)  # a few dozen keys, looked up for every reported number
 def metric_range(key: str) -> tuple[float | None, float | None, str] | None:
     """``(low, high, what)`` for a metric key (see ``METRIC_RANGES``), or None when only finiteness is known.
 
