@@ -97,12 +97,14 @@ def test_small_spec_loads_and_the_merge_override_is_not_a_duplicate(tmp_path):
     ],
 )
 def test_bad_reported_numbers_name_file_row_key_and_range(tmp_path, key, value, message, expected):
-    path = write_spec(tmp_path, with_value(key, value))
+    spec_text = with_value(key, value)
+    path = write_spec(tmp_path, spec_text)
     with pytest.raises(LtbenchError) as info:
         load_paper(path)
     text = str(info.value)
     assert str(path) in text
-    assert f"rows[0] (row 'Softmax').reported.{key}" in text
+    line = line_of(spec_text, f"{key}: {value}")
+    assert f"rows[0] (row 'Softmax').reported.{key} (line {line}):" in text
     assert message in text and expected in text
 
 

@@ -70,12 +70,19 @@ def describe_path(data: Any, path: KeyPath) -> str:
 
 
 class _Checker:
-    def __init__(self, data: Any, path: Path) -> None:
+    def __init__(self, data: Any, path: Path, text: str | None = None) -> None:
         self.data = data
         self.path = path
+        self.text = text  # the YAML ``data`` was parsed from, when known: errors then give the line
 
     def fail(self, message: str, keys: KeyPath, expected: str | None = None, hint: str | None = None) -> None:
-        raise LtbenchError(message, path=self.path, key=describe_path(self.data, keys) or None, expected=expected, hint=hint)
+        where = describe_path(self.data, keys) or None
+        if where and self.text is not None:
+            from ltbench.spec.provenance import LineIndex  # only on failure: loading pays nothing for lines
+
+            located = LineIndex(self.text, self.path).locate(list(keys))
+            where += f" (line {located.line})" if located is not None else ""
+        raise LtbenchError(message, path=self.path, key=where, expected=expected, hint=hint)
 
     # pass 1 -----------------------------------------------------------------------------------------
     def check_run(self, run: Any, keys: list[str | int]) -> None:
@@ -492,17 +499,19 @@ def _describe_subschema(schema: dict[str, Any]) -> str:
     return "a valid value"
 
 
-def validate_spec(data: Any, path: str | Path = "<spec>", *, cache_key: str | None = None) -> PaperSpec:
+def validate_spec(data: Any, path: str | Path = "<spec>", *, cache_key: str | None = None,
+                  text: str | None = None) -> PaperSpec:
     """Validate an already-parsed spec (dict) and return the model; raise ``LtbenchError`` otherwise.
 
     ``cache_key``: a digest of the exact source text; a document whose key passed the schema before skips
     the schema pass (``load_paper`` sets it; the vocabulary and cross-reference passes always run).
+    ``text``: the YAML ``data`` was parsed from (``load_paper`` passes it): errors then name the line too.
     """
     path = Path(path)
     if not isinstance(data, dict):
         raise LtbenchError(f"the spec is a {type(data).__name__}, not a mapping", path=path,
                            expected="a YAML mapping with paper, title, source, defaults, tables")
-    checker = _Checker(data, path)
+    checker = _Checker(data, path, text)
     checker.vocabulary_pass()
     checker.schema_pass(cache_key)
     spec = checker.build()
@@ -529,7 +538,8 @@ def load_paper(path: str | Path) -> PaperSpec:
     key = hashlib.sha256(raw + _schema_digest().encode()).hexdigest()
     from ltbench.spec import extra_columns
 
-    return extra_columns.apply(validate_spec(parse_spec_yaml(text, p), path, cache_key=key), extra_columns.from_env())
+    spec = validate_spec(parse_spec_yaml(text, p), path, cache_key=key, text=text)
+    return extra_columns.apply(spec, extra_columns.from_env())
 
 
 def papers_dir() -> Path:
