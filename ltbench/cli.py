@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "results": "Query the results store.",
     "render": "Render a paper table (Markdown/LaTeX) with the difference to each reported number.",
     "audit": "Audit report over all tables of all papers.",
+    "explain": "Trace a table cell to its YAML row, its run and the code behind it.",
     "step": "One workflow step (train, predict, evaluate) with its marker and failure note.",
 }
 

@@ -9,6 +9,7 @@ Validation runs in three passes, each defensive against what the previous one ha
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,19 @@ def describe_path(data: Any, path: KeyPath) -> str:
 
 
 class _Checker:
-    def __init__(self, data: Any, path: Path) -> None:
+    def __init__(self, data: Any, path: Path, text: str | None = None) -> None:
         self.data = data
         self.path = path
+        self.text = text  # the YAML ``data`` was parsed from, when known: errors then give the line
 
     def fail(self, message: str, keys: KeyPath, expected: str | None = None, hint: str | None = None) -> None:
-        raise LtbenchError(message, path=self.path, key=describe_path(self.data, keys) or None, expected=expected, hint=hint)
+        where = describe_path(self.data, keys) or None
+        if where and self.text is not None:
+            from ltbench.spec.provenance import LineIndex  # only on failure: loading pays nothing for lines
+
+            located = LineIndex(self.text, self.path).locate(list(keys))
+            where += f" (line {located.line})" if located is not None else ""
+        raise LtbenchError(message, path=self.path, key=where, expected=expected, hint=hint)
 
     # pass 1 -----------------------------------------------------------------------------------------
     def check_run(self, run: Any, keys: list[str | int]) -> None:
@@ -325,6 +333,7 @@ class _Checker:
                         self.fail(f"reported key {key!r} is not a column of group {group.id!r}{did_you_mean(key, group.keys)}",
                                   [*keys, "reported", key], expected="one of " + ", ".join(group.keys))
                     reported[key] = printed_text(value)
+                    self.check_reported_value(key, value, reported[key], [*keys, "reported", key])
                 if table.attribute_columns:
                     for name in r.get("attributes", {}):
                         if name not in table.attribute_columns:
@@ -370,6 +379,20 @@ class _Checker:
         )
         self.check_claims(spec)
         return spec
+
+    def check_reported_value(self, key: str, value: Any, text: str, keys: KeyPath) -> None:
+        """A reported number is finite and inside its metric's range (``vocab.metric_range``): the schema
+        admits any YAML number, and ``.nan``, ``.inf``, 250 or -3.0 would only fail later, in render/audit."""
+        number = float(value)  # the schema admits numbers and decimal strings only
+        low, high, what = vocab.metric_range(key) or (None, None, "")
+        finite = math.isfinite(number)
+        if finite and (low is None or number >= low) and (high is None or number <= high):
+            return
+        expected = ("a finite number" if low is None and high is None
+                    else f"a finite number >= {low:g}" if high is None
+                    else f"a finite number from {low:g} to {high:g}") + (f" ({key} is {what})" if what else "")
+        self.fail(f"reported value {text!r} is not a finite number" if not finite else f"reported value {text} is out of range",
+                  keys, expected=expected)
 
     def check_claims(self, spec: PaperSpec) -> None:
         from ltbench.spec import claims
@@ -476,17 +499,19 @@ def _describe_subschema(schema: dict[str, Any]) -> str:
     return "a valid value"
 
 
-def validate_spec(data: Any, path: str | Path = "<spec>", *, cache_key: str | None = None) -> PaperSpec:
+def validate_spec(data: Any, path: str | Path = "<spec>", *, cache_key: str | None = None,
+                  text: str | None = None) -> PaperSpec:
     """Validate an already-parsed spec (dict) and return the model; raise ``LtbenchError`` otherwise.
 
     ``cache_key``: a digest of the exact source text; a document whose key passed the schema before skips
     the schema pass (``load_paper`` sets it; the vocabulary and cross-reference passes always run).
+    ``text``: the YAML ``data`` was parsed from (``load_paper`` passes it): errors then name the line too.
     """
     path = Path(path)
     if not isinstance(data, dict):
         raise LtbenchError(f"the spec is a {type(data).__name__}, not a mapping", path=path,
                            expected="a YAML mapping with paper, title, source, defaults, tables")
-    checker = _Checker(data, path)
+    checker = _Checker(data, path, text)
     checker.vocabulary_pass()
     checker.schema_pass(cache_key)
     spec = checker.build()
@@ -513,7 +538,8 @@ def load_paper(path: str | Path) -> PaperSpec:
     key = hashlib.sha256(raw + _schema_digest().encode()).hexdigest()
     from ltbench.spec import extra_columns
 
-    return extra_columns.apply(validate_spec(parse_spec_yaml(text, p), path, cache_key=key), extra_columns.from_env())
+    spec = validate_spec(parse_spec_yaml(text, p), path, cache_key=key, text=text)
+    return extra_columns.apply(spec, extra_columns.from_env())
 
 
 def papers_dir() -> Path:

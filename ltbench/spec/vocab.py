@@ -5,6 +5,8 @@ Add a name here when a paper needs it, and describe it in ``workflows/papers/FOR
 
 from __future__ import annotations
 
+import functools
+
 PAPERS = ("pcb", "disalign", "bags", "simcal")
 
 FRAMEWORKS = ("mmdet", "detectron2", "torchvision")
@@ -87,3 +89,32 @@ FREE_KEY_PREFIXES = ("stats.", "other.")
 
 # claims (issue 8): predicate kinds, see ltbench/spec/claims.py
 CLAIM_KINDS = ("compare", "difference", "correlation", "argbest", "monotonic", "all")
+
+# Range of a reported number per metric family (inclusive bounds; None: unbounded). Every reported number
+# must be finite; a key that no family below covers has no other constraint. First match wins.
+# - AP family (bbox./segm. AP, APr, AP50, APfixed, ...): COCO/LVIS AP printed as a percentage, 0..100
+# - cls.*: BAGS Table 1's proposal classification accuracies, percentages
+# - PwB: a Frobenius norm ||M - M^T|| (PCB Eq. 4), >= 0 with no upper bound at the printed scale
+# - other.top1 / other.macc / other.miou: DisAlign's top-1 accuracy, mean accuracy and mean IoU, percentages
+# - stats.*: dataset statistics (category and image counts), >= 0
+METRIC_RANGES: tuple[tuple[str, float | None, float | None, str], ...] = (
+    ("bbox.", 0.0, 100.0, "an AP in percent"),
+    ("segm.", 0.0, 100.0, "an AP in percent"),
+    ("cls.", 0.0, 100.0, "an accuracy in percent"),
+    ("PwB", 0.0, None, "a Frobenius norm ||M - M^T||"),
+    ("other.top1.", 0.0, 100.0, "a top-1 accuracy in percent"),
+    ("other.macc.", 0.0, 100.0, "a mean accuracy in percent"),
+    ("other.miou.", 0.0, 100.0, "a mean IoU in percent"),
+    ("stats.", 0.0, None, "a dataset statistic (a count)"),
+)
+
+
+@functools.lru_cache(maxsize=None)  # a few dozen keys, looked up for every reported number
+def metric_range(key: str) -> tuple[float | None, float | None, str] | None:
+    """``(low, high, what)`` for a metric key (see ``METRIC_RANGES``), or None when only finiteness is known.
+
+    An entry ending in ``.`` is a family prefix (``segm.`` covers ``segm.APr``); any other is one exact key."""
+    for prefix, low, high, what in METRIC_RANGES:
+        if key.startswith(prefix) if prefix.endswith(".") else key == prefix:
+            return low, high, what
+    return None
