@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "results": "Query the results store.",
     "render": "Render a paper table (Markdown/LaTeX) with the difference to each reported number.",
     "audit": "Audit report over all tables of all papers.",
+    "weights": "Fetch the pretrained weights paper-scale runs start from (ImageNet, COCO), verified.",
 }
 
 
