@@ -414,6 +414,8 @@ def test_export_config_puts_the_workflow_block_in_the_environment(fake, tmp_path
     user = {cache_mod.ENV_CACHE: str(tmp_path / "mine"), cache_mod.ENV_FILES: ""}
     cache_mod.export_config(block, user)  # what the user's shell already sets wins
     assert user == {cache_mod.ENV_CACHE: str((tmp_path / "mine").resolve()), cache_mod.ENV_FILES: ""}
+    with pytest.raises(LtbenchError, match="contains a comma"):
+        cache_mod.export_config({"files": {"mmdet/imagenet/r50": "/a,b.pth"}}, {})
 
 
 def test_workflow_schema_checks_weight_ids():
