@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "audit": "Audit report over all tables of all papers.",
     "explain": "Trace a table cell to its YAML row, its run and the code behind it.",
     "step": "One workflow step (train, predict, evaluate) with its marker and failure note.",
+    "weights": "Fetch the pretrained weights paper-scale runs start from (ImageNet, COCO), verified.",
 }
 
 

@@ -52,6 +52,26 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
         raise
 
 
+def install_file(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Give a complete file written elsewhere in ``target``'s folder its final name, atomically: fsync it,
+    give it the usual file mode, ``os.replace`` it onto ``target``, fsync the folder. For files too large
+    or too slow to write in one ``atomic_open`` (resumable downloads keep their partial file between tries).
+    """
+    tmp_path, target_path = Path(tmp), Path(target)
+    if tmp_path.parent.resolve() != target_path.parent.resolve():
+        raise ValueError(f"install_file needs {tmp_path} in the folder of {target_path} (rename is atomic only there)")
+    with open(tmp_path, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp_path, _FILE_MODE)
+    os.replace(tmp_path, target_path)
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened and fsynced
+        fd = os.open(target_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)

@@ -57,3 +57,19 @@ def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_install_file_renames_a_complete_file_into_place(tmp_path):
+    from ltbench.io import install_file
+
+    part = tmp_path / "w.pth.part"
+    part.write_bytes(b"weights")
+    (tmp_path / "w.pth").write_bytes(b"old")
+    install_file(part, tmp_path / "w.pth")
+    assert (tmp_path / "w.pth").read_bytes() == b"weights" and not part.exists()
+    (tmp_path / "sub").mkdir()
+    other = tmp_path / "sub" / "x.part"
+    other.write_bytes(b"x")
+    with pytest.raises(ValueError, match="folder"):
+        install_file(other, tmp_path / "x")
+    assert other.exists() and not (tmp_path / "x").exists()

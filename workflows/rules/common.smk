@@ -5,6 +5,7 @@ import shlex
 import sys
 
 from ltbench import workflow as wf
+from ltbench.weights import export_config as export_weights_config
 
 # Every ltbench command of this workflow reads and writes the store under the working directory's results/.
 wf.export_results_dir("results", os.environ)
@@ -16,6 +17,9 @@ SLURM = config.get("slurm", {})
 # Extra metric columns on every reproduced table (e.g. segm.APfixed): the spec loader reads them from the
 # environment, so this process and every job it starts see the same tables (ltbench.spec.extra_columns).
 EXTRA_COLUMNS = wf.export_extra_columns(config.get("extra_columns") or [], os.environ)
+# Pretrained weights: the cache folder and the user's own files go to every job through the environment
+# ($LTBENCH_WEIGHTS, $LTBENCH_WEIGHT_FILES), where the adapters' ltbench.weights.resolve reads them.
+WEIGHTS = export_weights_config(config.get("weights"), os.environ)
 PLAN = wf.WorkflowPlan.build(scale=SCALE, framework=FRAMEWORK, papers=config["papers"], seeds=SEEDS)
 WORK = os.environ.get("LTBENCH_WORK", "work")
 
