@@ -223,47 +223,28 @@ def test_example_code_locations_are_the_resolved_classes(example):
     assert head["line"] == _defined_at("ltbench/methods/pcb.py", r"^class RecurrentBoxHead\b")
     assert code["base head"]["target"] == "ltbench.methods.heads.SeesawBoxHead"
     assert code["loss"]["target"] == "ltbench.methods.heads.SeesawBoxHead.logits_loss"
-    assert code["sampler"]["line"] == _defined_at("ltbench/methods/samplers.py", r"^class RepeatFactorSampler\b")
-    assert code["view"]["target"] == "ltbench.methods.dispatch.apply_view"
+    assert code["sampler"]["line"] == _defined_at("ltbench/methods/samplers.py", r"^def _rfs\b")
+    assert code["view"]["target"] == "ltbench.methods.views.plain"
     assert code["regularizer"]["name"] == "pcb"
 
 
-def test_code_tables_cover_exactly_what_the_dispatch_implements():
-    from ltbench.methods import dispatch, samplers
+def test_code_locations_read_the_registries_and_say_what_is_not_implemented():
+    import ltbench.methods as methods
 
-    assert set(cl.STAGE2_CODE) == set(dispatch.STAGE2_NAMES)
-    assert set(cl.VIEW_CODE) | {"recurrent_step"} == set(dispatch.VIEW_NAMES)
-    assert set(cl.SAMPLER_CODE) == {*samplers.IMAGE_SAMPLERS, "bilevel"}
-    # names of the spec vocabulary that nothing implements are reported as such, not guessed
     base = {"loss": {"name": "ce"}, "head": {"name": "standard"}}
-    for missing in set(vocab.SAMPLERS) - set(cl.SAMPLER_CODE):
-        located = {c.role: c for c in cl.code_locations({**base, "sampler": {"name": missing}}, {"name": "plain"})}
-        assert located["sampler"].file is None and "not implemented" in located["sampler"].note
-    for missing in set(vocab.VIEWS) - set(dispatch.VIEW_NAMES):
-        located = {c.role: c for c in cl.code_locations(base, {"name": missing})}
-        assert located["view"].file is None and "not implemented" in located["view"].note
-
-
-@pytest.mark.parametrize("name", sorted(cl.STAGE2_CODE))
-def test_stage2_table_matches_what_build_stage2_builds(name, one_thread):
-    """The table's entry is what ``build_stage2`` returns (a class: an instance of it; ``set_trainable``: the
-    stage-1 head itself; ``retrain_classifier``: a new registered head)."""
-    from ltbench.methods import build_stage2, head_for_run
-    from ltbench.methods.box_head import BOX_HEADS, build_box_head
-
-    config = {"loss": {"name": "ce"}, "head": {"name": "standard"}, "stage2": {"name": name}}
-    counts = {"instance_counts": [2000, 300, 40, 5], "image_counts": [900, 100, 20, 3]}
-    head_name, params = head_for_run(config)
-    stage1 = build_box_head(head_name, num_classes=4, background="last", num_box_deltas=20, in_channels=1,
-                            pool_size=7, hidden=8, **params, **counts)
-    built = build_stage2(config, stage1, **counts)
-    target = cl._import(cl.STAGE2_CODE[name])
-    if isinstance(target, type):
-        assert isinstance(built, target)
-    elif target.__name__ == "set_trainable":
-        assert built is stage1
-    else:
-        assert target.__name__ == "retrain_classifier" and built is not stage1 and type(built) in {BOX_HEADS.get(n) for n in BOX_HEADS}
+    for name in methods.IMAGE_SAMPLERS.names():
+        located = {c.role: c for c in cl.code_locations({**base, "sampler": {"name": name}}, {"name": "plain"})}
+        assert located["sampler"].target.endswith(methods.IMAGE_SAMPLERS.get(name).__qualname__)
+    for name in methods.STAGE2_METHODS.names():
+        located = {c.role: c for c in cl.code_locations({**base, "stage2": {"name": name}}, {"name": "plain"})}
+        assert located["stage-2 method"].line == cl.locate("", "", methods.STAGE2_METHODS.get(name)).line
+    for name in set(methods.VIEWS.names()) - {"recurrent_step"}:
+        located = {c.role: c for c in cl.code_locations(base, {"name": name})}
+        assert located["view"].file and located["view"].target.endswith(methods.VIEWS.get(name).__qualname__)
+    # a name nothing implements is reported as such, not guessed
+    located = {c.role: c for c in cl.code_locations({**base, "sampler": {"name": "image_repeat"}}, {"name": "combine"})}
+    assert located["sampler"].file is None and "not implemented" in located["sampler"].note
+    assert located["view"].file is None and "not implemented" in located["view"].note
 
 
 def test_code_locations_resolve_for_every_planned_run():

@@ -1,12 +1,8 @@
-"""The code behind a resolved run and view: file:line of the objects the methods dispatch resolves.
+"""The code behind a resolved run and view: file:line of the objects the methods' registries resolve.
 
-One function, ``code_locations(run_config, view_config)``. The box head (and so its loss) is resolved the
-way the adapters resolve it: ``ltbench.methods.head_for_run`` -> the ``BOX_HEADS`` registry. Samplers,
-stage-2 methods and views have no registry yet (``ltbench.methods.dispatch`` branches on their names), so
-they are looked up in the three tables below, written as ``module:qualname`` and imported only when used;
-when those registries exist, replace a table lookup with ``REGISTRY.get(name)`` -- nothing else here
-changes. ``tests/test_explain.py`` checks the tables against the vocabulary and against what
-``build_stage2`` really builds.
+One function, ``code_locations(run_config, view_config)``, resolving each name the way the adapters do:
+the box head (and so its loss) through ``ltbench.methods.head_for_run`` -> ``BOX_HEADS``; the image sampler
+through ``IMAGE_SAMPLERS``, the stage-2 method through ``STAGE2_METHODS`` and the view through ``VIEWS``.
 """
 
 from __future__ import annotations
@@ -17,34 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-# Until samplers / stage-2 methods / views have registries: name -> the object the dispatch ends in.
-SAMPLER_CODE = {  # adapters build these (adapters/base.py make_epoch_order)
-    "random": "ltbench.methods.samplers:RandomSampler",
-    "rfs": "ltbench.methods.samplers:RepeatFactorSampler",
-    "class_aware": "ltbench.methods.samplers:ClassAwareSampler",
-    "bilevel": "ltbench.methods.samplers:BilevelEpisodicSampler",
-}
-STAGE2_CODE = {  # ltbench.methods.dispatch.build_stage2
-    "disalign": "ltbench.methods.two_stage:DisAlignHead",
-    "simcal": "ltbench.methods.two_stage:SimCalHead",
-    "bags": "ltbench.methods.heads:GroupSoftmaxBoxHead",  # retrain_classifier with the group-softmax head
-    "crt": "ltbench.methods.two_stage:retrain_classifier",
-    "lws": "ltbench.methods.two_stage:LWSHead",
-    "tau_norm": "ltbench.methods.two_stage:TauNormHead",
-    "ncm": "ltbench.methods.two_stage:NCMHead",
-    "finetune": "ltbench.methods.two_stage:set_trainable",
-    "finetune_tail": "ltbench.methods.two_stage:set_trainable",
-}
-VIEW_CODE = {  # ltbench.methods.dispatch.apply_view; recurrent_step reads the head's step_probabilities
-    "plain": "ltbench.methods.dispatch:apply_view",
-    "cm_calibration": "ltbench.methods.calibration:confusion_calibration",
-    "ms_calibration": "ltbench.methods.calibration:mean_score_calibration",
-    "norcal": "ltbench.methods.calibration:norcal",
-    "dual_head": "ltbench.methods.calibration:dual_head",
-}
-_DISPATCH = {"stage-2 method": "ltbench.methods.dispatch:build_stage2", "view": "ltbench.methods.dispatch:apply_view"}
-
 
 @dataclass(frozen=True)
 class CodeLocation:
@@ -101,8 +69,7 @@ def _name(config: Mapping[str, Any], key: str, default: str | None) -> str | Non
 def code_locations(run_config: Mapping[str, Any], view_config: Mapping[str, Any]) -> list[CodeLocation]:
     """Where the code of a resolved (planned) run and view is: box head, base head (PCB's recurrent head wraps
     one), loss, regularizer, sampler, stage-2 method, view. Imports torch (the heads)."""
-    from ltbench.methods import head_for_run
-    from ltbench.methods.box_head import BOX_HEADS
+    from ltbench.methods import BOX_HEADS, IMAGE_SAMPLERS, STAGE2_METHODS, VIEWS, head_for_run
 
     head_name, params = head_for_run(run_config)
     head = BOX_HEADS.get(head_name)
@@ -116,22 +83,22 @@ def code_locations(run_config: Mapping[str, Any], view_config: Mapping[str, Any]
     if regularizer:  # PCB: added by the head's classification loss; label smoothing: the loss head itself
         out.append(locate("regularizer", regularizer, head.classification_losses))
     sampler = _name(run_config, "sampler", "random") or "random"
-    out.append(locate("sampler", sampler, _import(SAMPLER_CODE[sampler])) if sampler in SAMPLER_CODE
-               else CodeLocation("sampler", sampler, None, None, None, "not implemented (a name of the spec vocabulary only)"))
+    out.append(_registered("sampler", sampler, IMAGE_SAMPLERS, "builds the image order (ltbench.methods.samplers)"))
     stage2 = _name(run_config, "stage2", None)
     if stage2:
-        dispatch = locate("", "", _import(_DISPATCH["stage-2 method"]))
-        out.append(locate("stage-2 method", stage2, _import(STAGE2_CODE[stage2]), f"dispatched by {dispatch.target} "
-                          f"({dispatch.where})") if stage2 in STAGE2_CODE
-                   else CodeLocation("stage-2 method", stage2, None, None, None, "not implemented"))
+        out.append(_registered("stage-2 method", stage2, STAGE2_METHODS, "builds the stage-2 head (ltbench.methods.stage2)"))
     view = _name(view_config, "name", "plain") or "plain"
-    dispatch = locate("", "", _import(_DISPATCH["view"]))
-    via = f"dispatched by {dispatch.target} ({dispatch.where})"
     if view == "recurrent_step":
-        out.append(locate("view", view, head.step_probabilities, via) if hasattr(head, "step_probabilities")
+        out.append(locate("view", view, head.step_probabilities, "the head's per-step probabilities")
+                   if hasattr(head, "step_probabilities")
                    else CodeLocation("view", view, None, None, None, f"head {head_name!r} has no recurrent steps"))
-    elif view in VIEW_CODE:
-        out.append(locate("view", view, _import(VIEW_CODE[view]), "" if view == "plain" else via))
     else:
-        out.append(CodeLocation("view", view, None, None, None, "not implemented (a name of the spec vocabulary only)"))
+        out.append(_registered("view", view, VIEWS, "reads the probabilities (ltbench.methods.views)"))
     return out
+
+
+def _registered(role: str, name: str, registry: Any, note: str) -> CodeLocation:
+    """The registry's entry for ``name``, or a location saying that nothing implements it."""
+    if name not in registry:
+        return CodeLocation(role, name, None, None, None, "not implemented (a name of the spec vocabulary only)")
+    return locate(role, name, registry.get(name), note)
