@@ -313,11 +313,9 @@ def test_real_specs_cross_paper_sharing():
     assert cited.run_ids == served.run_ids and cited.view_id == served.view_id
 
 
-def test_plan_all_is_fast_and_json_serializable():
-    start = time.perf_counter()
+def test_plan_all_is_json_serializable():
+    # (how long planning takes is a benchmark's question: benchmarks/plan_speed.py)
     plan = build_plan(scale="paper")
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, elapsed
     data = json.loads(json.dumps(plan.to_json()))
     assert data["runs"] == len(data["run_list"]) and data["rows"] == len(data["row_list"]) >= 69
     assert data["papers"] == ["pcb", "disalign", "bags", "simcal"]

@@ -32,7 +32,7 @@ from adapters.engine.schedule import epoch_progress
 from adapters.engine.stream import IndexStream, epoch_order
 from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
-from adapters.records import LvisSplit, load_lvis_split
+from adapters.records import LvisSplit
 from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, mask_head_name, normed_conv_class, unfreeze_for_finetune
 
 #: what the detectron2 adapter does not cover (the torchvision and mmdet adapters do)

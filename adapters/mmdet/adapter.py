@@ -154,8 +154,6 @@ class MMDetAdapter(Adapter):
         from mmdet.registry import DATASETS
         from mmengine.dataset import pseudo_collate
 
-        from ltbench.io import write_json
-
         bbox_head = model.roi_head.bbox_head
         if getattr(bbox_head.box_head, "fit_pass", False):
             dataset = DATASETS.build(dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False))

@@ -16,7 +16,7 @@ Importing the package registers everything, so each registry holds every name th
 
 from __future__ import annotations
 
-from ltbench.methods import heads, pcb, two_stage  # noqa: F401  (register the box heads)
+from ltbench.methods import bags_ablation, heads, pcb, two_stage  # noqa: F401  (register the box heads)
 from ltbench.methods.box_head import BOX_HEADS, BoxHead, BoxHeadOutput, build_box_head
 from ltbench.methods.dispatch import head_for_run
 from ltbench.methods.samplers import IMAGE_SAMPLERS

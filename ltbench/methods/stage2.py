@@ -51,7 +51,7 @@ def _simcal(stage2: Mapping[str, Any], run_config: Mapping[str, Any], stage1: Bo
 
 def _bags_head(stage2: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """BAGS spec params -> (head name, params): the ``group_softmax`` head for the official design,
-    ``bags_ablation`` (``two_stage.GroupSoftmaxAblationHead``) without the background group or "others"."""
+    ``bags_ablation`` (``bags_ablation.GroupSoftmaxAblationHead``) without the background group or "others"."""
     params: dict[str, Any] = {}
     if "groups" in stage2:
         params["bin_edges"] = tuple(stage2["groups"])
