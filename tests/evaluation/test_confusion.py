@@ -92,7 +92,8 @@ def test_proposal_metrics_through_evaluate(tmp_path: Path) -> None:
     try:
         from tests.test_eval_lvis import _hand_dets, _hand_gt
     except ImportError:  # pytest run without the repository root on sys.path
-        from test_eval_lvis import _hand_dets, _hand_gt
+        from support.lvis_hand import hand_dets as _hand_dets
+        from support.lvis_hand import hand_gt as _hand_gt
 
     stats = cf.accumulate(PROBS, GT, [0, -1, 2, 1], [0, -1, -1, 1], 3, category_ids=[1, 2, 3])
     cf.save_proposal_stats(tmp_path / "p.npz", stats)
@@ -148,7 +149,8 @@ def test_cli_with_proposal_stats_writes_pwb_and_heatmap(tmp_path: Path) -> None:
     try:
         from tests.test_eval_lvis import _hand_dets, _hand_gt
     except ImportError:
-        from test_eval_lvis import _hand_dets, _hand_gt
+        from support.lvis_hand import hand_dets as _hand_dets
+        from support.lvis_hand import hand_gt as _hand_gt
     cf.save_proposal_stats(tmp_path / "p.npz", cf.accumulate(PROBS, GT, [0, -1], [0, 2], 3, category_ids=[1, 2, 3]))
     (tmp_path / "gt.json").write_text(json.dumps(_hand_gt()))
     (tmp_path / "d.json").write_text(json.dumps(_hand_dets()))

@@ -15,7 +15,7 @@ from ltbench.plan import build_plan, parse_target
 from ltbench.plan.canonical import canonical_json, view_id
 from ltbench.spec import load_paper, validate_spec
 from ltbench.paths import PAPER_SPECS_DIR
-from test_spec_loader import minimal_spec
+from support.specs import minimal_spec
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 
 loader = pytest.importorskip("ltbench.spec.loader", reason="the spec loader (ltbench.spec) is not there yet")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAPERS_DIR = ROOT / "workflows" / "papers"
 SHARED = ROOT.parent / "shared"
 TEXTS = SHARED / "papers"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ltbench.errors import LtbenchError
 from ltbench.plan import build_plan
 from ltbench.spec import validate_spec
-from test_spec_loader import minimal_spec
+from support.specs import minimal_spec
 
 
 def rich_spec() -> dict:
