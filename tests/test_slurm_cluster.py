@@ -7,7 +7,11 @@ The SLURM job evaluates a detections file built from the ground truth itself, so
 perfect (AP = 100): proof that a real sbatch job ran the evaluate rule end to end.
 
 Skipped where SLURM or munge is not installed, when not running as root (the daemons need it), or
-when a SLURM configuration already exists at /etc/slurm/slurm.conf (a real cluster: left alone).
+when a SLURM configuration that this test did not write exists at /etc/slurm/slurm.conf (a real
+cluster: left alone). With ``LTBENCH_REQUIRE_SLURM=1`` (set by ``.ci/run``, after ``.ci/setup-slurm``
+installed slurm-wlm and munge) each of these is a failure instead: CI never skips the SLURM tests.
+The configuration this test writes starts with ``MARKER``; one left by a killed test run is replaced.
+A lock (``LOCK``) keeps two test sessions on one machine from sharing the default path.
 
 The configuration must sit at the default path: the SLURM plugin's job step (snakemake-executor-plugin-
 slurm-jobstep 0.6) removes every ``SLURM_*`` variable but a few ids from the environment of its nested
@@ -33,7 +37,17 @@ from ltbench import paths
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by ltbench tests/test_slurm_cluster.py; removed when the test ends"
+LOCK = Path("/run/ltbench-slurm-test.lock")
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "scontrol", "munge", "unmunge")
+REQUIRED = os.environ.get("LTBENCH_REQUIRE_SLURM") == "1"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or fail where the SLURM tests are required (CI)."""
+    if REQUIRED:
+        pytest.fail(f"{reason} (LTBENCH_REQUIRE_SLURM=1: the SLURM tests must run here; see .ci/setup-slurm)")
+    pytest.skip(reason)
 
 
 def _which(name: str) -> str | None:
@@ -48,9 +62,52 @@ def _skip_reason() -> str | None:
         return "starting slurmctld/slurmd/munged needs root"
     if not Path("/etc/munge/munge.key").is_file():
         return "no /etc/munge/munge.key (created by the munge package)"
-    if DEFAULT_CONF.exists():
-        return f"{DEFAULT_CONF} exists (a configured SLURM installation is not touched)"
+    if _foreign_conf():
+        return f"{DEFAULT_CONF} exists and was not written by this test (a configured SLURM installation is not touched)"
     return None
+
+
+def _foreign_conf() -> bool:
+    try:
+        return not DEFAULT_CONF.read_text().startswith(MARKER)
+    except FileNotFoundError:
+        return False
+
+
+def _stop_leftover_cluster() -> None:
+    """A configuration with our marker while we hold the lock: a killed test run left it (and perhaps
+    its daemons). Stop those daemons through it; the configuration is then rewritten."""
+    if DEFAULT_CONF.is_file() and not _foreign_conf():
+        try:
+            subprocess.run([_which("scontrol"), "shutdown"], env={**os.environ, "SLURM_CONF": str(DEFAULT_CONF)},
+                           capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def slurm_lock():
+    """Exclusive use of the default configuration path on this machine (two test sessions would share it)."""
+    reason = _skip_reason()
+    if reason:
+        _unavailable(reason)
+    import fcntl
+
+    with open(LOCK, "w") as lock:
+        deadline = time.time() + 1800
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    _unavailable(f"another test session has held {LOCK} (its SLURM test cluster) for 30 minutes")
+                time.sleep(2)
+        if _foreign_conf():  # appeared while we waited
+            _unavailable(f"{DEFAULT_CONF} exists and was not written by this test")
+        _stop_leftover_cluster()
+        yield  # closing the file releases the lock
 
 
 def _munge_works() -> bool:
@@ -68,11 +125,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
+def slurm_cluster(tmp_path_factory, slurm_lock):
     """A running single-node cluster; yields the environment that points clients at it."""
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
     root = tmp_path_factory.mktemp("slurm")
     for sub in ("state", "spool", "log"):
         (root / sub).mkdir()
@@ -87,13 +141,14 @@ def slurm_cluster(tmp_path_factory):
                 break
             time.sleep(0.2)
         else:
-            pytest.skip("munged did not come up")
+            _unavailable("munged did not come up (see /var/log/munge/munged.log)")
     host = socket.gethostname().split(".")[0]
     mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
     conf = DEFAULT_CONF
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(
         "\n".join([
+            MARKER,
             "ClusterName=ltbenchtest",
             f"SlurmctldHost={host}",
             f"SlurmctldPort={_free_port()}",
@@ -130,7 +185,8 @@ def slurm_cluster(tmp_path_factory):
                 break
             time.sleep(0.5)
         else:
-            pytest.skip(f"the SLURM node did not become idle: {out!r}; see {root / 'log'}")
+            logs = "".join(p.read_text()[-1500:] for p in sorted((root / "log").glob("*.log")))
+            pytest.fail(f"the SLURM node did not become idle: {out!r}; daemon logs:\n{logs}")
         yield env
     finally:
         subprocess.run([_which("scontrol"), "shutdown"], env=env, capture_output=True, timeout=60)
@@ -239,3 +295,4 @@ def test_snakemake_slurm_profile_runs_a_smoke_job_through_sbatch(slurm_cluster, 
     # the job really ran under SLURM: its log and SLURM's own job log exist
     assert (work / "results" / "logs" / run_id / f"evaluate_{view_id}.log").is_file()
     assert list((work / ".snakemake" / "slurm_logs").rglob("*.log")), "no SLURM job log"
+
