@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from adapters import preemption
 from ltbench.errors import LtbenchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -474,8 +475,15 @@ class LoopParts:
 
 def run_training_loop(run_config: dict, workdir: Path, schedule: dict, parts: LoopParts, *, log_every: int | None = None) -> Path:
     """Train from the last checkpoint (or iteration 0) to ``schedule.iterations``; returns the final
-    checkpoint. Writes ``model_<iter>.pth`` + ``last_checkpoint`` every ``checkpoint_period``, then
-    ``model_final.pth`` and ``done.json`` (last)."""
+    checkpoint. Writes ``model_<iter>.pth`` + ``last_checkpoint`` every ``checkpoint_period`` and every
+    ``checkpoint_minutes`` of wall time, then ``model_final.pth`` and ``done.json`` (last). On SIGURG,
+    SIGUSR1 or SIGTERM (``adapters.preemption``) it checkpoints after the current iteration and exits
+    with ``preemption.EXIT_CODE``: run it again to continue."""
+    with preemption.handling():
+        return _training_loop(run_config, workdir, schedule, parts, log_every=log_every)
+
+
+def _training_loop(run_config: dict, workdir: Path, schedule: dict, parts: LoopParts, *, log_every: int | None = None) -> Path:
     import torch
 
     from ltbench.io import write_json
@@ -524,6 +532,8 @@ def run_training_loop(run_config: dict, workdir: Path, schedule: dict, parts: Lo
     parts.model.train()
     epoch_len = parts.stream.epoch_length
     max_epochs = max(1, math.ceil(max_iter * batch_size / epoch_len))
+    # Checkpoints by wall time too; on a stop signal: checkpoint, exit preemption.EXIT_CODE (resubmit me).
+    wall = preemption.WallClock(preemption.checkpoint_seconds(schedule, run_label(run_config)))
     for iteration in range(start, max_iter):
         seed_everything(iteration_seed(seed, iteration))
         lr = lr_at(schedule, iteration)
@@ -548,9 +558,12 @@ def run_training_loop(run_config: dict, workdir: Path, schedule: dict, parts: Lo
         parts.optimizer.step()
         progress(iteration, {k: float(v.detach()) for k, v in losses.items()}, lr)
         done = iteration + 1
-        if done % period == 0 and done < max_iter:
-            save_checkpoint(workdir, checkpoint_name(done), snapshot(done))
+        if done < max_iter and (done % period == 0 or wall.due() or preemption.requested()):
+            saved = save_checkpoint(workdir, checkpoint_name(done), snapshot(done))
             prune_checkpoints(workdir, keep)
+            wall.reset()
+            if preemption.requested():
+                preemption.exit_for_resubmission(done, max_iter, saved, workdir)
 
     final = save_checkpoint(workdir, FINAL_CHECKPOINT, snapshot(max_iter))
     write_json(
