@@ -30,6 +30,12 @@ LTBENCH = ltbench_command()
 REGRESSION_ARGS = f"--scale {SCALE}" + (f" --framework {FRAMEWORK}" if FRAMEWORK else "")
 PLAN_ARGS = REGRESSION_ARGS + (f" --seeds {SEEDS}" if SEEDS else "")
 PLACEMENT = wf.slurm_placement(SLURM, dict(os.environ))
+# A training job signalled before its time limit checkpoints and exits RESUBMIT_EXIT_CODE; Snakemake
+# resubmits it (the train retries: enough time-limited jobs for the longest run, plus one). Only the
+# Snakemake that submits jobs retries: a per-rule count also applies inside a SLURM job (where the
+# plugin's --retries 0 does not override it) and would restart the training in the ending allocation.
+RESUBMIT_EXIT_CODE = wf.RESUBMIT_EXIT_CODE
+TRAIN_RETRIES = 0 if workflow.remote_exec or workflow.subprocess_exec else wf.train_retries(PLAN.runs.values(), SCALE, SLURM)
 
 
 wildcard_constraints:
@@ -55,8 +61,8 @@ def train_res(name):
 
     def get(wildcards, attempt):
         res = {**PLAN.train_resources(wildcards.run, SLURM), **PLACEMENT}
-        if name == "runtime":
-            return res["runtime"] * attempt  # a retry after a timeout asks for more time
+        if name == "runtime":  # a retry asks for more time, never more than slurm.max_runtime_min
+            return wf.retry_runtime(res["runtime"], attempt, SLURM)
         return res.get(name)
 
     return get

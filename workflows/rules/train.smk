@@ -41,9 +41,14 @@ rule train:
         config=lambda w: json.dumps(PLAN.run(w.run).config, sort_keys=True),
         workdir=lambda w: f"{WORK}/{w.run}",
         parents=lambda w: wf.parent_workdir_args(PLAN.run(w.run).config, WORK),
+        resubmit=RESUBMIT_EXIT_CODE,
     threads: 1
+    # A job signalled before its time limit exits RESUBMIT_EXIT_CODE after a checkpoint (no failure note):
+    # Snakemake resubmits it and it resumes. Other failures are retried as often, then fail for good.
+    retries: TRAIN_RETRIES
     resources:
         runtime=train_res("runtime"),
+        slurm_extra=train_res("slurm_extra"),
         mem_mb=train_res("mem_mb"),
         cpus_per_task=train_res("cpus_per_task"),
         gpu=train_res("gpu"),
@@ -56,7 +61,8 @@ rule train:
         " && OMP_NUM_THREADS={threads} {params.cmd} train --run-config {output.run} --workdir {params.workdir}"
         " {params.parents} && {params.cmd} results done --run {wildcards.run} --workdir {params.workdir} --started $started"
         " --out {output.done}) > {log} 2>&1"
-        " || {{ {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
+        " || {{ rc=$?; if [ $rc -eq {params.resubmit} ]; then exit $rc; fi;"
+        " {params.cmd} results fail --results-dir results --run {wildcards.run} --stage train --log {log}; exit 1; }}"
 
 
 rule predict:
