@@ -296,3 +296,100 @@ def test_snakemake_slurm_profile_runs_a_smoke_job_through_sbatch(slurm_cluster, 
     assert (work / "results" / "logs" / run_id / f"evaluate_{view_id}.log").is_file()
     assert list((work / ".snakemake" / "slurm_logs").rglob("*.log")), "no SLURM job log"
 
+
+def _scontrol_job(job_id: str, env: dict) -> dict[str, str]:
+    """``scontrol show job -o ID`` as a dict (the cluster keeps finished jobs for MinJobAge=600 s)."""
+    out = subprocess.run([_which("scontrol"), "show", "job", "-o", job_id], env=env, capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes(slurm_cluster, tmp_path):
+    """A smoke training run through `--profile slurm` with a 1-minute time limit: SLURM signals the job
+    (SIGURG, slurm.checkpoint_signal_s before the limit), the training checkpoints and exits 75, Snakemake
+    resubmits it (train retries), the next job resumes from the checkpoint, and the final weights equal,
+    tensor for tensor, those of the same run trained without interruption."""
+    import re
+
+    import torch
+
+    from ltbench.data.datasets import ensure
+    from ltbench.plan import build_plan
+
+    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
+    os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]
+    try:
+        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
+        run_id = next(r.run_ids[0] for r in plan.rows if r.run_ids and r.group == "v0.5")
+        config = plan.runs[run_id].config
+        ensure(config["dataset"], "smoke")
+    finally:
+        os.environ.pop("LTBENCH_DATA", None)
+    iterations = int(config["schedule"]["iterations"])
+    work = _scratch_workflow(tmp_path)
+    # 1-minute jobs; SLURM's signal comes 10 s before the limit, or up to 30 s earlier (its timer ticks
+    # every 30 s): 20-50 s after the job starts, each job trains a part of the ~60 iterations.
+    (work / "limits.yaml").write_text("slurm: {max_runtime_min: 1, checkpoint_signal_s: 10, train_retries: 10}\n")
+
+    # The reference: the same run config, uninterrupted, on the machine's other core meanwhile.
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "run.json").write_text(json.dumps(config))
+    ref_env = {**env, "OMP_NUM_THREADS": "1"}  # the train rule runs with OMP_NUM_THREADS={threads} = 1
+    ref = subprocess.Popen([sys.executable, "-m", "ltbench", "train", "--run-config", str(reference / "run.json"),
+                            "--workdir", str(reference / "work")], env=ref_env, cwd=paths.REPO_ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.monotonic()
+    target = f"results/runs/{run_id}/train.done"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", "slurm",
+        "--configfile", "workflows/config/config.yaml", "limits.yaml", "--config", "scale=smoke",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
+        "--allowed-rules", "train", "data", "--", target,
+    ]
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        ref_out, _ = ref.communicate(timeout=600)
+    wall = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    assert ref.returncode == 0, ref_out[-3000:]
+
+    workdir = work / "work" / run_id
+    assert json.loads((work / "results" / "runs" / run_id / "run.json").read_text()) == config
+    assert (workdir / "done.json").is_file()
+    # exit 75 is no failure: the train rule wrote no failure note (`results done` would leave the folder)
+    assert not (work / "results" / "failures" / run_id).exists()
+    # signal -> checkpoint -> exit 75, at least once (the training's own append-only log)
+    stops = [int(i) for i in re.findall(rf"SIGURG received: checkpointed at iteration (\d+)/{iterations}", (workdir / "log.txt").read_text())]
+    assert stops, (workdir / "log.txt").read_text()[-3000:]
+    assert stops == sorted(stops) and stops[-1] < iterations
+    # -> resubmitted: one SLURM job per attempt, every one of them asked for at most the cap (1 minute)
+    job_logs = sorted((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
+    job_ids = sorted((p.stem for p in job_logs), key=int)
+    assert len(job_ids) >= len(stops) + 1, job_ids
+    jobs = {j: _scontrol_job(j, env) for j in job_ids}
+    assert all(info.get("TimeLimit") == "00:01:00" for info in jobs.values()), jobs
+    exited_75 = [p.stem for p in job_logs if "returned non-zero exit status 75" in p.read_text()]
+    assert len(exited_75) >= 1
+    # resubmitted by the Snakemake that runs the workflow, never restarted inside a job's allocation
+    assert len(re.findall(r"has been submitted with SLURM jobid \d+", log)) == len(job_ids)
+    assert not [p.stem for p in job_logs if "Trying to restart" in p.read_text()]
+    # -> resumed: the last job started from the last checkpoint of the job before it
+    train_log = (work / "results" / "logs" / run_id / "train.log").read_text()
+    assert f"resuming from model_{stops[-1]:07d}.pth at iteration {stops[-1]}/{iterations}" in train_log, train_log[-2000:]
+    # the same weights as the uninterrupted run, every tensor
+    a = torch.load(reference / "work" / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    b = torch.load(workdir / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    summary = [f"time-limit test: {wall:.0f} s, {len(job_ids)} SLURM jobs, stops at iterations {stops}"]
+    for j in job_ids:
+        info = jobs[j]
+        summary.append(f"  job {j}: TimeLimit={info.get('TimeLimit')} RunTime={info.get('RunTime')} "
+                       f"JobState={info.get('JobState')} ExitCode={info.get('ExitCode')}" + (" (exit 75)" if j in exited_75 else ""))
+    summary += [line for line in (workdir / "log.txt").read_text().splitlines() if "received" in line]
+    summary += [line for line in train_log.splitlines() if line.startswith("resuming")]
+    print("\n".join(summary))
