@@ -54,7 +54,7 @@ def test_checkpoint_signal_rides_in_slurm_extra():
         wf.checkpoint_signal({"checkpoint_signal_s": 3600, "max_runtime_min": 60})
 
 
-def test_train_retries_cover_the_longest_run_plus_one():
+def test_train_retries_cover_the_longest_run_with_one_spare():
     runs = [run(8, run_id="short"), run(124, 2, run_id="long")]  # 124 GPU-h on 2 GPUs x 1.5 = 5580 min
     assert wf.train_retries(runs, "paper", SLURM) == 4  # ceil(5580 / 1440): 3 resubmissions + 1 spare
     assert wf.train_retries(runs[:1], "paper", SLURM) == 1

@@ -296,8 +296,8 @@ def checkpoint_signal(slurm: dict[str, Any]) -> str | None:
 
 def train_retries(runs: Iterable[RunInfo], scale: str, slurm: dict[str, Any]) -> int:
     """Retries of the train rule: ``slurm.train_retries``, else the number of time-limited jobs that the
-    longest run needs (estimate / ``max_runtime_min``, rounded up): one resubmission per time limit, plus
-    one spare for a node failure or an estimate that was short. A genuine error fails after as many."""
+    longest run needs (estimate / ``max_runtime_min``, rounded up), i.e. one resubmission per time limit
+    plus one spare for a node failure or a short estimate. A genuine error fails after as many."""
     if slurm.get("train_retries") is not None:
         return int(slurm["train_retries"])
     cap = int(slurm.get("max_runtime_min", MAX_RUNTIME_MIN))

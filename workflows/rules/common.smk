@@ -31,7 +31,7 @@ REGRESSION_ARGS = f"--scale {SCALE}" + (f" --framework {FRAMEWORK}" if FRAMEWORK
 PLAN_ARGS = REGRESSION_ARGS + (f" --seeds {SEEDS}" if SEEDS else "")
 PLACEMENT = wf.slurm_placement(SLURM, dict(os.environ))
 # A training job signalled before its time limit checkpoints and exits RESUBMIT_EXIT_CODE; Snakemake
-# resubmits it (the train retries: enough time-limited jobs for the longest run, plus one). Only the
+# resubmits it (the train retries: as many as the time-limited jobs of the longest run, one spare). Only the
 # Snakemake that submits jobs retries: a per-rule count also applies inside a SLURM job (where the
 # plugin's --retries 0 does not override it) and would restart the training in the ending allocation.
 RESUBMIT_EXIT_CODE = wf.RESUBMIT_EXIT_CODE
