@@ -8,17 +8,17 @@ The same five hooks, under the same names, exist for every engine (docs/CONTRACT
 | ``LRScheduler`` | before each step | lr = ``schedule.lr_at(iteration)`` (warm-up, steps) |
 | ``ProgressGate`` | before each step | ``BoxHead.set_progress(epoch, epochs, iter, max_iter)`` (PCB's start gate) |
 | ``PeriodicWriter`` | after each step | a progress line every N iterations (``engine.progress``) |
-| ``PeriodicCheckpointer`` | after each step, at the end | checkpoint every ``checkpoint_period`` iterations and every ``checkpoint_minutes`` of wall time, and when the time-limit signal came; the final checkpoint and ``done.json`` |
+| ``PeriodicCheckpointer`` | after each step, at the end | checkpoint every ``checkpoint_period`` iterations and every ``checkpoint_minutes`` of wall time, and when the time-limit signal came (then exit 75: resubmit me); the final checkpoint and ``done.json`` |
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from adapters.checkpoints import LAST_CHECKPOINT
+from adapters.engine import preemption
 from adapters.engine.progress import ProgressLogger
 from adapters.engine.randomness import iteration_seed, seed_everything
 from adapters.engine.schedule import epoch_progress, lr_at
@@ -96,35 +96,38 @@ class PeriodicWriter(HookBase):
 
 
 class PeriodicCheckpointer(HookBase):
-    """Checkpoints of a run (``save(iteration_done, final)`` writes one; only rank 0 writes, every rank waits).
+    """Checkpoints of a run (``save(iteration_done, final) -> path`` writes one on rank 0; every rank waits).
 
-    A periodic checkpoint comes every ``period`` iterations, and also when ``minutes`` of wall time have passed
-    since the last one (a cluster job then loses at most that much work), and when ``stop_requested()``
-    says the job's time limit is near: then the run checkpoints and stops, and ``after_train`` writes no
-    final checkpoint (the resubmitted job resumes from this one)."""
+    A periodic checkpoint comes every ``period`` iterations, and also when ``schedule.checkpoint_minutes`` of
+    wall time have passed since the last one (a cluster job then loses at most that much work), and when the
+    time-limit signal came (``adapters.engine.preemption``): then the run checkpoints, stops, and leaves with
+    ``preemption.EXIT_CODE`` so that the job is resubmitted and resumes from this checkpoint. Rank 0's clock
+    and signal decide for every rank, so all ranks checkpoint and stop at the same iteration."""
 
-    def __init__(self, save: Callable[[int, bool], None], period: int, *, minutes: float | None = None,
-                 stop_requested: Callable[[], bool] | None = None) -> None:
+    def __init__(self, save: Callable[[int, bool], Path | None], period: int, *, wall_seconds: float | None = None,
+                 workdir: Path | None = None) -> None:
         self.save, self.period = save, int(period)
-        self.seconds = None if not minutes else float(minutes) * 60.0
-        self.stop_requested = stop_requested or (lambda: False)
-        self.last = time.monotonic()
-        self.stopped_at: int | None = None
+        self.wall = preemption.WallClock(wall_seconds)
+        self.workdir = workdir
+        self.stopped: tuple[int, Path | None] | None = None
 
     def after_step(self) -> None:
         done = self.trainer.iter + 1
-        # rank 0's clock and signal decide for every rank, so all ranks checkpoint at the same iteration
-        by_time = self.seconds is not None and time.monotonic() - self.last >= self.seconds
-        stop, by_time = self.trainer.fabric.broadcast((bool(self.stop_requested()), by_time), src=0)
+        stop, by_time = self.trainer.fabric.broadcast((preemption.requested() is not None, self.wall.due()), src=0)
         if done >= self.trainer.state.max_iter:
             return
         if stop or by_time or checkpoint_due(done, self.period, self.trainer.state.max_iter):
-            self.save(done, False)
-            self.last = time.monotonic()
-        if stop:
-            self.stopped_at = done
-            self.trainer.stop_requested = True
+            saved = self.save(done, False)
+            self.wall.reset()
+            if stop:
+                self.stopped = (done, saved)
+                self.trainer.stop_requested = True
 
     def after_train(self) -> None:
-        if self.stopped_at is None:
+        if self.stopped is None:
             self.save(self.trainer.state.max_iter, True)
+            return
+        done, saved = self.stopped
+        if self.trainer.rank == 0:
+            preemption.exit_for_resubmission(done, self.trainer.state.max_iter, saved, self.workdir)
+        raise SystemExit(preemption.EXIT_CODE)

@@ -76,18 +76,22 @@ class Trainer:
         self.hooks.extend(hooks)
 
     def train(self) -> None:
-        for hook in self.hooks:
-            hook.before_train()
-        self.model.train()
-        while self.state.iter < self.state.max_iter and not self.stop_requested:
+        """The loop; SIGURG/SIGUSR1/SIGTERM are recorded meanwhile (``preemption``) and acted on by a hook."""
+        from adapters.engine import preemption
+
+        with preemption.handling():
             for hook in self.hooks:
-                hook.before_step()
-            self.run_step()
+                hook.before_train()
+            self.model.train()
+            while self.state.iter < self.state.max_iter and not self.stop_requested:
+                for hook in self.hooks:
+                    hook.before_step()
+                self.run_step()
+                for hook in self.hooks:
+                    hook.after_step()
+                self.state.iter += 1
             for hook in self.hooks:
-                hook.after_step()
-            self.state.iter += 1
-        for hook in self.hooks:
-            hook.after_train()
+                hook.after_train()
 
     def run_step(self) -> None:
         import torch

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import checkpoints as ckpt
-from adapters.engine import hooks
+from adapters.engine import hooks, preemption
 from adapters.engine.randomness import rng_state, seed_everything, set_rng_state
 from adapters.engine.stream import IndexStream, RankBatches, epoch_order
 from adapters.engine.trainer import Trainer
@@ -124,16 +124,18 @@ class TorchvisionAdapter(Adapter):
                 losses = {k: v for k, v in losses.items() if v.requires_grad}
             return losses
 
-        def save(iteration: int, final: bool) -> None:
+        def save(iteration: int, final: bool) -> Path:
+            path = workdir / (ckpt.FINAL_CHECKPOINT if final else ckpt.checkpoint_name(iteration))
             if fabric.global_rank == 0:
                 snapshot = {"run_id": run_config.get("id"), "iteration": iteration, "model": module.state_dict(),
                             "optimizer": optimizer.state_dict(), "sampler": stream.state_dict(), "rng": rng_state(),
                             "schedule": schedule, "framework": self.name, "category_ids": split.category_ids}
-                ckpt.save_checkpoint(workdir, ckpt.FINAL_CHECKPOINT if final else ckpt.checkpoint_name(iteration), snapshot)
+                ckpt.save_checkpoint(workdir, path.name, snapshot)
                 if final:
-                    ckpt.write_done(workdir, run_config, ckpt.FINAL_CHECKPOINT, iteration, self.name)
+                    ckpt.write_done(workdir, run_config, path.name, iteration, self.name)
                 ckpt.prune_checkpoints(workdir, ckpt.keep_checkpoints(schedule, run_label(run_config)), finished=final)
             fabric.barrier()
+            return path
 
         trainer = Trainer(fabric=fabric, model=model, module=module, optimizer=optimizer, batches=iter(loader), step=step,
                           max_iter=int(schedule["iterations"]), start_iter=start_iter, grad_clip=schedule.get("grad_clip"),
@@ -143,7 +145,8 @@ class TorchvisionAdapter(Adapter):
             hooks.LRScheduler(schedule),
             hooks.ProgressGate(head.set_progress, global_batch, len(order(0))),
             hooks.PeriodicWriter(workdir),
-            hooks.PeriodicCheckpointer(save, int(schedule["checkpoint_period"]), minutes=schedule.get("checkpoint_minutes")),
+            hooks.PeriodicCheckpointer(save, int(schedule["checkpoint_period"]), workdir=workdir,
+                                       wall_seconds=preemption.checkpoint_seconds(schedule, run_label(run_config))),
         ])
         trainer.train()
         return workdir / ckpt.FINAL_CHECKPOINT

@@ -31,7 +31,11 @@ def command() -> None:
 @LOG
 @RESULTS
 def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, out_done, threads, log_path, results_dir) -> None:
-    """Emit the run config, train it (resuming from its work directory), write train.done."""
+    """Emit the run config, train it (resuming from its work directory), write train.done; exit 75 when the
+    training checkpointed on the time-limit signal (the job is to be resubmitted)."""
+    from adapters.engine import preemption
+
+    preemption.install(preemption.EARLY_SIGNALS)  # first thing: a time-limit signal during the imports counts
     from ltbench.store.provenance import utc_now
     from ltbench.workflow import steps
 

@@ -27,6 +27,9 @@ def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, i
     A killed run started again with the same arguments continues from WORKDIR/last_checkpoint.
     Progress (iteration, losses, lr, ETA) is printed to stderr and appended to WORKDIR/log.txt.
     """
+    from adapters.engine import preemption
+
+    preemption.install(preemption.EARLY_SIGNALS)  # first thing: a time-limit signal during the imports is not lost
     from adapters import get_adapter
     from ltbench.io import read_json
 

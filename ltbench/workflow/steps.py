@@ -54,17 +54,23 @@ class StepFailed(Exception):
 def guarded(stage: str, run_id: str, view_id: str | None, log: Path, results_dir: Path, body: Callable[[], None]) -> int:
     """Run ``body``; on failure print the reason to the log, write the failure note, return 1."""
     from ltbench.store.records import reason_from_log, write_failure
+    from ltbench.workflow.resources import RESUBMIT_EXIT_CODE
 
     try:
         body()
         return 0
+    except SystemExit as exc:
+        if exc.code == RESUBMIT_EXIT_CODE:  # checkpointed before the time limit: resubmit me, no failure
+            return RESUBMIT_EXIT_CODE
+        write_failure(run_id, stage, reason_from_log(log), view_id=view_id, log_path=log, results_dir=results_dir)
+        raise
     except BaseException as exc:  # KeyboardInterrupt included: the job did not finish, the note says why
         if not isinstance(exc, StepFailed):
             traceback.print_exc()
         print(f"ltbench step {stage}: failed: {exc}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         write_failure(run_id, stage, reason_from_log(log), view_id=view_id, log_path=log, results_dir=results_dir)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, StepFailed):
+        if isinstance(exc, KeyboardInterrupt):
             raise
         return 1
 

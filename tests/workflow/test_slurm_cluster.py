@@ -7,7 +7,11 @@ The SLURM job evaluates a detections file built from the ground truth itself, so
 perfect (AP = 100): proof that a real sbatch job ran the evaluate rule end to end.
 
 Skipped where SLURM or munge is not installed, when not running as root (the daemons need it), or
-when a SLURM configuration already exists at /etc/slurm/slurm.conf (a real cluster: left alone).
+when a SLURM configuration that this test did not write exists at /etc/slurm/slurm.conf (a real
+cluster: left alone). With ``LTBENCH_REQUIRE_SLURM=1`` (set by ``.ci/run``, after ``.ci/setup-slurm``
+installed slurm-wlm and munge) each of these is a failure instead: CI never skips the SLURM tests.
+The configuration this test writes starts with ``MARKER``; one left by a killed test run is replaced.
+A lock (``LOCK``) keeps two test sessions on one machine from sharing the default path.
 
 The configuration must sit at the default path: the SLURM plugin's job step (snakemake-executor-plugin-
 slurm-jobstep 0.6) removes every ``SLURM_*`` variable but a few ids from the environment of its nested
@@ -33,7 +37,17 @@ from ltbench import paths
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by ltbench tests/test_slurm_cluster.py; removed when the test ends"
+LOCK = Path("/run/ltbench-slurm-test.lock")
 DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "scontrol", "munge", "unmunge")
+REQUIRED = os.environ.get("LTBENCH_REQUIRE_SLURM") == "1"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip, or fail where the SLURM tests are required (CI)."""
+    if REQUIRED:
+        pytest.fail(f"{reason} (LTBENCH_REQUIRE_SLURM=1: the SLURM tests must run here; see .ci/setup-slurm)")
+    pytest.skip(reason)
 
 
 def _which(name: str) -> str | None:
@@ -48,9 +62,52 @@ def _skip_reason() -> str | None:
         return "starting slurmctld/slurmd/munged needs root"
     if not Path("/etc/munge/munge.key").is_file():
         return "no /etc/munge/munge.key (created by the munge package)"
-    if DEFAULT_CONF.exists():
-        return f"{DEFAULT_CONF} exists (a configured SLURM installation is not touched)"
+    if _foreign_conf():
+        return f"{DEFAULT_CONF} exists and was not written by this test (a configured SLURM installation is not touched)"
     return None
+
+
+def _foreign_conf() -> bool:
+    try:
+        return not DEFAULT_CONF.read_text().startswith(MARKER)
+    except FileNotFoundError:
+        return False
+
+
+def _stop_leftover_cluster() -> None:
+    """A configuration with our marker while we hold the lock: a killed test run left it (and perhaps
+    its daemons). Stop those daemons through it; the configuration is then rewritten."""
+    if DEFAULT_CONF.is_file() and not _foreign_conf():
+        try:
+            subprocess.run([_which("scontrol"), "shutdown"], env={**os.environ, "SLURM_CONF": str(DEFAULT_CONF)},
+                           capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def slurm_lock():
+    """Exclusive use of the default configuration path on this machine (two test sessions would share it)."""
+    reason = _skip_reason()
+    if reason:
+        _unavailable(reason)
+    import fcntl
+
+    with open(LOCK, "w") as lock:
+        deadline = time.time() + 1800
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.time() > deadline:
+                    _unavailable(f"another test session has held {LOCK} (its SLURM test cluster) for 30 minutes")
+                time.sleep(2)
+        if _foreign_conf():  # appeared while we waited
+            _unavailable(f"{DEFAULT_CONF} exists and was not written by this test")
+        _stop_leftover_cluster()
+        yield  # closing the file releases the lock
 
 
 def _munge_works() -> bool:
@@ -68,11 +125,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
+def slurm_cluster(tmp_path_factory, slurm_lock):
     """A running single-node cluster; yields the environment that points clients at it."""
-    reason = _skip_reason()
-    if reason:
-        pytest.skip(reason)
     root = tmp_path_factory.mktemp("slurm")
     for sub in ("state", "spool", "log"):
         (root / sub).mkdir()
@@ -87,13 +141,14 @@ def slurm_cluster(tmp_path_factory):
                 break
             time.sleep(0.2)
         else:
-            pytest.skip("munged did not come up")
+            _unavailable("munged did not come up (see /var/log/munge/munged.log)")
     host = socket.gethostname().split(".")[0]
     mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
     conf = DEFAULT_CONF
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(
         "\n".join([
+            MARKER,
             "ClusterName=ltbenchtest",
             f"SlurmctldHost={host}",
             f"SlurmctldPort={_free_port()}",
@@ -130,7 +185,8 @@ def slurm_cluster(tmp_path_factory):
                 break
             time.sleep(0.5)
         else:
-            pytest.skip(f"the SLURM node did not become idle: {out!r}; see {root / 'log'}")
+            logs = "".join(p.read_text()[-1500:] for p in sorted((root / "log").glob("*.log")))
+            pytest.fail(f"the SLURM node did not become idle: {out!r}; daemon logs:\n{logs}")
         yield env
     finally:
         subprocess.run([_which("scontrol"), "shutdown"], env=env, capture_output=True, timeout=60)
@@ -239,3 +295,101 @@ def test_snakemake_slurm_profile_runs_a_smoke_job_through_sbatch(slurm_cluster, 
     # the job really ran under SLURM: its log and SLURM's own job log exist
     assert (work / "results" / "logs" / run_id / f"evaluate_{view_id}.log").is_file()
     assert list((work / ".snakemake" / "slurm_logs").rglob("*.log")), "no SLURM job log"
+
+
+def _scontrol_job(job_id: str, env: dict) -> dict[str, str]:
+    """``scontrol show job -o ID`` as a dict (the cluster keeps finished jobs for MinJobAge=600 s)."""
+    out = subprocess.run([_which("scontrol"), "show", "job", "-o", job_id], env=env, capture_output=True, text=True).stdout
+    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+
+
+def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes(slurm_cluster, tmp_path):
+    """A smoke training run through `--profile slurm` with a 1-minute time limit: SLURM signals the job
+    (SIGURG, slurm.checkpoint_signal_s before the limit), the training checkpoints and exits 75, Snakemake
+    resubmits it (train retries), the next job resumes from the checkpoint, and the final weights equal,
+    tensor for tensor, those of the same run trained without interruption."""
+    import re
+
+    import torch
+
+    from ltbench.data.datasets import ensure
+    from ltbench.plan import build_plan
+
+    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
+    os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]
+    try:
+        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
+        run_id = next(r.run_ids[0] for r in plan.rows if r.run_ids and r.group == "v0.5")
+        config = plan.runs[run_id].config
+        ensure(config["dataset"], "smoke")
+    finally:
+        os.environ.pop("LTBENCH_DATA", None)
+    iterations = int(config["schedule"]["iterations"])
+    work = _scratch_workflow(tmp_path)
+    # 1-minute jobs; SLURM's signal comes 10 s before the limit, or up to 30 s earlier (its timer ticks
+    # every 30 s): 20-50 s after the job starts, each job trains a part of the ~60 iterations.
+    (work / "limits.yaml").write_text("slurm: {max_runtime_min: 1, checkpoint_signal_s: 10, train_retries: 10}\n")
+
+    # The reference: the same run config, uninterrupted, on the machine's other core meanwhile.
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "run.json").write_text(json.dumps(config))
+    ref_env = {**env, "OMP_NUM_THREADS": "1"}  # the train rule runs with OMP_NUM_THREADS={threads} = 1
+    ref = subprocess.Popen([sys.executable, "-m", "ltbench", "train", "--run-config", str(reference / "run.json"),
+                            "--workdir", str(reference / "work")], env=ref_env, cwd=paths.REPO_ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.monotonic()
+    target = f"results/runs/{run_id}/train.done"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", "slurm",
+        "--configfile", "workflows/config/config.yaml", "limits.yaml", "--config", "scale=smoke",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
+        "--allowed-rules", "train", "data", "--", target,
+    ]
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    finally:
+        ref_out, _ = ref.communicate(timeout=600)
+    wall = time.monotonic() - t0
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    assert ref.returncode == 0, ref_out[-3000:]
+
+    workdir = work / "work" / run_id
+    assert json.loads((work / "results" / "runs" / run_id / "run.json").read_text()) == config
+    assert (workdir / "done.json").is_file()
+    # exit 75 is no failure: the train rule wrote no failure note (`results done` would leave the folder)
+    assert not (work / "results" / "failures" / run_id).exists()
+    # signal -> checkpoint -> exit 75, at least once (the training's own append-only log)
+    stops = [int(i) for i in re.findall(rf"SIGURG received: checkpointed at iteration (\d+)/{iterations}", (workdir / "log.txt").read_text())]
+    assert stops, (workdir / "log.txt").read_text()[-3000:]
+    assert stops == sorted(stops) and stops[-1] < iterations
+    # -> resubmitted: one SLURM job per attempt, every one of them asked for at most the cap (1 minute)
+    job_logs = sorted((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
+    job_ids = sorted((p.stem for p in job_logs), key=int)
+    assert len(job_ids) >= len(stops) + 1, job_ids
+    jobs = {j: _scontrol_job(j, env) for j in job_ids}
+    assert all(info.get("TimeLimit") == "00:01:00" for info in jobs.values()), jobs
+    exited_75 = [p.stem for p in job_logs if "returned non-zero exit status 75" in p.read_text()]
+    assert len(exited_75) >= 1
+    # resubmitted by the Snakemake that runs the workflow, never restarted inside a job's allocation
+    assert len(re.findall(r"has been submitted with SLURM jobid \d+", log)) == len(job_ids)
+    assert not [p.stem for p in job_logs if "Trying to restart" in p.read_text()]
+    # -> resumed: the last job started from the last checkpoint of the job before it
+    train_log = (work / "results" / "logs" / run_id / "train.log").read_text()
+    assert f"resuming from model_{stops[-1]:07d}.pth at iteration {stops[-1]}/{iterations}" in train_log, train_log[-2000:]
+    # the same weights as the uninterrupted run, every tensor
+    a = torch.load(reference / "work" / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    b = torch.load(workdir / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    summary = [f"time-limit test: {wall:.0f} s, {len(job_ids)} SLURM jobs, stops at iterations {stops}"]
+    for j in job_ids:
+        info = jobs[j]
+        summary.append(f"  job {j}: TimeLimit={info.get('TimeLimit')} RunTime={info.get('RunTime')} "
+                       f"JobState={info.get('JobState')} ExitCode={info.get('ExitCode')}" + (" (exit 75)" if j in exited_75 else ""))
+    summary += [line for line in (workdir / "log.txt").read_text().splitlines() if "received" in line]
+    summary += [line for line in train_log.splitlines() if line.startswith("resuming")]
+    print("\n".join(summary))

@@ -175,7 +175,7 @@ def test_train_resources_from_the_cost_model():
     plan = wf.WorkflowPlan(fake_plan(), scale="paper", framework=None, papers=["pcb"])
     slurm = {"cpus_per_gpu": 8, "mem_mb_per_gpu": 48000, "min_runtime_min": 30, "runtime_margin": 1.5, "max_gpus_per_job": 8}
     big = plan.train_resources("s1-aaaa", slurm)
-    assert big == {"runtime": 96 * 60 * 1.5 / 8, "mem_mb": 8 * 48000, "cpus_per_task": 64, "gpu": 8}
+    assert big == {"runtime": 96 * 60 * 1.5 / 8, "mem_mb": 8 * 48000, "cpus_per_task": 64, "gpu": 8, "slurm_extra": "--signal=URG@600"}
     small = plan.train_resources("s2-bbbb", slurm)
     assert small["runtime"] == 90  # 8 GPU-h / 8 GPUs * 1.5 = 90 min
     assert plan.train_resources("s2-bbbb", {**slurm, "min_runtime_min": 120})["runtime"] == 120

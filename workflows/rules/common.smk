@@ -37,6 +37,11 @@ LTBENCH = ltbench_command()
 REGRESSION_ARGS = f"--scale {SCALE}" + (f" --framework {FRAMEWORK}" if FRAMEWORK else "")
 PLAN_ARGS = REGRESSION_ARGS + (f" --seeds {SEEDS}" if SEEDS else "")
 PLACEMENT = wf.slurm_placement(SLURM, dict(os.environ))
+# A training job signalled before its time limit checkpoints and exits wf.RESUBMIT_EXIT_CODE; Snakemake
+# resubmits it (the train retries: as many as the time-limited jobs of the longest run, one spare). Only the
+# Snakemake that submits jobs retries: a per-rule count also applies inside a SLURM job (where the
+# plugin's --retries 0 does not override it) and would restart the training in the ending allocation.
+TRAIN_RETRIES = 0 if workflow.remote_exec or workflow.subprocess_exec else wf.train_retries(PLAN.runs.values(), SCALE, SLURM)
 
 
 wildcard_constraints:
@@ -57,7 +62,7 @@ def dataset_marker(wildcards):
     return wf.data_marker(SCALE, PLAN.run(wildcards.run).dataset)
 
 
-SLURM_RESOURCES = ("runtime", "mem_mb", "cpus_per_task", "gpu", "gpu_model", "slurm_partition", "slurm_account")
+SLURM_RESOURCES = ("runtime", "mem_mb", "cpus_per_task", "gpu", "gpu_model", "slurm_partition", "slurm_account", "slurm_extra")
 
 
 def train_resources():
@@ -66,8 +71,8 @@ def train_resources():
     def get(name):
         def resource(wildcards, attempt):
             res = {**PLAN.train_resources(wildcards.run, SLURM), **PLACEMENT}
-            if name == "runtime":
-                return res["runtime"] * attempt  # a retry after a timeout asks for more time
+            if name == "runtime":  # a retry asks for more time, never more than slurm.max_runtime_min
+                return wf.retry_runtime(res["runtime"], attempt, SLURM)
             return res.get(name)
 
         return resource

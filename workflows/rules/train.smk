@@ -42,6 +42,9 @@ rule train:
         workdir=lambda w: wf.work_dir(WORK, w.run),
         parents=lambda w: wf.parent_workdir_args(PLAN.run(w.run).config, WORK),
     threads: 1
+    # A job signalled before its time limit exits wf.RESUBMIT_EXIT_CODE after a checkpoint (no failure note):
+    # Snakemake resubmits it and it resumes. Other failures are retried as often, then fail for good.
+    retries: TRAIN_RETRIES
     resources:
         **train_resources(),
     shell:
