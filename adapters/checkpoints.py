@@ -194,11 +194,13 @@ def load_matching(module: Any, state: dict, *, what: str) -> tuple[int, int]:
 
 
 
-def write_done(workdir: Path, run_config: dict, checkpoint: str, iterations: int, framework: str) -> Path:
-    """``done.json``, the last file a finished run writes (its presence means: finished)."""
+def write_done(workdir: Path, run_config: dict, checkpoint: str, iterations: int, framework: str,
+               training: dict | None = None) -> Path:
+    """``done.json``, the last file a finished run writes (its presence means: finished). ``training``: how it
+    trained (ranks, devices and their names, precision, batch split, deviations), for the run's records."""
     from ltbench.io import write_json
 
     path = Path(workdir) / DONE_FILE
     write_json(path, {"run_id": run_config.get("id"), "checkpoint": checkpoint, "iterations": int(iterations),
-                      "framework": framework, "finished_at": time.time()})
+                      "framework": framework, "finished_at": time.time(), **({"training": training} if training else {})})
     return path

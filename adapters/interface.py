@@ -44,13 +44,15 @@ class Adapter(ABC):
 
     @abstractmethod
     def train(self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None,
-              init_workdir: Path | None = None) -> Path:
+              init_workdir: Path | None = None, device: str | None = None, precision: str | None = None, ranks: int = 1) -> Path:
         """Train ``run_config`` into ``workdir``; returns the final checkpoint path. ``init_workdir``: the
-        work directory of the ``init_from`` run (default ``$LTBENCH_WORK/<init_from>``)."""
+        work directory of the ``init_from`` run (default ``$LTBENCH_WORK/<init_from>``). ``device`` and
+        ``precision``: ``adapters.engine.devices``; ``ranks``: the data-parallel ranks of this training, already
+        started by a launcher (``adapters.engine.launch``) or, for detectron2, launched by the adapter."""
 
     @abstractmethod
     def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val",
-                out_dir: Path) -> dict:
+                out_dir: Path, device: str | None = None) -> dict:
         """Predict (run, view) on ``split``; returns a summary dict (files written, counts)."""
 
     def available(self) -> tuple[bool, str]:

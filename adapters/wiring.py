@@ -49,6 +49,28 @@ def build_stage2_head(run_config: dict, stage1_head: Any, split: LvisSplit) -> A
     return build_stage2(run_config, stage1_head, split.class_stats)
 
 
+def classification_losses(head: Any, output: Any, labels: torch.Tensor) -> dict:
+    """``head.classification_losses`` in float32 whatever the autocast around it: under mixed precision the
+    logits come in float16/bfloat16, but the losses and PCB's confusion-matrix statistics are float32, as the
+    official code keeps them (mmdet's ``force_fp32`` on the box head's loss). A no-op in float32 training."""
+    import dataclasses
+
+    import torch
+
+    def to_float(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.float() if value.is_floating_point() else value
+        if isinstance(value, list):
+            return [to_float(v) for v in value]
+        if isinstance(value, dict):
+            return {k: to_float(v) for k, v in value.items()}
+        return value
+
+    output = type(output)(**{f.name: to_float(getattr(output, f.name)) for f in dataclasses.fields(output)})
+    with torch.autocast(device_type=labels.device.type, enabled=False):
+        return head.classification_losses(output, labels)
+
+
 def unfreeze_for_finetune(model: Any, run_config: dict, head_prefix: str, stem_prefixes: tuple[str, ...], stage_prefix: str,
                           first_stage: int = 1) -> None:
     """Stage-2 ``finetune`` recipes with ``frozen_stages: k`` train the whole detector except the backbone

@@ -29,10 +29,11 @@ from adapters.detectron2.registration import detectron2_available, register
 from adapters.engine.devices import resolve_device
 from adapters.engine.randomness import iteration_seed, seed_everything
 from adapters.engine.schedule import epoch_progress
-from adapters.engine.stream import IndexStream, epoch_order
+from adapters.engine.stream import IndexStream, epoch_order, rank_slice
 from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
 from adapters.records import LvisSplit
+from ltbench.errors import LtbenchError
 from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, mask_head_name, normed_conv_class, unfreeze_for_finetune
 
 #: what the detectron2 adapter does not cover (the torchvision and mmdet adapters do)
@@ -108,7 +109,27 @@ class Detectron2Adapter(Adapter):
 
     def train(
         self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None,
-        device: str | None = None, precision: str | None = None,
+        device: str | None = None, precision: str | None = None, ranks: int = 1,
+    ) -> Path:
+        """Train on this process, or with ``ranks`` > 1 through ``detectron2.engine.launch``: it spawns one
+        worker per GPU of this node (gloo workers on a CPU) and joins the nodes of a SLURM job (one task
+        per node: ``SLURM_NODEID``/``SLURM_NNODES``)."""
+        from adapters.engine.launch import inside_launcher
+
+        if ranks > 1 and not inside_launcher():
+            register()
+            from detectron2.engine import launch
+
+            nodes, node, url = _machines()
+            launch(_train_worker, ranks // nodes, num_machines=nodes, machine_rank=node, dist_url=url,
+                   args=(run_config, str(workdir), data, stage1_workdir, init_workdir, device, precision, ranks))
+            return Path(workdir).resolve() / ckpt.FINAL_CHECKPOINT
+        return self._train_here(run_config, workdir, data, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
+                                device=device, precision=precision, ranks=ranks)
+
+    def _train_here(
+        self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None, init_workdir: Path | None,
+        device: str | None, precision: str | None, ranks: int,
     ) -> Path:
         register()
         import torch
@@ -119,6 +140,9 @@ class Detectron2Adapter(Adapter):
         from detectron2.utils.events import CommonMetricPrinter, JSONWriter
         from detectron2.utils.logger import setup_logger
 
+        from adapters.engine import preemption
+        from adapters.engine.devices import loader_workers, resolve_precision, training_environment
+        from adapters.engine.schedule import split_batch
         from ltbench.io import write_json
 
         start = ckpt.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
@@ -126,8 +150,23 @@ class Detectron2Adapter(Adapter):
             return start.finished
         workdir, split, stage1_checkpoint = start.workdir, start.split, start.stage1_checkpoint
         setup_logger(output=str(workdir / "detectron2.log"), name="detectron2")  # log.txt: the engine's progress lines
+        if comm.get_world_size() != ranks:
+            raise LtbenchError(f"{comm.get_world_size()} processes joined a training of {ranks} ranks", key="--ranks",
+                               expected="ltbench train --ranks N started once (it launches the N ranks itself)")
         write_json(workdir / "run_config.json", run_config)
-        cfg = build_cfg(run_config, split, workdir, resolve_device(device, scale=str(run_config.get("scale", "smoke"))))
+        scale = str(run_config.get("scale", "smoke"))
+        device = resolve_device(device, scale=scale)
+        precision = resolve_precision(run_config, device, precision)
+        if precision == "bf16-mixed":
+            raise LtbenchError("detectron2's AMPTrainer runs on CUDA only", key="--precision", expected="32-true on a CPU, or a GPU")
+        per_rank, schedule, note = split_batch(schedule_of(run_config, stage2=bool(run_config.get("stage2"))), ranks)
+        workers = loader_workers(schedule, scale=scale, local_ranks=comm.get_local_size())
+        training = training_environment(device, precision, world_size=ranks, per_rank_batch=per_rank,
+                                        total_batch=int(schedule["batch_size"]), workers=workers, notes=[note] if note else [])
+        cfg = build_cfg(run_config, split, workdir, device)
+        cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR = int(schedule["batch_size"]), float(schedule["lr"])
+        cfg.SOLVER.AMP.ENABLED = precision == "16-mixed"
+        cfg.DATALOADER.NUM_WORKERS = workers
         if stage1_checkpoint is not None:
             cfg.MODEL.WEIGHTS = ""  # the stage-1 weights are loaded in _model; nothing may overwrite them
         source = ckpt.init_checkpoint(run_config, init_workdir) if stage1_checkpoint is None else None
@@ -161,9 +200,9 @@ class Detectron2Adapter(Adapter):
             def __iter__(self):
                 stream = IndexStream(order)
                 stream.take(self.skip)
-                while True:
-                    (item,) = stream.take(1)
-                    yield int(item[0]) * num_classes + int(item[1]) if bilevel else item
+                while True:  # this rank's slice of every global batch
+                    for item in rank_slice(stream.take(cfg.SOLVER.IMS_PER_BATCH), comm.get_rank(), comm.get_world_size()):
+                        yield int(item[0]) * num_classes + int(item[1]) if bilevel else item
 
         sampler = ResumableSampler()
 
@@ -180,6 +219,27 @@ class Detectron2Adapter(Adapter):
                 epoch, epochs = epoch_progress(self.trainer.iter, self.trainer.max_iter, cfg.SOLVER.IMS_PER_BATCH, len(records))
                 model = self.trainer.model.module if hasattr(self.trainer.model, "module") else self.trainer.model
                 model.roi_heads.box_predictor.box_head.set_progress(epoch, epochs, self.trainer.iter, self.trainer.max_iter)
+
+        class PeriodicCheckpointer(HookBase):
+            """The engine hook ``PeriodicCheckpointer`` besides detectron2's own (the iteration period): a
+            checkpoint every ``schedule.checkpoint_minutes`` of wall time, and on the time-limit signal a
+            checkpoint, then exit 75 (``adapters.engine.preemption``); rank 0 decides for every rank."""
+
+            def __init__(self) -> None:
+                self.wall = preemption.WallClock(preemption.checkpoint_seconds(schedule, run_label(run_config)))
+
+            def after_step(self) -> None:
+                done = self.trainer.iter + 1
+                stop, by_time = comm.all_gather((preemption.requested() is not None, self.wall.due()))[0]
+                if done >= self.trainer.max_iter or not (stop or by_time):
+                    return
+                name = ckpt.checkpoint_name(done)
+                self.trainer.checkpointer.save(Path(name).stem, iteration=done - 1)  # writes last_checkpoint (rank 0)
+                self.wall.reset()
+                if stop:
+                    if comm.is_main_process():
+                        preemption.exit_for_resubmission(done, self.trainer.max_iter, workdir / name, workdir)
+                    raise SystemExit(preemption.EXIT_CODE)
 
         class ReseedAfterFetch:
             """Re-seeds torch again once a batch is fetched: the data loader's iterator is created at the
@@ -218,31 +278,58 @@ class Detectron2Adapter(Adapter):
                 for hook in kept:  # fvcore's PeriodicCheckpointer deletes all but the newest max_to_keep
                     if isinstance(hook, hooks.PeriodicCheckpointer) and keep > 0:
                         hook.max_to_keep = keep
-                return [Reseed(), ProgressGate(), *kept]
+                return [Reseed(), ProgressGate(), *kept, PeriodicCheckpointer()]
 
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=True)
         sampler.skip = trainer.start_iter * cfg.SOLVER.IMS_PER_BATCH
-        trainer.train()
+        with preemption.handling():
+            trainer.train()
         final = workdir / ckpt.FINAL_CHECKPOINT
-        ckpt.write_done(workdir, run_config, final.name, cfg.SOLVER.MAX_ITER, self.name)
-        ckpt.prune_checkpoints(workdir, keep, finished=True)  # same names as ours: model_<7 digits>.pth
+        if comm.is_main_process():
+            ckpt.write_done(workdir, run_config, final.name, cfg.SOLVER.MAX_ITER, self.name, training)
+            ckpt.prune_checkpoints(workdir, keep, finished=True)  # same names as ours: model_<7 digits>.pth
+        comm.synchronize()
         return final
 
-    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path) -> dict:
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path,
+                device: str | None = None) -> dict:
+        device = resolve_device(device, scale=str(run_config.get("scale", "smoke")))
         return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
-                            load=lambda train_split: self._prediction_model(run_config, Path(workdir).resolve(), train_split))
+                            load=lambda train_split: self._prediction_model(run_config, Path(workdir).resolve(), train_split, device))
 
-    def _prediction_model(self, run_config: dict, workdir: Path, train_split: LvisSplit) -> Detectron2PredictionModel:
+    def _prediction_model(self, run_config: dict, workdir: Path, train_split: LvisSplit, device: str) -> Detectron2PredictionModel:
         register()
         from detectron2.checkpoint import DetectionCheckpointer
 
         checkpoint = ckpt.final_checkpoint(workdir)
-        cfg = build_cfg(run_config, train_split, workdir, resolve_device(None, scale=str(run_config.get("scale", "smoke"))))
+        cfg = build_cfg(run_config, train_split, workdir, device)
         model = self._model(cfg, run_config, train_split, None)
         DetectionCheckpointer(model).load(str(checkpoint))
         model.eval()
         return Detectron2PredictionModel(model, cfg)
+
+
+def _train_worker(run_config: dict, workdir: str, data: Any, stage1_workdir: Any, init_workdir: Any, device: Any, precision: Any,
+                  ranks: int) -> None:
+    """One worker of ``detectron2.engine.launch`` (a module-level function: the workers are spawned)."""
+    Detectron2Adapter()._train_here(run_config, Path(workdir), data, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
+                                    device=device, precision=precision, ranks=ranks)
+
+
+def _machines() -> tuple[int, int, str]:
+    """(machines, this machine's rank, rendezvous URL) of ``launch``: the SLURM job's nodes (one task per
+    node) when there are several, else this node with a free port ("auto")."""
+    import os
+    import subprocess
+
+    nodes = int(os.environ.get("SLURM_NNODES", "1"))
+    if nodes <= 1:
+        return 1, 0, "auto"
+    first = subprocess.run(["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]], capture_output=True, text=True,
+                           check=True).stdout.split()[0]
+    port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000
+    return nodes, int(os.environ.get("SLURM_NODEID", "0")), f"tcp://{first}:{port}"
 
 
 def progress_writer(workdir: Path, max_iter: int, start_iter: int) -> Any:

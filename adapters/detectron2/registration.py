@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapters.wiring import build_head
+from adapters.wiring import build_head, classification_losses
 from ltbench.errors import LtbenchError
 
 _REGISTERED = False
@@ -84,7 +84,7 @@ def register() -> None:
                 return {}
             proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
             gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
-            losses = dict(self.box_head.classification_losses(self._output, gt_classes))
+            losses = dict(classification_losses(self.box_head, self._output, gt_classes))
             losses["loss_box_reg"] = self.box_reg_loss(proposal_boxes, gt_boxes, deltas, gt_classes) * self.loss_weight.get("loss_box_reg", 1.0)
             self._output = None
             return losses

@@ -69,3 +69,34 @@ def resolve_precision(run_config: dict, device: str, requested: str | None = Non
     if run_config.get("fp16") and device == "cuda":
         return "16-mixed"
     return "32-true"
+
+
+def training_environment(device: str, precision: str, *, world_size: int, per_rank_batch: int, total_batch: int,
+                         workers: int, notes: list[str] | None = None) -> dict:
+    """How a run trained, for its ``done.json`` and records: the training host and its devices (not the
+    host that later records the metrics), ranks, precision, the batch split, loader workers, deviations."""
+    import socket
+
+    import torch
+
+    names = []
+    if device == "cuda":
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "host": socket.gethostname(), "device": device, "device_names": names, "ranks": int(world_size),
+        "precision": precision, "batch_per_rank": int(per_rank_batch), "batch_total": int(total_batch),
+        "loader_workers": int(workers), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "notes": list(notes or []),
+    }
+
+
+def loader_workers(schedule: dict, *, scale: str, local_ranks: int) -> int:
+    """DataLoader workers per rank: ``schedule.num_workers`` when set, else at paper scale the CPUs this
+    process may use shared among the ranks of the node, less one for the rank itself (at most 8); at smoke
+    scale 0 (images are tiny; workers would cost more than they save)."""
+    if schedule.get("num_workers") is not None:
+        return int(schedule["num_workers"])
+    if scale != "paper":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus // max(1, local_ranks) - 1))

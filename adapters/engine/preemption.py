@@ -43,6 +43,8 @@ from ltbench.errors import LtbenchError
 
 #: Exit status of a training process that saved a checkpoint on request and wants to be started again.
 EXIT_CODE = 75
+#: Left in the work directory by rank 0 when it stops on a signal (a launcher's own exit status hides the 75).
+MARKER = "preempted.json"
 
 #: Signals that ask the training loop to checkpoint and exit (names, so that tests can pick a subset).
 SIGNALS = ("SIGURG", "SIGUSR1", "SIGTERM")
@@ -132,6 +134,9 @@ def exit_for_resubmission(iteration: int, max_iterations: int, checkpoint: Path,
     print(line, file=sys.stderr, flush=True)
     with open(Path(workdir) / "log.txt", "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
+    from ltbench.io import write_json
+
+    write_json(Path(workdir) / MARKER, {"signal": requested(), "iteration": iteration, "checkpoint": Path(checkpoint).name})
     raise SystemExit(EXIT_CODE)
 
 

@@ -28,3 +28,23 @@ def epoch_progress(iteration: int, max_iterations: int, batch_size: int, epoch_l
     epoch_length = max(1, int(epoch_length))
     max_epochs = max(1, math.ceil(int(max_iterations) * int(batch_size) / epoch_length))
     return (int(iteration) * int(batch_size)) // epoch_length, max_epochs
+
+
+def split_batch(schedule: dict, world_size: int) -> tuple[int, dict, str | None]:
+    """(images per rank, the schedule to train, a note) for ``world_size`` data-parallel ranks.
+
+    The paper's total batch (``schedule.batch_size``, 16) and learning rate stay as they are whenever the
+    ranks divide the batch (16 = 8 x 2 = 4 x 4 = 2 x 8): each rank takes its share of every global batch.
+    Otherwise each rank takes round(B / N) images and the learning rate follows the linear scaling rule
+    (Goyal et al. 2017: lr x B' / B), a named assumption (``linear-scaling-rule``) returned as the note and
+    recorded with the run."""
+    world_size = max(1, int(world_size))
+    batch = int(schedule["batch_size"])
+    if batch % world_size == 0:
+        return batch // world_size, schedule, None
+    per_rank = max(1, round(batch / world_size))
+    total = per_rank * world_size
+    scaled = {**schedule, "batch_size": total, "lr": float(schedule["lr"]) * total / batch}
+    note = (f"linear-scaling-rule: {world_size} ranks do not divide the batch of {batch}; {per_rank} images per rank, "
+            f"total {total}, lr {schedule['lr']} x {total}/{batch} = {scaled['lr']:.6g}")
+    return per_rank, scaled, note

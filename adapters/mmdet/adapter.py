@@ -15,6 +15,7 @@ random draws happen in the workers and a resumed run is equivalent but not bit-i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -71,11 +72,15 @@ class MMDetAdapter(Adapter):
 
     def train(
         self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None, init_workdir: Path | None = None,
-        device: str | None = None, precision: str | None = None,
+        device: str | None = None, precision: str | None = None, ranks: int = 1,
     ) -> Path:
         register()
         from mmengine.runner import Runner
 
+        from adapters.engine import preemption
+        from adapters.engine.devices import loader_workers, resolve_device, resolve_precision, training_environment
+        from adapters.engine.fabric import world_from_env
+        from adapters.engine.schedule import split_batch
         from ltbench.io import write_json
 
         start = ckpt.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
@@ -95,9 +100,21 @@ class MMDetAdapter(Adapter):
         write_json(workdir / "run_config.json", run_config)
         if stage2 and not getattr(model.roi_head.bbox_head.box_head, "requires_training", True):
             return self._finish_without_training(run_config, workdir, model, cfg)
-        schedule = schedule_of(run_config, stage2=bool(stage2))
+        scale = str(run_config.get("scale", "smoke"))
+        device = resolve_device(device, scale=scale)
+        if device == "cpu":
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # mmengine picks CUDA whenever it sees it: --device cpu hides it
+        precision = resolve_precision(run_config, device, precision)
+        world = world_from_env()
+        if world.size != ranks:
+            raise LtbenchError(f"{world.size} processes joined a training of {ranks} ranks", key="--ranks",
+                               expected="ltbench train --ranks N started once (it launches the N ranks itself)")
+        per_rank, schedule, note = split_batch(schedule_of(run_config, stage2=bool(stage2)), world.size)
         max_iters = int(schedule["iterations"])
-        batch = int(schedule["batch_size"])
+        batch = int(schedule["batch_size"])  # the global batch
+        workers = loader_workers(schedule, scale=scale, local_ranks=world.local_size)
+        training = training_environment(device, precision, world_size=world.size, per_rank_batch=per_rank, total_batch=batch,
+                                        workers=workers, notes=[note] if note else [])
         train_dataset, image_sampler = train_data(cfg, training_sampler(run_config), seed, batch)
         warmup = int(schedule["warmup_iters"])
         schedulers = []
@@ -108,17 +125,19 @@ class MMDetAdapter(Adapter):
         runner = Runner(
             model=model,
             work_dir=str(workdir),
+            launcher={"none": "none", "torchrun": "pytorch", "srun": "slurm"}[world.launcher],
             train_dataloader=dict(
-                batch_size=batch,
-                num_workers=int(schedule.get("num_workers", 0)),
-                persistent_workers=False,
+                batch_size=per_rank,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+                pin_memory=device == "cuda",
                 sampler=image_sampler,
                 batch_sampler=dict(type="AspectRatioBatchSampler"),
                 dataset=train_dataset,
             ),
             train_cfg=dict(type="LtbenchIterBasedTrainLoop", max_iters=max_iters, val_interval=max_iters + 1, seed=seed),
             optim_wrapper=dict(
-                type="OptimWrapper",
+                **optim_wrapper_type(precision),
                 optimizer=dict(type="SGD", lr=float(schedule["lr"]), momentum=float(schedule["momentum"]), weight_decay=float(schedule["weight_decay"])),
                 clip_grad=dict(max_norm=float(schedule["grad_clip"])) if schedule.get("grad_clip") else None,
             ),
@@ -131,20 +150,23 @@ class MMDetAdapter(Adapter):
                 sampler_seed=dict(type="DistSamplerSeedHook"),
             ),
             custom_hooks=[dict(type="ProgressGate", batch_size=batch, epoch_length=epoch_length(train_dataset, split)),
-                          dict(type="PeriodicWriter")],
+                          dict(type="PeriodicWriter"),
+                          dict(type="PeriodicCheckpointer", wall_seconds=preemption.checkpoint_seconds(schedule, run_label(run_config)))],
             randomness=dict(seed=seed),
             resume=True,
             default_scope="mmdet",
             log_level="INFO",
-            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="gloo")),
+            env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"),
+                         dist_cfg=dict(backend="nccl" if device == "cuda" else "gloo")),
             visualizer=dict(type="DetLocalVisualizer", vis_backends=[]),
         )
-        with trusted_checkpoints():
+        with trusted_checkpoints(), preemption.handling():
             runner.train()
         final = workdir / f"iter_{max_iters}.pth"
-        if not final.is_file():
-            raise LtbenchError("mmengine did not write the final checkpoint", path=final, expected=f"iter_{max_iters}.pth")
-        ckpt.write_done(workdir, run_config, final.name, max_iters, self.name)
+        if runner.rank == 0:
+            if not final.is_file():
+                raise LtbenchError("mmengine did not write the final checkpoint", path=final, expected=f"iter_{max_iters}.pth")
+            ckpt.write_done(workdir, run_config, final.name, max_iters, self.name, training)
         return final
 
     def _finish_without_training(self, run_config: dict, workdir: Path, model: Any, cfg: Any) -> Path:
@@ -170,11 +192,16 @@ class MMDetAdapter(Adapter):
         ckpt.write_done(workdir, run_config, final.name, 0, self.name)
         return final
 
-    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path) -> dict:
-        return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
-                            load=lambda train_split: self._prediction_model(run_config, Path(workdir), train_split, data))
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path,
+                device: str | None = None) -> dict:
+        from adapters.engine.devices import resolve_device
 
-    def _prediction_model(self, run_config: dict, workdir: Path, train_split: LvisSplit, data: DataPaths) -> MMDetPredictionModel:
+        device = resolve_device(device, scale=str(run_config.get("scale", "smoke")))
+        return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
+                            load=lambda train_split: self._prediction_model(run_config, Path(workdir), train_split, data, device))
+
+    def _prediction_model(self, run_config: dict, workdir: Path, train_split: LvisSplit, data: DataPaths,
+                          device: str = "cpu") -> MMDetPredictionModel:
         from mmengine.runner.checkpoint import load_checkpoint
 
         from ltbench.io import read_json
@@ -184,8 +211,19 @@ class MMDetAdapter(Adapter):
         model, cfg = self._build_model(run_config, train_split, data, stage1=stage1)
         with trusted_checkpoints():
             load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True, logger="silent")
-        model.eval()
+        model.to(device).eval()  # test_step's data preprocessor moves each batch to the model's device
         return MMDetPredictionModel(model, cfg)
+
+
+def optim_wrapper_type(precision: str) -> dict:
+    """mmengine's optimizer wrapper for a precision: ``OptimWrapper`` in float32; ``AmpOptimWrapper`` with
+    dynamic loss scaling for float16 on CUDA; for bfloat16 on a CPU the same wrapper through
+    ``LtbenchAmpOptimWrapper`` (mmengine asserts CUDA, though its autocast runs on a CPU; see registration)."""
+    if precision == "32-true":
+        return {"type": "OptimWrapper"}
+    if precision == "16-mixed":
+        return {"type": "AmpOptimWrapper", "loss_scale": "dynamic", "dtype": "float16"}
+    return {"type": "LtbenchAmpOptimWrapper", "loss_scale": "dynamic", "dtype": "bfloat16"}
 
 
 class MMDetPredictionModel:

@@ -153,7 +153,7 @@ def train_data(cfg: Any, sampler: dict | None, seed: int, batch_size: int = 1) -
             type="InfiniteSampler", shuffle=True, seed=seed
         )
     if name in ("rfs", "class_aware"):
-        return dataset, dict(type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed)
+        return dataset, dict(type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed, batch_size=batch_size)
     if name == "bilevel":
         return dict(type="LtbenchBilevelDataset", dataset=dataset), dict(
             type="LtbenchStreamSampler", sampler=dict(sampler), seed=seed, batch_size=batch_size

@@ -18,13 +18,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from adapters.engine import preemption
 from adapters.engine.progress import ProgressLogger
 from adapters.engine.randomness import iteration_seed, seed_everything
 from adapters.engine.schedule import epoch_progress
-from adapters.engine.stream import IndexStream, epoch_order
+from adapters.engine.stream import IndexStream, epoch_order, rank_slice
 from adapters.records import LvisSplit, load_lvis_split
-from adapters.wiring import build_head
+from adapters.wiring import build_head, classification_losses
 from ltbench.errors import LtbenchError
+from ltbench.io import write_text
 
 _REGISTERED = False
 
@@ -89,8 +91,9 @@ def register() -> None:
     from mmdet.datasets.base_det_dataset import BaseDetDataset
     from mmdet.models.roi_heads import StandardRoIHead
     from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
-    from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS
+    from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS
     from mmengine.hooks import Hook
+    from mmengine.optim import AmpOptimWrapper
     from mmdet.utils import register_all_modules
     from mmengine.runner.loops import IterBasedTrainLoop
     from torch import nn
@@ -132,7 +135,8 @@ def register() -> None:
     class LtbenchStreamSampler(torch.utils.data.Sampler):
         """An endless image-index stream from ``adapters.engine.stream.epoch_order`` (ltbench's samplers:
         random, RFS with either rounding, class-aware), seeded per (seed, epoch); mmengine's loop skips the
-        batches a resumed run already consumed, so the stream resumes exactly."""
+        batches a resumed run already consumed, so the stream resumes exactly. Under data parallelism each
+        rank yields its slice of every global batch of ``batch_size`` (``stream.rank_slice``)."""
 
         def __init__(self, dataset: Any, sampler: dict | None = None, seed: int | None = None, batch_size: int = 1) -> None:
             self.dataset = dataset  # AspectRatioBatchSampler reads image sizes through it
@@ -147,12 +151,16 @@ def register() -> None:
             self.num_images = len(images)
             self.order = epoch_order(sampler, categories, int(seed or 0), batch_size=batch_size, default_rounding="ceil")
             self.length = len(self.order(0))
+            self.batch_size = batch_size
 
         def __iter__(self):
+            from mmengine.dist import get_dist_info
+
+            rank, world = get_dist_info()
             stream = IndexStream(self.order)
             while True:
-                (item,) = stream.take(1)
-                yield item[1] * self.num_images + item[0] if self.bilevel else item
+                for item in rank_slice(stream.take(self.batch_size), rank, world):
+                    yield item[1] * self.num_images + item[0] if self.bilevel else item
 
         def __len__(self) -> int:
             return self.length
@@ -270,7 +278,7 @@ def register() -> None:
                     t[keep] for t in (bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights)
                 )
             losses = super().loss(None, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights, reduction_override)
-            losses.update(self.box_head.classification_losses(output, labels))
+            losses.update(classification_losses(self.box_head, output, labels))
             self._output = None
             return losses
 
@@ -319,6 +327,58 @@ def register() -> None:
                 return
             losses = {k: float(v) for k, v in (outputs or {}).items() if k.startswith("loss") and k != "loss"}
             self.logger(runner.iter, losses, float(runner.optim_wrapper.get_lr()["lr"][0]))
+
+    @OPTIM_WRAPPERS.register_module(force=True)
+    class LtbenchAmpOptimWrapper(AmpOptimWrapper):
+        """mmengine's ``AmpOptimWrapper`` (dynamic loss scaling, mmengine's ``autocast``), usable for bfloat16
+        on a CPU: mmengine asserts CUDA in ``__init__`` although its ``autocast`` runs on a CPU, and torch's
+        GradScaler disables itself there (bfloat16 needs no loss scaling). Only the assertion is bypassed."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            import mmengine.optim.optimizer.amp_optimizer_wrapper as amp
+
+            if torch.cuda.is_available() or kwargs.get("dtype") not in ("bfloat16", torch.bfloat16):
+                super().__init__(*args, **kwargs)
+                return
+            check = amp.is_cuda_available
+            amp.is_cuda_available = lambda: True
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*GradScaler.*CUDA is not available.*")
+                    super().__init__(*args, **kwargs)
+            finally:
+                amp.is_cuda_available = check
+
+    @HOOKS.register_module(name="PeriodicCheckpointer", force=True)
+    class PeriodicCheckpointer(Hook):
+        """The engine hook ``PeriodicCheckpointer`` besides mmengine's ``CheckpointHook`` (the iteration
+        period): a checkpoint every ``wall_seconds`` of wall time, and on the time-limit signal
+        (``adapters.engine.preemption``) a checkpoint, then exit 75 so that the job is resubmitted. Rank 0's
+        clock and signal decide for every rank."""
+
+        priority = "LOW"  # after the optimizer step of the iteration
+
+        def __init__(self, wall_seconds: float | None = None) -> None:
+            self.wall = preemption.WallClock(wall_seconds)
+
+        def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # noqa: ANN001
+            from mmengine.dist import broadcast_object_list
+
+            done = runner.iter + 1
+            decision = [(preemption.requested() is not None, self.wall.due())]
+            broadcast_object_list(decision, src=0)
+            stop, by_time = decision[0]
+            if done >= runner.max_iters or not (stop or by_time):
+                return
+            name = f"iter_{done}.pth"
+            runner.save_checkpoint(runner.work_dir, name, save_optimizer=True, save_param_scheduler=True, by_epoch=False)
+            self.wall.reset()
+            if runner.rank == 0:  # what mmengine's CheckpointHook writes, so that resume=True finds it
+                write_text(Path(runner.work_dir) / "last_checkpoint", str(Path(runner.work_dir) / name))
+            if stop:
+                if runner.rank == 0:
+                    preemption.exit_for_resubmission(done, runner.max_iters, Path(runner.work_dir) / name, Path(runner.work_dir))
+                raise SystemExit(preemption.EXIT_CODE)
 
     @LOOPS.register_module(force=True)
     class LtbenchIterBasedTrainLoop(IterBasedTrainLoop):

@@ -36,16 +36,17 @@ class TorchvisionAdapter(Adapter):
     stream_top_k = True
     #: Masks pasted at once (bounds memory: a chunk is ``chunk * H * W`` floats at the original size).
     paste_chunk = 64
-    #: Images per forward at prediction (fixed: the batch composition changes the padded input).
-    predict_batch = 2
+    #: Images per forward at prediction, per device (fixed: the batch composition changes the padded input).
+    predict_batch = {"cpu": 2, "cuda": 8}
 
     # -- training --------------------------------------------------------------------------------
     def train(self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None,
-              init_workdir: Path | None = None, device: str | None = None, precision: str | None = None) -> Path:
+              init_workdir: Path | None = None, device: str | None = None, precision: str | None = None, ranks: int = 1) -> Path:
         import torch
 
-        from adapters.engine.devices import resolve_device, resolve_precision
+        from adapters.engine.devices import loader_workers, resolve_device, resolve_precision, training_environment
         from adapters.engine.fabric import build_fabric
+        from adapters.engine.schedule import split_batch
         from adapters.torchvision.data import TrainingImages, hflip
         from ltbench.io import write_json
 
@@ -74,9 +75,18 @@ class TorchvisionAdapter(Adapter):
         optimizer = torch.optim.SGD(params, lr=float(schedule["lr"]), momentum=float(schedule["momentum"]),
                                     weight_decay=float(schedule["weight_decay"]))
 
-        device = resolve_device(device, scale=str(run_config.get("scale", "smoke")))
-        fabric = build_fabric(device, resolve_precision(run_config, device, precision))
+        scale = str(run_config.get("scale", "smoke"))
+        device = resolve_device(device, scale=scale)
+        precision = resolve_precision(run_config, device, precision)
+        fabric = build_fabric(device, precision)
+        if fabric.world_size != ranks:
+            raise LtbenchError(f"{fabric.world_size} processes joined a training of {ranks} ranks", key="--ranks",
+                               expected="ltbench train --ranks N started once (it launches the N ranks itself)")
+        per_rank, schedule, note = split_batch(schedule, fabric.world_size)
         global_batch = int(schedule["batch_size"])
+        workers = loader_workers(schedule, scale=scale, local_ranks=fabric.world_size // fabric.num_nodes)
+        training = training_environment(device, precision, world_size=fabric.world_size, per_rank_batch=per_rank,
+                                        total_batch=global_batch, workers=workers, notes=[note] if note else [])
         sampler = training_sampler(run_config)
         bilevel = (sampler or {}).get("name") == "bilevel"
         # The bi-level sampler draws class indices (so the sampled class is the RoI label space's).
@@ -104,8 +114,7 @@ class TorchvisionAdapter(Adapter):
         loader = torch.utils.data.DataLoader(
             TrainingImages(split, with_masks=has_masks(run_config)),
             batch_sampler=RankBatches(order, stream.state_dict(), global_batch, fabric.global_rank, fabric.world_size),
-            num_workers=int(schedule.get("num_workers", 0)), collate_fn=list, pin_memory=device == "cuda",
-            persistent_workers=int(schedule.get("num_workers", 0)) > 0,
+            num_workers=workers, collate_fn=list, pin_memory=device == "cuda", persistent_workers=workers > 0,
         )
         head = module.roi_heads.box_head
 
@@ -132,7 +141,7 @@ class TorchvisionAdapter(Adapter):
                             "schedule": schedule, "framework": self.name, "category_ids": split.category_ids}
                 ckpt.save_checkpoint(workdir, path.name, snapshot)
                 if final:
-                    ckpt.write_done(workdir, run_config, path.name, iteration, self.name)
+                    ckpt.write_done(workdir, run_config, path.name, iteration, self.name, training)
                 ckpt.prune_checkpoints(workdir, ckpt.keep_checkpoints(schedule, run_label(run_config)), finished=final)
             fabric.barrier()
             return path
@@ -210,9 +219,14 @@ class TorchvisionAdapter(Adapter):
         model.eval()
         return model
 
-    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path) -> dict:
+    def predict(self, run_config: dict, view_config: dict, workdir: Path, data: DataPaths, *, split: str = "val", out_dir: Path,
+                device: str | None = None) -> dict:
+        from adapters.engine.devices import resolve_device
+
+        device = resolve_device(device, scale=str(run_config.get("scale", "smoke")))
         return predict_view(self, run_config, view_config, workdir, data, split=split, out_dir=out_dir,
-                            load=lambda train_split: TorchvisionPredictionModel(self, self.load_for_predict(run_config, workdir, train_split)))
+                            load=lambda train_split: TorchvisionPredictionModel(
+                                self, self.load_for_predict(run_config, workdir, train_split).to(device), device))
 
 
 class TorchvisionPredictionModel:
@@ -220,8 +234,8 @@ class TorchvisionPredictionModel:
 
     background = "first"
 
-    def __init__(self, adapter: TorchvisionAdapter, model: Any) -> None:
-        self.adapter, self.model = adapter, model
+    def __init__(self, adapter: TorchvisionAdapter, model: Any, device: str = "cpu") -> None:
+        self.adapter, self.model, self.device = adapter, model, device
         self.detections_per_image = model.roi_heads.detections_per_img
 
     def uncap(self) -> None:
@@ -245,20 +259,22 @@ class TorchvisionPredictionModel:
 
         roi = self.model.roi_heads
         roi.fast_masks = roi.keep_mask_probs = bool(self.adapter.fast_predict)
-        batch = self.adapter.predict_batch
+        batch = self.adapter.predict_batch[self.device]
         try:
             with torch.no_grad():
                 for start in range(0, len(split.images), batch):
                     records = split.images[start:start + batch]
-                    outputs = self.model([read_image(r) for r in records])
+                    outputs = self.model([read_image(r).to(self.device) for r in records])
                     info = roi.last_inference
                     for j, (record, out) in enumerate(zip(records, outputs)):
                         size = (record.height, record.width)
-                        rois = resize_boxes(info["proposals"][j], info["image_shapes"][j], size)
-                        prediction = ImagePrediction(record, scored_rois=[(rois.numpy(), info["probs"][j].numpy())])
+                        on_device, out = out, {k: v.cpu() for k, v in out.items() if k != "mask_probs"}
+                        rois = resize_boxes(info["proposals"][j], info["image_shapes"][j], size).cpu()
+                        prediction = ImagePrediction(record, scored_rois=[(rois.numpy(), info["probs"][j].cpu().numpy())])
                         if detections:
-                            if "mask_probs" in out:
-                                prediction.rles = masks_to_rles(out["mask_probs"], out["boxes"], size, self.adapter.paste_chunk)
+                            if "mask_probs" in on_device:
+                                # pasted where the model ran (a GPU pastes 300 masks of 800 px fast), encoded on the CPU
+                                prediction.rles = masks_to_rles(on_device["mask_probs"], on_device["boxes"], size, self.adapter.paste_chunk)
                             elif "masks" in out:
                                 prediction.masks = (out["masks"][:, 0] > 0.5).numpy()
                             prediction.boxes, prediction.scores = out["boxes"].numpy(), out["scores"].numpy()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapters.wiring import classification_losses
+
 def roi_heads_class() -> type:
     """``LtbenchRoIHeads`` (defined lazily: torchvision is a heavy import)."""
     global _LTBENCH_ROI_HEADS
@@ -163,7 +165,7 @@ def roi_heads_class() -> type:
                 if self.fit_pass:
                     self.box_head.accumulate(output, label_vec)
                     return [], {}
-                losses.update(self.box_head.classification_losses(output, label_vec))
+                losses.update(classification_losses(self.box_head, output, label_vec))
                 losses["loss_box_reg"] = self.box_regression_loss(self.box_head.regression_deltas(output), label_vec, target_vec)
                 result: list[dict] = []
             else:

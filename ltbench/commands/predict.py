@@ -65,9 +65,11 @@ def resolve_data(run_config: dict, config_path: Path, *, data_root: Path | None,
 @click.option("--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where detections.json and proposal_stats.npz go.")
 @click.option("--framework", default=None, help="Override the run's framework.")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default=None,
+              help="auto (default, $LTBENCH_DEVICE): CUDA when usable, an error at paper scale when not; cpu: debugging.")
 @data_options
 def command(run_config_path: Path, view_config_path: Path | None, workdir: Path, split: str, out_dir: Path,
-            framework: str | None, **data_kwargs) -> None:
+            framework: str | None, device: str | None, **data_kwargs) -> None:
     """Predict a (run, view) on SPLIT: OUT_DIR/detections.json (LVIS results, <= 300 per image, score
     >= 1e-4, masks as RLE) and OUT_DIR/proposal_stats.npz (confusion matrix, proposal labels)."""
     from adapters import get_adapter
@@ -79,5 +81,5 @@ def command(run_config_path: Path, view_config_path: Path | None, workdir: Path,
     view_config = read_json(view_config_path) if view_config_path else {"id": "plain", "name": "plain"}
     data = resolve_data(run_config, run_config_path, **data_kwargs)
     adapter = get_adapter(run_config.get("framework", "torchvision"))
-    summary = adapter.predict(run_config, view_config, workdir, data, split=split, out_dir=out_dir)
+    summary = adapter.predict(run_config, view_config, workdir, data, split=split, out_dir=out_dir, device=device)
     click.echo(json.dumps(summary))

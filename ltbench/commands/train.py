@@ -19,9 +19,17 @@ from ltbench.commands.predict import data_options, resolve_data
 @click.option("--init-workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Work directory of the run named by init_from (default: $LTBENCH_WORK/<init_from>).")
 @click.option("--framework", default=None, help="Override the run's framework (torchvision | mmdet | detectron2).")
+@click.option("--ranks", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel ranks (one per GPU; gloo CPU ranks without GPUs). The global batch is the schedule's.")
+@click.option("--launcher", type=click.Choice(["torchrun", "srun"]), default="torchrun", show_default=True,
+              help="How ranks > 1 start: torchrun on this node, or the job's SLURM tasks (srun).")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default=None,
+              help="auto (default, $LTBENCH_DEVICE): CUDA when usable, an error at paper scale when not; cpu: debugging.")
+@click.option("--precision", type=click.Choice(["auto", "32-true", "16-mixed", "bf16-mixed"]), default=None,
+              help="auto (default): fp16 runs train with float16 AMP on CUDA; bf16-mixed: the same AMP path on a CPU.")
 @data_options
 def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, init_workdir: Path | None,
-            framework: str | None, **data_kwargs) -> None:
+            framework: str | None, ranks: int, launcher: str, device: str | None, precision: str | None, **data_kwargs) -> None:
     """Train one run of the plan into WORKDIR.
 
     A killed run started again with the same arguments continues from WORKDIR/last_checkpoint.
@@ -33,10 +41,32 @@ def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, i
     from adapters import get_adapter
     from ltbench.io import read_json
 
+    from adapters.engine.launch import inside_launcher, relaunch
+
     run_config = read_json(run_config_path)
     if framework:
         run_config = {**run_config, "framework": framework}
+    framework = run_config.get("framework", "torchvision")
+    if ranks > 1 and not inside_launcher() and (framework != "detectron2" or launcher == "srun"):
+        # the ranks are this same command, started by torchrun or srun (detectron2 spawns its own workers)
+        argv = _rank_argv(run_config_path=run_config_path, workdir=workdir, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
+                          framework=framework, ranks=ranks, device=device, precision=precision, **data_kwargs)
+        code = relaunch(argv, ranks, workdir, launcher)
+        if code:
+            raise SystemExit(code)
+        click.echo(str(workdir))
+        return
     data = resolve_data(run_config, run_config_path, **data_kwargs)
-    adapter = get_adapter(run_config.get("framework", "torchvision"))
-    final = adapter.train(run_config, workdir, data, stage1_workdir=stage1_workdir, init_workdir=init_workdir)
+    adapter = get_adapter(framework)
+    final = adapter.train(run_config, workdir, data, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
+                          device=device, precision=precision, ranks=ranks)
     click.echo(str(final))
+
+
+def _rank_argv(**options: object) -> list[str]:
+    """``ltbench train`` of one rank: these options (``--ranks`` included: each rank checks the world it joins)."""
+    argv = ["train"]
+    for name, value in options.items():
+        if value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
