@@ -70,6 +70,7 @@ def build_cfg(run_config: dict, split: LvisSplit, workdir: Path, device: str = "
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = int(model.get("rpn_pre_nms_top_n_test", cfg.MODEL.RPN.PRE_NMS_TOPK_TEST))
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = int(model.get("rpn_post_nms_top_n_test", cfg.MODEL.RPN.POST_NMS_TOPK_TEST))
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = int(model.get("box_batch_size_per_image", 512))
+    cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE = int(model.get("rpn_batch_size_per_image", cfg.MODEL.RPN.BATCH_SIZE_PER_IMAGE))
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = split.num_classes
     cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = bool(run_config.get("class_agnostic", False))
     cfg.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = bool(run_config.get("class_agnostic", False))

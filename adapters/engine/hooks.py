@@ -76,7 +76,8 @@ class ProgressGate(HookBase):
 
 
 class PeriodicWriter(HookBase):
-    """Progress lines on rank 0 (``engine.progress.ProgressLogger``)."""
+    """Progress lines on rank 0 (``engine.progress.ProgressLogger``); the losses shown are the mean over
+    the ranks (one all-reduce on the iterations that are logged), as detectron2 and mmengine show them."""
 
     def __init__(self, workdir: Any, every: int | None = None) -> None:
         self.workdir, self.every = workdir, every
@@ -84,15 +85,22 @@ class PeriodicWriter(HookBase):
 
     def before_train(self) -> None:
         state = self.trainer.state
-        if self.trainer.rank == 0:
-            self.logger = ProgressLogger(self.workdir, state.max_iter, start_iteration=state.start_iter, every=self.every)
-            if state.start_iter:
-                pointer = (Path(self.workdir) / LAST_CHECKPOINT).read_text(encoding="utf-8").strip()
-                self.logger.note(f"resuming from {pointer} at iteration {state.start_iter}/{state.max_iter}")
+        self.logger = ProgressLogger(self.workdir, state.max_iter, start_iteration=state.start_iter, every=self.every)
+        if state.start_iter and self.trainer.rank == 0:
+            pointer = (Path(self.workdir) / LAST_CHECKPOINT).read_text(encoding="utf-8").strip()
+            self.logger.note(f"resuming from {pointer} at iteration {state.start_iter}/{state.max_iter}")
 
     def after_step(self) -> None:
-        if self.logger is not None:
-            self.logger(self.trainer.iter, self.trainer.state.losses, self.trainer.state.lr)
+        if not self.logger.due(self.trainer.iter):
+            return
+        losses = self.trainer.state.losses
+        if self.trainer.world_size > 1:  # every rank takes part: the decision above depends on the iteration only
+            import torch
+
+            mean = self.trainer.fabric.all_reduce(torch.tensor(list(losses.values()), dtype=torch.float64), reduce_op="mean")
+            losses = dict(zip(losses, mean.tolist()))
+        if self.trainer.rank == 0:
+            self.logger(self.trainer.iter, losses, self.trainer.state.lr, force=True)
 
 
 class PeriodicCheckpointer(HookBase):

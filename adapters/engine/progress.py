@@ -26,9 +26,14 @@ class ProgressLogger:
         self.log_path = Path(workdir) / LOG_FILE
         self.stream = stream if stream is not None else sys.stderr
 
+    def due(self, iteration: int) -> bool:
+        """Whether 0-based ``iteration`` gets a line (every ``every`` iterations, and the last)."""
+        done = iteration + 1
+        return done % self.every == 0 or done == self.max_iterations
+
     def __call__(self, iteration: int, losses: dict[str, float], lr: float, *, force: bool = False) -> str | None:
         done = iteration + 1
-        if not force and done % self.every and done != self.max_iterations:
+        if not force and not self.due(iteration):
             return None
         elapsed = time.perf_counter() - self.t0
         per_iter = elapsed / max(1, done - self.start_iteration)

@@ -106,6 +106,7 @@ def build_config(run_config: dict, split: LvisSplit, data: DataPaths) -> Any:
     m.train_cfg.rpn_proposal.nms_pre = int(model.get("rpn_pre_nms_top_n_train", m.train_cfg.rpn_proposal.nms_pre))
     m.train_cfg.rpn_proposal.max_per_img = int(model.get("rpn_post_nms_top_n_train", m.train_cfg.rpn_proposal.max_per_img))
     m.train_cfg.rcnn.sampler.num = int(model.get("box_batch_size_per_image", m.train_cfg.rcnn.sampler.num))
+    m.train_cfg.rpn.sampler.num = int(model.get("rpn_batch_size_per_image", m.train_cfg.rpn.sampler.num))
     m.test_cfg.rpn.nms_pre = int(model.get("rpn_pre_nms_top_n_test", m.test_cfg.rpn.nms_pre))
     m.test_cfg.rpn.max_per_img = int(model.get("rpn_post_nms_top_n_test", m.test_cfg.rpn.max_per_img))
     m.test_cfg.rcnn.score_thr = float(model.get("score_thresh", 1e-4))

@@ -7,14 +7,15 @@ data-parallel ranks and mixed precision. Background convention ``"first"``: labe
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from adapters import checkpoints as ckpt
 from adapters.engine import hooks, preemption
-from adapters.engine.randomness import rng_state, seed_everything, set_rng_state
-from adapters.engine.stream import IndexStream, RankBatches, epoch_order
+from adapters.engine.randomness import iteration_seed, rng_state, seed_everything, set_rng_state
+from adapters.engine.stream import IndexStream, RankBatches, epoch_order, rank_slice
 from adapters.engine.trainer import Trainer
 from adapters.interface import Adapter, DataPaths, has_masks, run_label, schedule_of, training_sampler
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
@@ -45,7 +46,7 @@ class TorchvisionAdapter(Adapter):
         import torch
 
         from adapters.engine.devices import loader_workers, resolve_device, resolve_precision, training_environment
-        from adapters.engine.fabric import build_fabric
+        from adapters.engine.fabric import build_fabric, world_from_env
         from adapters.engine.schedule import split_batch
         from adapters.torchvision.data import TrainingImages, hflip
         from ltbench.io import write_json
@@ -84,7 +85,7 @@ class TorchvisionAdapter(Adapter):
                                expected="ltbench train --ranks N started once (it launches the N ranks itself)")
         per_rank, schedule, note = split_batch(schedule, fabric.world_size)
         global_batch = int(schedule["batch_size"])
-        workers = loader_workers(schedule, scale=scale, local_ranks=fabric.world_size // fabric.num_nodes)
+        workers = loader_workers(schedule, scale=scale, local_ranks=world_from_env().local_size)
         training = training_environment(device, precision, world_size=fabric.world_size, per_rank_batch=per_rank,
                                         total_batch=global_batch, workers=workers, notes=[note] if note else [])
         sampler = training_sampler(run_config)
@@ -118,13 +119,15 @@ class TorchvisionAdapter(Adapter):
         )
         head = module.roi_heads.box_head
 
+        rank, world = fabric.global_rank, fabric.world_size
+
         def step(batch: list) -> dict:
             stream.take(global_batch)
             images, targets = [], []
             if bilevel:
                 module.roi_heads.bilevel_classes = [int(sampled) for _, _, sampled in batch]
             for image, target, _ in batch:
-                if torch.rand(()) < 0.5:
+                if flips.popleft():
                     image, target = hflip(image, target)
                 images.append(image)
                 targets.append(target)
@@ -149,8 +152,23 @@ class TorchvisionAdapter(Adapter):
         trainer = Trainer(fabric=fabric, model=model, module=module, optimizer=optimizer, batches=iter(loader), step=step,
                           max_iter=int(schedule["iterations"]), start_iter=start_iter, grad_clip=schedule.get("grad_clip"),
                           where=str(workdir))
+        flips: collections.deque = collections.deque()
+
+        class GlobalFlips(hooks.HookBase):
+            """After the re-seed: the horizontal flips of the whole global batch, drawn from rank 0's stream
+            (a generator with rank 0's seed on the other ranks), and this rank's share of them: every image gets
+            the flip it would get in a single-process run, whatever the number of ranks."""
+
+            def before_step(self) -> None:
+                generator = None
+                if rank:
+                    generator = torch.Generator().manual_seed(iteration_seed(seed, self.trainer.iter, 0))
+                draws = [bool(torch.rand((), generator=generator) < 0.5) for _ in range(global_batch)]
+                flips.extend(rank_slice(draws, rank, world))
+
         trainer.register_hooks([
             hooks.Reseed(seed),
+            GlobalFlips(),
             hooks.LRScheduler(schedule),
             hooks.ProgressGate(head.set_progress, global_batch, len(order(0))),
             hooks.PeriodicWriter(workdir),

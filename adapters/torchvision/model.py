@@ -42,6 +42,7 @@ def model_settings(run_config: dict) -> dict:
         "rpn_pre_nms_top_n_test": int(model.get("rpn_pre_nms_top_n_test", 1000)),
         "rpn_post_nms_top_n_test": int(model.get("rpn_post_nms_top_n_test", 1000)),
         "box_batch_size_per_image": int(model.get("box_batch_size_per_image", 512)),
+        "rpn_batch_size_per_image": int(model.get("rpn_batch_size_per_image", 256)),
         "detections_per_img": int(model.get("detections_per_img", 300)),
         "score_thresh": float(model.get("score_thresh", 1e-4)),
         "weights": model.get("weights", run_config.get("weights")),
@@ -102,6 +103,7 @@ def build_model(run_config: dict, split: LvisSplit) -> Any:
         rpn_pre_nms_top_n_test=s["rpn_pre_nms_top_n_test"],
         rpn_post_nms_top_n_test=s["rpn_post_nms_top_n_test"],
         box_batch_size_per_image=s["box_batch_size_per_image"],
+        rpn_batch_size_per_image=s["rpn_batch_size_per_image"],
         box_detections_per_img=s["detections_per_img"],
         box_score_thresh=s["score_thresh"],
         # A placeholder predictor keeps torchvision from building a (C+1)-way one we would discard.

@@ -49,7 +49,7 @@ def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, i
     framework = run_config.get("framework", "torchvision")
     if ranks > 1 and not inside_launcher() and (framework != "detectron2" or launcher == "srun"):
         # the ranks are this same command, started by torchrun or srun (detectron2 spawns its own workers)
-        argv = _rank_argv(run_config_path=run_config_path, workdir=workdir, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
+        argv = _rank_argv(run_config=run_config_path, workdir=workdir, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
                           framework=framework, ranks=ranks, device=device, precision=precision, **data_kwargs)
         code = relaunch(argv, ranks, workdir, launcher)
         if code:
