@@ -61,7 +61,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one message and exit 2, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="ltbench", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="ltbench", standalone_mode=False)
     except LtbenchError as exc:
         click.echo(f"ltbench: error: {exc}", err=True)
         return 2
@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    # a command that ends with ctx.exit(n) (e.g. `results` when nothing matches): click returns n here
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 if __name__ == "__main__":
