@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "LVIS metrics of record (bbox/segm, bins, PwB) for a detections file.",
     "stats": "Dataset statistics of an LVIS-format annotation file.",
     "results": "Query the results store.",
+    "status": "Where a campaign stands: runs done, running, stalled, failed, pending; cost left; ETA.",
     "render": "Render a paper table (Markdown/LaTeX) with the difference to each reported number.",
     "audit": "Audit report over all tables of all papers.",
 }

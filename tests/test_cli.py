@@ -7,7 +7,7 @@ import sys
 
 from ltbench.cli import SUBCOMMANDS, main
 
-EXPECTED = {"reported", "plan", "evaluate", "stats", "data", "train", "predict", "results", "render", "audit"}
+EXPECTED = {"reported", "plan", "evaluate", "stats", "data", "train", "predict", "results", "status", "render", "audit"}
 
 
 def test_help_lists_every_subcommand(capsys):
