@@ -89,11 +89,12 @@ def test_audit_renders_all_papers_with_zero_results(tmp_path):
     md, html = tmp_path / "audit.md", tmp_path / "audit.html"
     audit = write_audit(["pcb"], md=md, html=html, scale="smoke", results_dir=tmp_path / "results")
     text = md.read_text()
-    assert "## Every cell" in text and "## Assumptions" in text and "pcb-start-epoch" in text
+    assert "## Assumptions" in text and "pcb-start-epoch" in text
+    assert "## Every cell" not in text and "(site/downloads/cells.csv)" in text  # every cell is a download of the site
     assert "## Claims" in text
     assert audit.status_counts()["reproduced"] == 0 and audit.status_counts()["pending"] > 0
     page = html.read_text()
-    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "PCB Table 2" in page
+    assert page.startswith("<!DOCTYPE html>") and "<table" in page and "PCB Table 2" in page
     assert "<script" not in page
 
 
@@ -119,7 +120,7 @@ def test_audit_plots_and_provenance_with_results(tmp_path, pcb2_served):
     _fill(results, pcb2_served, lambda key: {"segm.AP": 20.0, "bbox.AP": 21.0})
     md = tmp_path / "tables" / "audit.md"
     audit = write_audit(["pcb"], md=md, html=md.with_suffix(".html"), scale="smoke", results_dir=results)
-    assert audit.runs and audit.plots and (md.parent / audit.plots[0]["path"]).is_file()
+    assert audit.runs and audit.plots and (md.parent / audit.plots[0]["plots"][0]["path"]).is_file()
     assert "reproduced_vs_reported.png" in md.read_text()
 
 

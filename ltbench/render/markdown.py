@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ltbench.render.gains import GAIN_LEGEND
 from ltbench.render.model import VERDICT_MARK, BuiltTable, PrintedRow
 
@@ -56,12 +58,30 @@ def header_and_rows(built: BuiltTable, *, gains: bool = True) -> tuple[list[str]
     return headers, body, align
 
 
-def render_markdown(built: BuiltTable, *, heading_level: int = 2, provenance: str | None = None) -> str:
+_UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+
+
+def compact_pipe(headers: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table without padding (``| a | b |``): the bytes are the content."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(_UNESCAPED_PIPE.sub(r"\\|", str(c)).replace("\n", " ") for c in cells) + " |"
+
+    rule = {"left": ":--", "right": "--:", "center": ":-:"}
+    out = [line(headers), "|" + "|".join(rule.get(a, "---") for a in (align or ["left"] * len(headers))) + "|"]
+    return "\n".join([*out, *(line(r) for r in rows)])
+
+
+def render_markdown(built: BuiltTable, *, heading_level: int = 2, provenance: str | None = None,
+                    compact: bool = False) -> str:
+    """The table as Markdown; ``compact``: without tabulate's column padding (the audit report)."""
     from tabulate import tabulate
 
     layout = built.layout
     headers, body, align = header_and_rows(built)
-    table = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
+    if compact:
+        table = compact_pipe(headers, body, align)
+    else:
+        table = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
     tol = ", ".join(f"{k} ±{v:g}" for k, v in sorted(built.tolerances.items()))
     gain_line = built.gain_summary.line() if built.gain_summary is not None else ""
     lines = [
