@@ -15,7 +15,8 @@ A run is
 
 - ``done``: every view it serves has a record (a run with no view of its own, e.g. a stage-1 run: trained);
 - ``running``: a step of it is active: ``work/<run>/log.txt`` (training) or one of its step logs was written
-  within the stale limit; the last progress line gives iteration, loss and the run's ETA;
+  within the stale limit (and, where the campaign has a ``.snakemake`` folder, a Snakemake holds its lock: a
+  killed workflow leaves fresh logs behind); the last progress line gives iteration, loss and the run's ETA;
 - ``stalled``: it started training (log.txt, no done.json) but nothing was written for longer than the stale
   limit (a killed or preempted job): "stalled since <time>", and the checkpoint a restart resumes from;
 - ``failed``: a failure note, not superseded by a record or by newer activity (a stage-2 run whose stage-1 run
@@ -268,6 +269,7 @@ class CampaignStatus:
     eta_s: float | None = None
     eta_note: str = ""
     scale_note: str = ""
+    workflow: bool | None = None  # a Snakemake holds the lock in the results' parent (None: no .snakemake there)
     results_dir: str = ""
     work_dir: str = ""
 
@@ -318,6 +320,7 @@ class CampaignStatus:
         return {
             "scale": self.scale, "framework": self.framework, "papers": self.papers, "unit": self.unit,
             "now": iso(self.now), "scale_note": self.scale_note, "results_dir": self.results_dir, "work_dir": self.work_dir,
+            "workflow_running": self.workflow,
             "counts": {s: self.counts.get(s, 0) for s in STATES},
             "hours": round(self.hours, 4), "hours_spent": round(self.hours_spent, 4), "hours_left": round(self.hours_left, 4),
             "hours_failed": round(self.hours_failed, 4), "measured_wall_s": round(self.measured_wall_s, 1),
@@ -400,10 +403,23 @@ def _step_log_activity(results_dir: Path, run_id: str, *, open_views: Sequence[s
     return newest, stage
 
 
+def snakemake_running(root: Path) -> bool | None:
+    """Whether a Snakemake process works in ``root`` (it holds files in ``.snakemake/locks`` while it runs);
+    None when ``root`` has no ``.snakemake`` folder (runs started by hand, or no workflow there)."""
+    folder = root / ".snakemake"
+    if not folder.is_dir():
+        return None
+    locks = folder / "locks"
+    return locks.is_dir() and any(locks.iterdir())
+
+
 def run_status(run_id: str, config: dict[str, Any], views: Sequence[str], *, tables: list[str], scale: str,
                planned_hours: float, results_dir: Path, work_dir: Path, failures: Sequence[Any], now: float,
-               stale_after: float | None, parents: dict[str, RunStatus]) -> RunStatus:
-    """The status of one run (``parents``: the statuses of the runs it starts from, already built)."""
+               stale_after: float | None, parents: dict[str, RunStatus], workflow_alive: bool | None = None) -> RunStatus:
+    """The status of one run (``parents``: the statuses of the runs it starts from, already built).
+
+    ``workflow_alive`` False: no Snakemake holds the campaign's lock, so nothing is running whatever the logs'
+    times say (a killed workflow leaves fresh logs behind)."""
     from ltbench.store.records import record_path
 
     hours, train_hours = _run_hours(config, scale, planned_hours)
@@ -469,7 +485,7 @@ def run_status(run_id: str, config: dict[str, Any], views: Sequence[str], *, tab
         status.hours_spent = train_hours + (eval_hours * views_done / len(views) if views else 0.0)
         open_views = [v for v in views if not record_path(run_id, v, results_dir).is_file()]
         activity, active_stage = _step_log_activity(results_dir, run_id, open_views=open_views)
-        fresh = activity is not None and now - activity <= _stale_limit(None, stale_after)
+        fresh = activity is not None and now - activity <= _stale_limit(None, stale_after) and workflow_alive is not False
         status.state = RUNNING if fresh else PENDING
         status.stage = active_stage if fresh else None
         status.detail = (f"trained; {active_stage} running" if fresh else "trained; waiting for predictions") + \
@@ -481,7 +497,7 @@ def run_status(run_id: str, config: dict[str, Any], views: Sequence[str], *, tab
         if progress is not None and progress.max_iterations:
             status.hours_spent = train_hours * min(1.0, progress.iteration / progress.max_iterations)
         limit = _stale_limit(progress, stale_after)
-        if latest is not None and now - latest <= limit:
+        if latest is not None and now - latest <= limit and workflow_alive is not False:
             status.state, status.stage = RUNNING, "train"
             if progress is not None:
                 status.eta_s = progress.remaining_s(now)
@@ -500,6 +516,8 @@ def run_status(run_id: str, config: dict[str, Any], views: Sequence[str], *, tab
                    else "a restart begins at iteration 0 (no checkpoint yet)")
         status.detail = (f"stalled since {fmt_time(latest, now)} ({fmt_duration(now - latest)} ago): {last}; {restart}"
                          if latest is not None else f"stalled: {last}; {restart}")
+        if workflow_alive is False and latest is not None and now - latest <= limit:
+            status.detail += " (no workflow holds the lock: the job was stopped)"
         return status
 
     # 5. pending
@@ -573,9 +591,10 @@ def campaign_status(*, papers: Sequence[str] | None = None, table: str | None = 
     for view in plan.views:
         views_of.setdefault(view.run_id, []).append(view.view_id)
     notes = _failure_notes(results)
+    alive = snakemake_running(results.parent)
     status = CampaignStatus(scale=scale, framework=framework, papers=chosen, now=now,
                             unit="GPU-hours" if scale == "paper" else "CPU-hours", scale_note=scale_note,
-                            results_dir=str(results), work_dir=str(work))
+                            results_dir=str(results), work_dir=str(work), workflow=alive)
 
     def build(run_id: str) -> RunStatus:
         if run_id in status.runs:
@@ -589,7 +608,7 @@ def campaign_status(*, papers: Sequence[str] | None = None, table: str | None = 
         status.runs[run_id] = run_status(
             run_id, run.config, views_of.get(run_id, []), tables=tables_of.get(run_id, []), scale=scale,
             planned_hours=planned, results_dir=results, work_dir=work, failures=notes.get(run_id, []), now=now,
-            stale_after=stale_after, parents=parents)
+            stale_after=stale_after, parents=parents, workflow_alive=alive)
         return status.runs[run_id]
 
     for run_id in tables_of:
@@ -646,7 +665,9 @@ def status_text(status: CampaignStatus, *, max_done: int | None = None) -> str:
     lines = [
         f"Campaign: {what} · {status.scale} scale ({status.scale_note}) · framework {status.framework or 'per spec'} · "
         f"{fmt_time(status.now)}",
-        f"Runs: {len(status.runs)} — {status.counts_line()}",
+        f"Runs: {len(status.runs)} — {status.counts_line()}" + {
+            True: " (Snakemake is running)", False: " (no Snakemake is running here: .snakemake/locks is empty)",
+            None: ""}[status.workflow],
         status.cost_line(),
         status.eta_line(),
         "",

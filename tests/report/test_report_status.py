@@ -136,3 +136,18 @@ def test_errors_name_the_option(campaign):
         campaign_status(papers=["pcb", "bags"], table="2", scale="smoke", now=NOW)
     with pytest.raises(LtbenchError, match="no table '99'"):
         campaign_status(papers=["pcb"], table="99", scale="smoke", now=NOW)
+
+
+def test_a_killed_workflow_leaves_fresh_logs_but_nothing_runs(campaign):
+    """Snakemake holds files in .snakemake/locks while it runs: without one, fresh logs are left-overs."""
+    kwargs = dict(papers=["pcb"], table="2", scale="smoke", results_dir=campaign["results"], work_dir=campaign["work"])
+    locks = campaign["results"].parent / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    status = campaign_status(**kwargs, now=NOW)
+    assert status.workflow is False and status.counts[RUNNING] == 0
+    killed = status.runs[campaign["running"][0]]
+    assert killed.state == STALLED and "(no workflow holds the lock: the job was stopped)" in killed.detail
+    assert "resumes from model_0000040.pth (iter 40)" in killed.detail
+    (locks / "0.input.lock").write_text("")
+    status = campaign_status(**kwargs, now=NOW)
+    assert status.workflow is True and {r for r in status.runs if status.runs[r].state == RUNNING} == set(campaign["running"])
