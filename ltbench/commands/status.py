@@ -23,7 +23,7 @@ import click
               help="Training work directories (default: $LTBENCH_WORK or <repo>/work).")
 @click.option("--stale-after", type=click.FloatRange(min=1), default=None,
               help="Seconds without a log write after which a training run counts as stalled "
-                   "(default: 10 min, or 5 progress-line intervals if longer).")
+                   "(default: 5 min, or 5 progress-line intervals if longer).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--max-done", type=click.IntRange(min=0), default=None,
               help="Text: list at most this many done runs (default: all).")

@@ -23,7 +23,7 @@ A run is
   failed is failed too: it can never start);
 - ``pending``: nothing of it has started (or it is trained and waits for its predictions/evaluations).
 
-The stale limit is ``stale_after`` seconds, by default the larger of 10 minutes and five times the interval
+The stale limit is ``stale_after`` seconds, by default the larger of 5 minutes and five times the interval
 between the run's last two progress lines (``iterations between lines × s/it``).
 
 Cost: ``spent`` counts done runs in full, training in progress by its fraction of iterations, and evaluations
@@ -49,7 +49,7 @@ from ltbench.errors import LtbenchError
 DONE, RUNNING, STALLED, FAILED, PENDING = "done", "running", "stalled", "failed", "pending"
 STATES = (DONE, RUNNING, STALLED, FAILED, PENDING)
 SHOW_ORDER = (RUNNING, STALLED, FAILED, PENDING, DONE)
-MIN_STALE_S = 600.0
+MIN_STALE_S = 300.0  # progress lines come every 10-30 s at both scales: 5 minutes of silence is 10+ of them
 STALE_LINES = 5
 LOG_TAIL_BYTES = 64 * 1024
 
