@@ -199,6 +199,8 @@ def seed_summary(by_n: Counter) -> str:
         return "No measured cells yet."
     parts = ", ".join(f"{count} with n = {n}" for n, count in sorted(by_n.items()))
     return f"{sum(by_n.values())} measured cells: {parts} (n = seeds that produced the cell)."
+
+
 OVERVIEW_HEADERS = ["paper", "table", "scope", "state", "cells", "reproduced", "within tol.", "gains ✓/↘/✗", "open", "page"]
 
 
@@ -264,12 +266,13 @@ def render_markdown(audit: Audit, *, site_prefix: str = "site/") -> str:
     if audit.spec_errors:
         out += ["## Specs that do not load (their tables are missing below)", ""] + [f"- {e}" for e in audit.spec_errors] + [""]
     out += ["## Tables", "", table(overview_rows(audit, site_prefix), OVERVIEW_HEADERS), "", *TABLE_LEGENDS, ""]
+    from ltbench.report.site import rendered_provenance
+
     ids = {a["id"] for a in audit.assumptions}
     for entry in audit.tables:
         if entry.rendered is not None:
-            prov = entry.rendered.markdown.rstrip().splitlines()[-1]
             out += [render_table_markdown(entry.rendered.built, heading_level=3, assumption_ids=ids,
-                                          provenance=prov if prov.startswith("Provenance") else None), ""]
+                                          provenance=rendered_provenance(entry.rendered)), ""]
     if audit.claims_md:
         out += [audit.claims_md.rstrip(), ""]
     by_n, seeds, notes = seed_rows(audit)
@@ -330,8 +333,7 @@ def render_table_markdown(built: Any, *, heading_level: int, provenance: str | N
 def provenance_summary(audit: Audit) -> str:
     if not audit.runs:
         return "No records yet."
-    count = Counter
-    commits, frameworks, hosts, devices = (count(r[k] for r in audit.runs) for k in ("commit", "framework", "host", "device"))
+    commits, frameworks, hosts, devices = ({r[k] for r in audit.runs} for k in ("commit", "framework", "host", "device"))
     return (f"{len(audit.runs)} records from ltbench commit(s) {', '.join(sorted(commits))}; "
             f"frameworks {', '.join(sorted(frameworks))}; hosts {', '.join(sorted(hosts))}; devices {', '.join(sorted(devices))}.")
 

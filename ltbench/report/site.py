@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ class TablePage:
     file: str
     caption: str
     built: Any
-    markdown_notes: list[str]
+    notes: list[str]  # the layout's notes (e.g. a framework override)
     provenance: str
     header_groups: list[tuple[str, int]]
     show_groups: bool
@@ -333,6 +333,12 @@ def environment():
     return env
 
 
+def rendered_provenance(rendered: Any) -> str | None:
+    """The provenance line that ``ltbench.render.tables.render_table`` ends a table's Markdown with, if any."""
+    last = rendered.markdown.rstrip().splitlines()[-1]
+    return last if last.startswith("Provenance") else None
+
+
 def build_pages(audit: Any, status: Any) -> list[TablePage]:
     pages = []
     for entry in audit.tables:
@@ -346,8 +352,7 @@ def build_pages(audit: Any, status: Any) -> list[TablePage]:
         page = TablePage(
             paper=entry.paper, table_id=entry.table_id, title=f"{entry.paper.upper()} Table {entry.table_id}",
             file=page_name(entry.paper, entry.table_id), caption=layout.caption, built=built,
-            markdown_notes=list(layout.notes), provenance=entry.rendered.markdown.rstrip().splitlines()[-1]
-            if entry.rendered.markdown.rstrip().splitlines()[-1].startswith("Provenance") else "",
+            notes=list(layout.notes), provenance=rendered_provenance(entry.rendered) or "",
             header_groups=[(g.label, len(g.columns)) for g in groups], show_groups=show_groups,
             attr_headers=attr_headers,
             column_headers=[(c.header, f"{c.key}" + (" (lower is better)" if c.lower_is_better else ""))
@@ -464,7 +469,3 @@ def render_index(audit: Any, status: Any, pages: Sequence[TablePage], *, root: s
     return env.get_template("index.html.j2").render(
         audit=audit, status=status, pages=pages, root=root, by_paper=by_paper, totals=totals, gains=gains,
         verdicts=verdicts, claim_counts=claim_counts(audit), titles=audit.paper_titles, seeds=seeds, active="index")
-
-
-def links(pages: Iterable[TablePage]) -> list[str]:
-    return [p.file for p in pages]
