@@ -49,7 +49,7 @@ COLOURS = {
     "v-none": ("#ffffff", "#1f2328"),
 }
 STATE_CLASS = {"done": "v-within", "running": "v-better", "stalled": "g-shrinks", "failed": "st-failed",
-               "pending": "st-pending"}
+               "pending": "st-pending", "partial": "st-na"}
 CLAIM_CLASS = {"holds": "v-within", "fails": "v-worse", "undetermined": "st-pending"}
 VERDICT_WORD = {"within": "within tolerance", "better": "better than the paper beyond the tolerance",
                 "worse": "worse than the paper beyond the tolerance"}

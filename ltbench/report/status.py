@@ -47,6 +47,7 @@ from typing import Any
 from ltbench.errors import LtbenchError
 
 DONE, RUNNING, STALLED, FAILED, PENDING = "done", "running", "stalled", "failed", "pending"
+PARTIAL = "partial"  # a table some of whose runs are done, none active, failed or stalled
 STATES = (DONE, RUNNING, STALLED, FAILED, PENDING)
 SHOW_ORDER = (RUNNING, STALLED, FAILED, PENDING, DONE)
 MIN_STALE_S = 300.0  # progress lines come every 10-30 s at both scales: 5 minutes of silence is 10+ of them
@@ -207,6 +208,7 @@ class RunStatus:
     checkpoint: str | None = None
     wall_s: float | None = None  # measured: the training job's wall time (train.done)
     started: float | None = None
+    trained: bool = False  # work/<run>/done.json or results/runs/<run>/train.done exists
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -236,13 +238,15 @@ class TableStatus:
 
     @property
     def state(self) -> str:
-        """done | running | stalled | failed | pending: the most pressing state among its runs."""
-        if self.counts.get(DONE, 0) == len(self.runs) and self.views_done == self.views_total:
+        """done (every record the table needs exists) | failed | stalled | running (the most pressing state among
+        its runs; for this table a run whose views of this table are recorded is done, ``table_state``) | partial
+        (some done, the rest pending) | pending."""
+        if self.views_done == self.views_total and self.counts.get(DONE, 0) == len(self.runs):
             return DONE
         for state in (FAILED, STALLED, RUNNING):
             if self.counts.get(state):
                 return state
-        return RUNNING if self.counts.get(DONE) else PENDING
+        return PARTIAL if self.counts.get(DONE) or self.views_done else PENDING
 
     def summary(self) -> str:
         parts = [f"{self.counts[s]} {s}" for s in SHOW_ORDER if self.counts.get(s)]
@@ -429,6 +433,7 @@ def run_status(run_id: str, config: dict[str, Any], views: Sequence[str], *, tab
     workdir = work_dir / run_id
     marker = results_dir / "runs" / run_id / "train.done"
     trained = (workdir / "done.json").is_file() or marker.is_file()
+    status.trained = trained
     if marker.is_file():
         try:
             from ltbench import io
@@ -616,13 +621,22 @@ def campaign_status(*, papers: Sequence[str] | None = None, table: str | None = 
     for ref, entry in index.items():
         paper, _, table_id = ref.partition("/")
         runs = [status.runs[r] for r in entry["runs"]]
-        views_done = sum(1 for r, v in entry["views"] if _record_exists(results, r, v))
+        recorded = {(r, v): _record_exists(results, r, v) for r, v in entry["views"]}
+        states = {run.run_id: table_state(run, [ok for (r, _), ok in recorded.items() if r == run.run_id]) for run in runs}
         status.tables.append(TableStatus(
-            paper=paper, table=table_id, runs=[r.run_id for r in runs], counts=dict(Counter(r.state for r in runs)),
-            views_done=views_done, views_total=len(entry["views"]), hours=sum(r.hours for r in runs),
-            hours_spent=sum(r.hours_spent for r in runs)))
+            paper=paper, table=table_id, runs=[r.run_id for r in runs], counts=dict(Counter(states.values())),
+            views_done=sum(recorded.values()), views_total=len(recorded), hours=sum(r.hours for r in runs),
+            hours_spent=sum(r.hours if states[r.run_id] == DONE else r.hours_spent for r in runs)))
     _estimate_eta(status)
     return status
+
+
+def table_state(run: RunStatus, table_views_recorded: Sequence[bool]) -> str:
+    """A run's state for one table: done when that table's views of it are recorded (a run the table needs only as
+    a dependency, e.g. a stage-1 run: when trained), whatever other tables still wait for; else its own state."""
+    if (table_views_recorded and all(table_views_recorded)) or (not table_views_recorded and run.trained):
+        return DONE
+    return run.state
 
 
 def _record_exists(results: Path, run_id: str, view_id: str) -> bool:

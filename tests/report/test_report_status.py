@@ -151,3 +151,21 @@ def test_a_killed_workflow_leaves_fresh_logs_but_nothing_runs(campaign):
     (locks / "0.input.lock").write_text("")
     status = campaign_status(**kwargs, now=NOW)
     assert status.workflow is True and {r for r in status.runs if status.runs[r].state == RUNNING} == set(campaign["running"])
+
+
+def test_a_table_is_done_when_its_own_records_are_even_if_its_runs_serve_other_tables(tmp_path):
+    from report_support import fill
+
+    fill(tmp_path / "results", lambda row, seed: {"segm.AP": 20.0})
+    status = campaign_status(papers=["pcb"], scale="smoke", results_dir=tmp_path / "results", work_dir=tmp_path / "work",
+                             now=NOW)
+    tables = {t.ref: t for t in status.tables}
+    assert tables["pcb/2"].state == DONE and tables["pcb/2"].counts == {DONE: 16}
+    assert tables["pcb/2"].hours_spent == pytest.approx(tables["pcb/2"].hours)
+    # Table 1 reads Table 2's Softmax and RFS runs through two more views each (MS and CM calibration)
+    assert tables["pcb/1"].views_done == 2 and tables["pcb/1"].views_total == 6 and tables["pcb/1"].state == "partial"
+    softmax = next(r for r in status.runs.values() if r.run_id.startswith("v0.5-mask-r50-random-ce-s0-"))
+    assert softmax.state == PENDING and softmax.views_done == 1 and softmax.views_total == 3  # campaign-wide: not done
+    for table in tables.values():  # nothing runs, failed or stalled: done, partial or pending by the records alone
+        expected = DONE if table.views_done == table.views_total else "partial" if table.views_done else PENDING
+        assert table.state == expected, table.ref
