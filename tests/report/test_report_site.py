@@ -93,3 +93,26 @@ def test_audit_html_is_the_index_with_links_into_the_site(report):
     page = report["md"].with_suffix(".html").read_text()
     assert 'href="site/pcb_table2.html"' in page and 'href="site/style.css"' in page
     assert page.startswith("<!DOCTYPE html>") and "<pre" not in page
+
+
+def test_seed_intervals_on_the_table_page(tmp_path):
+    """With several seeds, cells show mean±std, n and the prediction interval; gains their Welch interval; the gain
+    plot draws the interval."""
+    from report_support import fill
+
+    from ltbench.audit.report import write_audit
+
+    def metrics(row, seed):
+        gain = 1.0 if "+ PCB" in row.label else 0.0
+        ap = 20.0 + 0.5 * seed + gain
+        return {"segm.AP": ap, "segm.APr": 5 + seed, "segm.APc": ap, "segm.APf": ap, "bbox.AP": ap, "PwB": 12 - gain}
+
+    fill(tmp_path / "results", metrics, seeds=3)
+    md = tmp_path / "tables" / "audit.md"
+    write_audit(["pcb"], md=md, html=None, scale="smoke", results_dir=tmp_path / "results", work_dir=tmp_path / "work",
+                seeds=3, status=False)
+    page = (md.parent / "site" / "pcb_table2.html").read_text()
+    assert "20.5±0.5" in page and "n=3 [" in page  # Softmax v0.5 AP: mean 20.5 of 20, 20.5, 21
+    assert re.search(r'<span class="m">\+1\.0<i>[^<]+</i></span><span class="p">paper \+3\.2</span><span class="x">\[-0\.1, \+2\.1\]</span>', page)
+    # Welch: d = 1.0, s = 0.5 on both sides (n = 3), df = 4, t = 2.776: 1.0 ± 1.13
+    assert (md.parent / "site" / "plots" / "pcb_table2" / "gains.png").is_file()
