@@ -57,4 +57,4 @@ bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
 clean-results:
-	rm -rf results/records results/metrics.parquet tables/*.md tables/*.tex tables/*.html tables/plots
+	rm -rf results/records results/metrics.parquet tables/*.md tables/*.tex tables/*.html tables/plots tables/site

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "LVIS metrics of record (bbox/segm, bins, PwB) for a detections file.",
     "stats": "Dataset statistics of an LVIS-format annotation file.",
     "results": "Query the results store.",
+    "status": "Where a campaign stands: runs done, running, stalled, failed, pending; cost left; ETA.",
     "render": "Render a paper table (Markdown/LaTeX) with the difference to each reported number.",
     "audit": "Audit report over all tables of all papers.",
     "explain": "Trace a table cell to its YAML row, its run and the code behind it.",
@@ -64,7 +65,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one message and exit 2, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="ltbench", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="ltbench", standalone_mode=False)
     except LtbenchError as exc:
         click.echo(f"ltbench: error: {exc}", err=True)
         return 2
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    # a command that ends with ctx.exit(n) (e.g. `results` when nothing matches): click returns n here
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 if __name__ == "__main__":

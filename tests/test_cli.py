@@ -7,8 +7,8 @@ import sys
 
 from ltbench.cli import SUBCOMMANDS, main
 
-EXPECTED = {"reported", "plan", "evaluate", "stats", "data", "train", "predict", "results", "render", "audit", "explain",
-            "step", "weights"}
+EXPECTED = {"reported", "plan", "evaluate", "stats", "data", "train", "predict", "results", "status", "render", "audit",
+            "explain", "step", "weights"}
 
 
 def test_help_lists_every_subcommand(capsys):

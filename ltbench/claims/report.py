@@ -36,9 +36,14 @@ def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = N
     return out
 
 
-def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, evidence: bool = True) -> str:
-    """A Markdown section: a summary line, one table row per claim, then the evidence per claim."""
+def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, evidence: bool = True,
+                    compact: bool = False) -> str:
+    """A Markdown section: a summary line, one table row per claim, then the evidence per claim.
+
+    ``compact``: the table without column padding (the audit report)."""
     from tabulate import tabulate
+
+    from ltbench.render.markdown import compact_pipe
 
     counts = Counter(r.verdict for _, r in pairs)
     lines = ["## Claims", "",
@@ -53,7 +58,8 @@ def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, 
             on_paper += " (the text contradicts its table: see note)"
         rows.append([result.id, f"“{text}”", result.where, on_paper,
                      MARK[result.verdict] + f" ({result.mode})"])
-    lines.append(tabulate(rows, headers=["claim", "text", "where", "paper's numbers", "reproduced"], tablefmt="pipe"))
+    headers = ["claim", "text", "where", "paper's numbers", "reproduced"]
+    lines.append(compact_pipe(headers, rows) if compact else tabulate(rows, headers=headers, tablefmt="pipe"))
     if evidence:
         for _, result in pairs:
             lines += ["", f"### {result.id}: {MARK[result.verdict]}", ""]
@@ -61,6 +67,11 @@ def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, 
                 lines.append(f"- note: {result.note}")
             lines += [f"- {d}" for d in result.details]
             cells = [e.describe() for e in result.evidence]
+            if compact:  # cells not measured yet are counted, not listed
+                missing = sum(1 for e in result.evidence if not e.values)
+                cells = [e.describe() for e in result.evidence if e.values]
+                if missing:
+                    cells.append(f"{missing} cell(s) not measured yet")
             if cells:
                 lines.append("- cells: " + "; ".join(cells))
     return "\n".join(lines) + "\n"

@@ -94,11 +94,14 @@ def _plots(plot_dir: str, gt_path: str, results: dict, train_counts: dict | None
             plot_ap_vs_instances(per_category_ap(res), train_counts, out / f"{iou_type}_ap_vs_instances.png",
                                  frequency=gt.frequency, scheme=bins, title=f"{iou_type}: per-class AP")
     if proposal_stats is not None:
-        from ltbench.evaluation.confusion import load_proposal_stats, plot_confusion_heatmap, soft_confusion_matrix
+        from ltbench.evaluation.confusion import load_proposal_stats, plot_confusion_heatmap, short_name, soft_confusion_matrix
 
         data = load_proposal_stats(proposal_stats)
         names_by_id = {c["id"]: c.get("name", str(c["id"])) for c in gt.data["categories"]}
-        names = [names_by_id.get(int(c), str(int(c))) for c in data["category_ids"]]
+        # category names from the annotation file, with the LVIS frequency group (r/c/f) where it has one
+        freq = gt.frequency or {}
+        names = [short_name(names_by_id.get(int(c), f"category {int(c)}")) + (f" [{freq[int(c)]}]" if int(c) in freq else "")
+                 for c in data["category_ids"]]
         M = soft_confusion_matrix(data["cm_sum"], data["cm_count"])
         if (data["cm_count"] > 0).any():
             plot_confusion_heatmap(M, names, out / "confusion_log2.png")

@@ -1,6 +1,6 @@
 """``ltbench results``: query the results store; the workflow's store steps are subcommands.
 
-    ltbench results [--run ID] [--paper P --table N] [--format markdown|csv|json]   query
+    ltbench results [--run ID] [--paper P [--table N]] [--columns C,...] [--format markdown|csv|json]   query
     ltbench results emit --run ID [--view V] --scale S [--framework F] --out FILE    plan -> config JSON
     ltbench results done --run ID --workdir DIR --out FILE                          training marker
     ltbench results fail --run ID [--view V] --stage STAGE --log FILE               failure note
@@ -26,8 +26,12 @@ RESULTS = click.option("--results-dir", type=click.Path(file_okay=False, path_ty
 
 @click.group(name="results", invoke_without_command=True)
 @click.option("--run", "run_id", default=None, help="A run id, or its readable prefix.")
-@click.option("--paper", default=None, help="With --table: only the (run, view) pairs of that table.")
-@click.option("--table", default=None)
+@click.option("--paper", default=None, help="Only the (run, view) pairs of that paper's tables (or, with --table, of one).")
+@click.option("--table", default=None, help="One table of --paper, e.g. 2.")
+@click.option("--columns", default=None,
+              help="Comma-separated columns to show, in order; patterns allowed (segm.AP*). Wide: run_id, view_id, "
+                   "seed, the metric keys, and the per-record columns (framework, host, wall_time_s, ...). "
+                   "run_id, view_id, seed lead unless you name one of them.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "csv", "json"]), default="markdown", show_default=True)
 @click.option("--wide/--long", default=True, show_default=True, help="One column per metric, or one row per metric.")
 @SCALE
@@ -35,16 +39,18 @@ RESULTS = click.option("--results-dir", type=click.Path(file_okay=False, path_ty
 @SEEDS
 @RESULTS
 @click.pass_context
-def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framework, seeds, results_dir) -> None:
-    """Query the results store (aggregated from results/records, cached in results/metrics.parquet)."""
+def command(ctx: click.Context, run_id, paper, table, columns, fmt, wide, scale, framework, seeds, results_dir) -> None:
+    """Query the results store (aggregated from results/records, cached in results/metrics.parquet).
+
+    Exits 1 with a message on stderr when nothing matches."""
     if ctx.invoked_subcommand is not None:
         return
     from ltbench.errors import LtbenchError
-    from ltbench.store.aggregate import load_frame, query
+    from ltbench.store.aggregate import load_frame, query, select_columns
     from ltbench.store.aggregate import wide as to_wide
 
-    if (paper is None) != (table is None):
-        raise LtbenchError("--paper and --table go together", expected="both or neither")
+    if table is not None and paper is None:
+        raise LtbenchError("--table needs --paper", key="--table", expected="--paper P --table N")
     frame, loaded = load_frame(results_dir)
     if loaded is not None:
         for bad in loaded.corrupt:
@@ -54,15 +60,21 @@ def command(ctx: click.Context, run_id, paper, table, fmt, wide, scale, framewor
         from ltbench.workflow import WorkflowPlan
 
         plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper], seeds=seeds)
-        pairs = set(plan.table_pairs(paper, table))
+        pairs = set(plan.table_pairs(paper, table) if table is not None else plan.paper_pairs(paper))
     out = query(frame, run_id=run_id, pairs=pairs)
     if out.empty:
-        click.echo("no results" + (f" for run {run_id!r}" if run_id else "") + (f" in {paper} table {table}" if paper else ""), err=True)
-        return
+        where = [f"run {run_id!r}"] if run_id else []
+        if paper:
+            where.append(f"{paper} table {table}" if table else f"any table of {paper}")
+        total = frame[["run_id", "view_id"]].drop_duplicates().shape[0]
+        click.echo(f"ltbench results: no results for {' in '.join(where) or 'the query'} ({scale} scale) among "
+                   f"{total} record(s) in {results_dir or 'results'}", err=True)
+        ctx.exit(1)
+    shown = to_wide(out).reset_index() if wide and fmt != "json" else out
+    shown = select_columns(shown, columns, long=out if wide and fmt != "json" else None)
     if fmt == "json":
-        click.echo(out.to_json(orient="records", indent=1))
+        click.echo(shown.to_json(orient="records", indent=1))
         return
-    shown = to_wide(out).reset_index() if wide else out
     if fmt == "csv":
         click.echo(shown.to_csv(index=False), nl=False)
     else:

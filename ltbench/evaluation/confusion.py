@@ -255,6 +255,12 @@ def proposal_metrics(path: str | PathLike[str], train_counts: Mapping[int, int] 
     return out
 
 
+def short_name(name: str, limit: int = 28) -> str:
+    """A category name for a tick label: at most ``limit`` characters (``monitor_(computer_equipment)…``)."""
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def plot_confusion_heatmap(M: Any, names: Sequence[str], out_path: str | PathLike[str], *,
                            num_classes: int = 10, seed: int = 0, classes: Sequence[int] | None = None,
                            title: str | None = None) -> list[int]:
@@ -280,15 +286,20 @@ def plot_confusion_heatmap(M: Any, names: Sequence[str], out_path: str | PathLik
     sub = M[np.ix_(classes, classes)]
     floor = sub[sub > 0].min() if (sub > 0).any() else 1e-12
     logm = np.log2(np.maximum(sub, floor))
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+    labels = [short_name(names[c], 36) for c in classes]
+    # room for the longest label: constrained layout places the tick labels and the colour bar (with its label)
+    # inside the figure instead of clipping them
+    label_in = 0.09 * max(len(label) for label in labels)
+    cell_in = 0.36
+    fig, ax = plt.subplots(figsize=(2.2 + label_in + cell_in * len(classes), 1.2 + label_in + cell_in * len(classes)),
+                           layout="constrained")
     im = ax.imshow(logm, cmap="viridis")
-    labels = [names[c] for c in classes]
-    ax.set_xticks(range(len(classes)), labels, rotation=90)
-    ax.set_yticks(range(len(classes)), labels)
+    ax.set_xticks(range(len(classes)), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(classes)), labels, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("ground-truth class")
-    ax.set_title(title or "log2 soft confusion matrix")
-    fig.colorbar(im, ax=ax, label="log2 M[i, j]")
+    ax.set_title(title or "log2 soft confusion matrix", fontsize=10)
+    fig.colorbar(im, ax=ax, label="log2 M[i, j]", shrink=0.9)
     from ltbench.evaluation.plots import save_figure
 
     save_figure(fig, out_path)

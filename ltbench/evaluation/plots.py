@@ -60,7 +60,8 @@ def save_figure(fig, out_path) -> None:
 
     from ltbench.io import atomic_open
 
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with layout="constrained" lays itself out
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)

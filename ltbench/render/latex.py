@@ -33,6 +33,8 @@ _TEX_ESCAPES = {
     "↓": r"$\downarrow$",
     "↑": r"$\uparrow$",
     "†": r"$\dagger$",
+    "↳": r"$\hookrightarrow$",
+    "↘": r"$\searrow$",
     "–": "--",
     "…": r"\ldots{}",
 }
@@ -102,6 +104,7 @@ def render_latex(built: BuiltTable) -> str:
         groups=groups,
         headers=headers,
         rows=body,
-        summary="Summary: " + built.summary.line(),
+        summary="Summary: " + built.summary.line()
+        + (f". {built.gain_summary.line()}" if built.gain_summary is not None and built.gain_summary.total else ""),
         footnotes=built.footnotes,
     )

@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from ltbench.render.numbers import decimals_of, fmt, fmt_signed, round_half_up, to_decimal
 
@@ -53,6 +54,7 @@ class LayoutRow:
     # How seeds combine for this row: {"rule": "mean" | "median"} or {"rule": "median_run", "by": key}
     # (every cell from the one seed whose `by` metric is the median; SimCal's "median overall AP").
     seed_rule: dict[str, str] | None = None
+    baseline: str | None = None  # label of the row (same group) whose gain over it is shown (ltbench.render.gains)
 
 
 def median_run(pairs: Sequence[tuple[str, str]], results: Mapping[tuple[str, str], Mapping[str, float]], by: str):
@@ -162,6 +164,8 @@ class BuiltTable:
     footnotes: list[tuple[str, str]]  # (marker, text) in order of first use
     summary: Summary
     tolerances: dict[str, float]
+    gains: dict = field(default_factory=dict)  # printed-row index -> ltbench.render.gains.GainRow
+    gain_summary: Any = None  # ltbench.render.gains.GainSummary
 
 
 def tolerance_for(key: str, tolerances: Mapping[str, float]) -> float:
@@ -351,4 +355,8 @@ def build_table(
         for group in layout.column_groups:
             for column in group.columns:
                 prow.cells.setdefault((group.id, column.key), Cell(status="empty"))
-    return BuiltTable(layout=layout, rows=list(printed.values()), footnotes=footnotes, summary=summary, tolerances=tolerances)
+    from ltbench.render.gains import table_gains
+
+    gains, gain_summary = table_gains(layout, list(printed), results, failures=failures, tolerances=tolerances)
+    return BuiltTable(layout=layout, rows=list(printed.values()), footnotes=footnotes, summary=summary, tolerances=tolerances,
+                      gains=gains, gain_summary=gain_summary)

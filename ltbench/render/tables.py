@@ -68,6 +68,7 @@ def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, sc
                 missing=missing,
                 not_reproducible=not_repro,
                 seed_rule=_seed_rule(spec, row),
+                baseline=_baseline_label(table, row),
             )
         )
     assumptions = {a.id: (a.text + (f" Choice: {a.choice}" if a.choice else "")).strip() for a in spec.assumptions.values()}
@@ -87,6 +88,15 @@ def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, sc
         statistic=statistic,
         table_assumptions=list(table.assumptions),
     )
+
+
+def _baseline_label(table: Any, row: Any) -> str | None:
+    """The label of the row's ``baseline:`` (stored as a row id by the spec loader), in its column group."""
+    ref = getattr(row, "baseline", None)
+    if not ref:
+        return None
+    base = table.find_row(ref, row.group.id)
+    return base.label if base is not None else None
 
 
 def _seed_rule(spec: Any, row: Any) -> dict[str, str] | None:

@@ -345,8 +345,9 @@ class _Checker:
                     multi_group=len(groups) > 1, attributes=dict(r.get("attributes", {})), run=r.get("run", {}),
                     stage1=r.get("stage1"), view=r.get("view"), seeds=r.get("seeds"), reported=reported,
                     cited=cited, assumptions=list(r.get("assumptions", [])), note=r.get("note", ""),
-                    seed_aggregate=r.get("seed_aggregate"),
+                    seed_aggregate=r.get("seed_aggregate"), baseline=r.get("baseline"),
                 ))
+            self.resolve_baselines(table, ti)
             for mi, m in enumerate(t.get("missing", [])):
                 if "group" in m and m["group"] not in [g.id for g in groups]:
                     self.fail(f"unknown column group {m['group']!r}", ["tables", ti, "missing", mi, "group"],
@@ -383,6 +384,22 @@ class _Checker:
                     else f"a finite number from {low:g} to {high:g}") + (f" ({key} is {what})" if what else "")
         self.fail(f"reported value {text!r} is not a finite number" if not finite else f"reported value {text} is out of range",
                   keys, expected=expected)
+
+    def resolve_baselines(self, table: Table, ti: int) -> None:
+        """``baseline:`` names a row of the same table and column group (id or label): store its id."""
+        for row in table.rows:
+            if row.baseline is None:
+                continue
+            keys: list[str | int] = ["tables", ti, "rows", row.index, "baseline"]
+            candidates = [r for r in table.rows if r.group.id == row.group.id]
+            target = table.find_row(row.baseline, row.group.id)
+            if target is None:
+                self.fail(f"baseline {row.baseline!r} is not a row of column group {row.group.id!r}"
+                          + did_you_mean(row.baseline, [r.label for r in candidates]), keys,
+                          expected="the id or label of another row in the same table and column group")
+            if target is row:
+                self.fail(f"row {row.label!r} names itself as its baseline", keys, expected="another row")
+            row.baseline = target.id
 
     def check_claims(self, spec: PaperSpec) -> None:
         from ltbench.spec import claims

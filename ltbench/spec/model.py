@@ -112,6 +112,7 @@ class Row:
     assumptions: list[str]
     note: str = ""
     seed_aggregate: dict[str, Any] | None = None
+    baseline: str | None = None  # id of the row (same table and group) whose gain the tables show
 
     @property
     def display_label(self) -> str:

@@ -166,6 +166,12 @@ def build_schema() -> dict[str, Any]:
             },
             "assumptions": {"type": "array", "items": {"type": "string"}},
             "note": {"type": "string"},
+            "baseline": {
+                "type": "string",
+                "minLength": 1,
+                "description": "the row (id or label, same table and column group) this row's method is "
+                "added to: tables show the gain over it beside the paper's gain",
+            },
         },
         "additionalProperties": False,
     }

@@ -119,3 +119,42 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
     return frame.pivot_table(index=["run_id", "view_id", "seed"], columns="metric", values="value", aggfunc="first")
+
+
+KEY_COLUMNS = ["run_id", "view_id", "seed"]
+
+
+def select_columns(frame: pd.DataFrame, spec: str | None, *, long: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The columns named in ``spec`` (comma-separated; shell-style patterns such as ``segm.AP*`` allowed), in order.
+
+    ``frame``: the table as shown (wide: run_id, view_id, seed + one column per metric; or long). ``long``: the
+    long frame a wide one came from: its per-record columns (framework, host, wall_time_s, ...) can be named too.
+    The key columns run_id, view_id, seed lead unless ``spec`` names one of them itself. Unknown names are an
+    error that lists the available columns.
+    """
+    import fnmatch
+
+    from ltbench.errors import LtbenchError, did_you_mean
+
+    if spec is None:
+        return frame
+    wanted = [name.strip() for name in spec.split(",") if name.strip()]
+    if not wanted:
+        raise LtbenchError("--columns is empty", key="--columns", expected="comma-separated column names, e.g. segm.AP,bbox.AP")
+    extra = [c for c in (long.columns if long is not None else []) if c not in frame.columns and c not in ("metric", "value")]
+    available = [str(c) for c in frame.columns] + extra
+    chosen: list[str] = []
+    for name in wanted:
+        matches = fnmatch.filter(available, name) if any(ch in name for ch in "*?[") else [name] if name in available else []
+        if not matches:
+            raise LtbenchError(f"no column {name!r}{did_you_mean(name, available)}", key="--columns",
+                               expected="one of " + ", ".join(available))
+        chosen += [m for m in matches if m not in chosen]
+    if not any(c in KEY_COLUMNS for c in chosen):
+        chosen = [c for c in KEY_COLUMNS if c in available] + chosen
+    out = frame
+    needed = [c for c in chosen if c in extra]
+    if needed:
+        per_record = long.drop_duplicates(KEY_COLUMNS)[KEY_COLUMNS + needed]
+        out = out.merge(per_record, on=KEY_COLUMNS, how="left")
+    return out[chosen]

@@ -35,8 +35,10 @@ def test_pcb_table2_with_zero_results_is_all_pending_in_paper_order(tmp_path):
     md = rendered.markdown
     s = rendered.built.summary
     assert s.reproduced == 0 and s.total == s.pending > 0
-    body = [ln for ln in md.splitlines() if ln.startswith("| ") and "Method" not in ln]
+    body = [ln for ln in md.splitlines() if ln.startswith("| ") and "Method" not in ln and not ln.startswith("| ↳")]
     methods = [ln.split("|")[1].split("†")[0].split("*")[0].strip() for ln in body]
+    gains = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| ↳")]  # under each "+ PCB" row
+    assert gains == ["↳ gain over Softmax", "↳ gain over RFS [12]", "↳ gain over EQL v2 [29]", "↳ gain over Seesaw [34]"]
     assert methods == ["Softmax", "Softmax", "RFS [12]", "RFS [12]", "EQL v2 [29]", "EQL v2 [29]", "Seesaw [34]", "Seesaw [34]"]
     assert [ln.split("|")[2].strip()[0] for ln in body] == ["✗", "✓"] * 4
     header = md.splitlines()[[i for i, ln in enumerate(md.splitlines()) if ln.startswith("| Method")][0]]
@@ -87,11 +89,12 @@ def test_audit_renders_all_papers_with_zero_results(tmp_path):
     md, html = tmp_path / "audit.md", tmp_path / "audit.html"
     audit = write_audit(["pcb"], md=md, html=html, scale="smoke", results_dir=tmp_path / "results")
     text = md.read_text()
-    assert "## Every cell" in text and "## Assumptions" in text and "pcb-start-epoch" in text
+    assert "## Assumptions" in text and "pcb-start-epoch" in text
+    assert "## Every cell" not in text and "(site/downloads/cells.csv)" in text  # every cell is a download of the site
     assert "## Claims" in text
     assert audit.status_counts()["reproduced"] == 0 and audit.status_counts()["pending"] > 0
     page = html.read_text()
-    assert page.startswith("<!DOCTYPE html>") and "<table>" in page and "PCB Table 2" in page
+    assert page.startswith("<!DOCTYPE html>") and "<table" in page and "PCB Table 2" in page
     assert "<script" not in page
 
 
@@ -117,7 +120,7 @@ def test_audit_plots_and_provenance_with_results(tmp_path, pcb2_served):
     _fill(results, pcb2_served, lambda key: {"segm.AP": 20.0, "bbox.AP": 21.0})
     md = tmp_path / "tables" / "audit.md"
     audit = write_audit(["pcb"], md=md, html=md.with_suffix(".html"), scale="smoke", results_dir=results)
-    assert audit.runs and audit.plots and (md.parent / audit.plots[0]["path"]).is_file()
+    assert audit.runs and audit.plots and (md.parent / audit.plots[0]["plots"][0]["path"]).is_file()
     assert "reproduced_vs_reported.png" in md.read_text()
 
 
@@ -134,4 +137,4 @@ def test_cli_render_and_results(tmp_path, pcb2_served, capsys):
     assert main(["results", "--results-dir", str(tmp_path), "--run", run_id, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["run_id"] for r in rows} == {run_id} and rows[0]["metric"] == "segm.AP"
-    assert main(["results", "--paper", "pcb"]) == 2  # --paper without --table is a user error
+    assert main(["results", "--results-dir", str(tmp_path), "--table", "2"]) == 2  # --table without --paper is a user error

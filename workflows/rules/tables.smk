@@ -115,6 +115,8 @@ rule audit:
     output:
         md=report("tables/audit.md", caption="../report/audit.rst", category="Audit"),
         html=report("tables/audit.html", caption="../report/audit.rst", category="Audit"),
+        # the report site: one page per table (plots, footnotes), status, claims, downloads of every cell
+        site=directory("tables/site"),
     log:
         "results/logs/render/audit.log",
     conda:
@@ -123,8 +125,9 @@ rule audit:
         cmd=LTBENCH,
         plan=PLAN_ARGS,
         papers=" ".join(f"--paper {p}" for p in config["papers"]),
+        work=lambda w: WORK,  # training work directories: the campaign status reads their logs
     resources:
         runtime=30,
         mem_mb=4000,
     shell:
-        "{params.cmd} audit {params.papers} {params.plan} --md {output.md} --html {output.html} > {log} 2>&1"
+        "{params.cmd} audit --work-dir {params.work} {params.papers} {params.plan} --md {output.md} --html {output.html} --site {output.site} > {log} 2>&1"
