@@ -4,7 +4,7 @@ A row with ``baseline:`` in its spec (same table and column group; ``workflows/p
 metric, the gain ``method − baseline``:
 
 - reported: the difference of the two printed numbers (exact decimals; copied from the paper);
-- reproduced: the difference of the seed means with its 95 % Welch interval, ``ltbench.seeds.difference_stats``
+- reproduced: the difference of the seed means with its 95 % Welch interval, ``ltbench.analysis.seeds.difference_stats``
   (the definition the framework-sensitivity table and the claims use; one seed on both sides: no interval).
 
 A gain carries across framework versions far better than an absolute AP, so it gets its own verdict. The
@@ -155,7 +155,7 @@ def _failure(row: Any, failures: Mapping[tuple[str, str | None], str]) -> str | 
 def gain_cell(method: Any, baseline: Any, column: Any, *, results: Mapping[tuple[str, str], Mapping[str, float]],
               failures: Mapping[tuple[str, str | None], str], tolerance: float, precision: int) -> GainCell:
     """One gain cell from two ``LayoutRow``s of the same column group (``ltbench.render.model``)."""
-    from ltbench.seeds import difference_stats
+    from ltbench.analysis.seeds import difference_stats
 
     key = column.key
     reported = None

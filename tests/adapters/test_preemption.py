@@ -118,7 +118,7 @@ def test_checkpoint_minutes_and_the_wall_clock():
 
 
 def test_the_workflow_passes_the_same_exit_code():
-    from ltbench.store import workflow as wf
+    from ltbench import workflow as wf
 
     assert wf.RESUBMIT_EXIT_CODE == preemption.EXIT_CODE
 

@@ -96,7 +96,7 @@ def test_workflow_plans_each_frameworks_runs():
 
 
 def test_snakemake_dry_run_of_the_sensitivity_target():
-    from tests.test_workflow import jobs_of, snakemake
+    from support.workflow import jobs_of, snakemake
 
     proc = snakemake("--profile", "local", "-n", "-p", "--forceall", "tables/pcb_table2_sensitivity.md")
     assert proc.returncode == 0, proc.stderr[-2000:]

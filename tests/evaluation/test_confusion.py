@@ -90,7 +90,8 @@ def test_proposal_metrics_through_evaluate(tmp_path: Path) -> None:
     from ltbench.evaluation import evaluate
 
     try:
-        from tests.test_eval_lvis import _hand_dets, _hand_gt
+        from support.lvis_hand import hand_dets as _hand_dets
+        from support.lvis_hand import hand_gt as _hand_gt
     except ImportError:  # pytest run without the repository root on sys.path
         from support.lvis_hand import hand_dets as _hand_dets
         from support.lvis_hand import hand_gt as _hand_gt
@@ -147,7 +148,8 @@ def test_cli_with_proposal_stats_writes_pwb_and_heatmap(tmp_path: Path) -> None:
     from ltbench.cli import main
 
     try:
-        from tests.test_eval_lvis import _hand_dets, _hand_gt
+        from support.lvis_hand import hand_dets as _hand_dets
+        from support.lvis_hand import hand_gt as _hand_gt
     except ImportError:
         from support.lvis_hand import hand_dets as _hand_dets
         from support.lvis_hand import hand_gt as _hand_gt

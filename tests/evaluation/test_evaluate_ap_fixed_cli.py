@@ -12,7 +12,7 @@ from ltbench.cli import main
 from ltbench.io import write_json
 from ltbench.spec import vocab
 from ltbench import workflow as wf
-from tests.test_ap_fixed import AP_A, AP_B, hand_case
+from support.ap_fixed_case import AP_A, AP_B, hand_case
 
 
 def test_cli_adds_ap_fixed_keys_to_the_metrics(tmp_path):

@@ -12,7 +12,7 @@ from ltbench.render.gains import REPRODUCES, REVERSES, SHRINKS, gain_verdict
 from ltbench.render.tables import render_table
 from ltbench.spec import load_paper
 
-from report_support import fill
+from support.report import fill
 
 
 @pytest.mark.parametrize(("reported", "value", "lower", "expected"), [
@@ -41,7 +41,7 @@ def test_gain_verdict_with_a_seed_interval():
 
 def test_pcb_table2_baselines_agree_with_the_claim_the_sensitivity_table_uses():
     """Table 2's `baseline:` marks give the same (method, baseline) pairs as claim pcb-improves-every-base."""
-    from ltbench.sensitivity import pairs_from_claim
+    from ltbench.analysis.sensitivity import pairs_from_claim
 
     spec = load_paper(paths.PAPER_SPECS_DIR / "pcb.yaml")
     table = spec.table("2")

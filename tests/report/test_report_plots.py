@@ -45,7 +45,7 @@ def _capture(monkeypatch):
 @pytest.fixture
 def pcb2(tmp_path):
     """PCB Table 2 rendered from records: '+ PCB' rows 2 points above their baselines, PwB 2 below."""
-    from report_support import fill
+    from support.report import fill
 
     from ltbench.render.tables import render_table
 

@@ -6,7 +6,7 @@ import json
 
 from ltbench.cli import main
 
-from report_support import fill
+from support.report import fill
 
 
 def _metrics(row, seed):

@@ -11,7 +11,7 @@ import pytest
 from ltbench import paths
 from ltbench.spec import load_paper
 
-from report_support import half_finished_campaign
+from support.report import half_finished_campaign
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_audit_html_is_the_index_with_links_into_the_site(report):
 def test_seed_intervals_on_the_table_page(tmp_path):
     """With several seeds, cells show mean±std, n and the prediction interval; gains their Welch interval; the gain
     plot draws the interval."""
-    from report_support import fill
+    from support.report import fill
 
     from ltbench.audit.report import write_audit
 

@@ -28,7 +28,7 @@ import pytest
 from ltbench import paths
 from ltbench.report.site import COLOURS
 
-from report_support import half_finished_campaign
+from support.report import half_finished_campaign
 
 WIDTH = 1280
 PAPERS = ["pcb", "disalign", "bags", "simcal"]

@@ -12,7 +12,7 @@ from ltbench.report.status import (
     DONE, FAILED, PENDING, RUNNING, STALLED, campaign_status, parse_progress_lines, read_progress,
 )
 
-from report_support import half_finished_campaign, write_workdir
+from support.report import half_finished_campaign, write_workdir
 
 NOW = 1_800_000_000.0  # a fixed clock: 2027-01-15 08:00 UTC
 
@@ -154,7 +154,7 @@ def test_a_killed_workflow_leaves_fresh_logs_but_nothing_runs(campaign):
 
 
 def test_a_table_is_done_when_its_own_records_are_even_if_its_runs_serve_other_tables(tmp_path):
-    from report_support import fill
+    from support.report import fill
 
     fill(tmp_path / "results", lambda row, seed: {"segm.AP": 20.0})
     status = campaign_status(papers=["pcb"], scale="smoke", results_dir=tmp_path / "results", work_dir=tmp_path / "work",

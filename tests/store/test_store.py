@@ -14,6 +14,7 @@ import time
 import pytest
 
 from ltbench.errors import LtbenchError
+from support.store import VIEW, fake_run
 from ltbench.store import load_records, make_record, record_path, write_record
 from ltbench.store.records import (
     clear_failures,
@@ -23,19 +24,6 @@ from ltbench.store.records import (
     run_id_matches,
     write_failure,
 )
-
-
-def fake_run(seed: int = 0, **over) -> dict:
-    """A resolved run config shaped like CONTRACTS.md (values are irrelevant to the store)."""
-    import hashlib
-
-    body = {"scale": "smoke", "framework": "torchvision", "dataset": "lvis_v0.5", "seed": seed, "loss": {"name": "ce"}}
-    body.update(over)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:8]
-    return {"id": f"softmax-{digest}", **body}
-
-
-VIEW = {"id": "plain", "name": "plain"}
 
 
 def test_record_round_trip_has_metrics_config_hash_and_provenance(tmp_path):

@@ -7,7 +7,7 @@ import time
 
 from ltbench.store import make_record, write_record
 from ltbench.store.aggregate import load_frame, query, wide, write_parquet
-from tests.test_store import fake_run
+from support.store import fake_run
 
 
 def _fill(tmp_path):

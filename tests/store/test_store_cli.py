@@ -6,7 +6,7 @@ import json
 
 from ltbench.cli import main
 from ltbench.io import read_json, write_json
-from tests.test_store import VIEW, fake_run
+from support.store import VIEW, fake_run
 
 
 def test_emit_done_fail_record_collect_round_trip(tmp_path, capsys):

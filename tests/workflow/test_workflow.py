@@ -16,18 +16,7 @@ from ltbench import paths
 from ltbench.errors import LtbenchError
 from ltbench import workflow as wf
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def snakemake(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
-
-
-def jobs_of(dry_run_output: str) -> dict[str, int]:
-    """The "Job stats" table of a dry run: rule -> count."""
-    stats = dry_run_output.split("Job stats:", 1)[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m.group(1) != "total"}
+from support.workflow import SNAKEMAKE, jobs_of, snakemake  # noqa: F401
 
 
 def test_lint_is_clean():

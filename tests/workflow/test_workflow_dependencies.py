@@ -12,7 +12,7 @@ from ltbench import workflow as wf
 
 @pytest.fixture(scope="module")
 def dry_run():
-    from tests.test_workflow import snakemake
+    from support.workflow import snakemake
 
     proc = snakemake("--profile", "local", "-n", "-p", "--forceall", "tables/bags_table5.md", "tables/bags_table6.md")
     assert proc.returncode == 0, proc.stderr[-2000:]

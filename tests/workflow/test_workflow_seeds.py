@@ -78,7 +78,7 @@ def test_three_seed_records_render_mean_std_and_seed_verdict(tmp_path, plans):
 
 
 def test_snakemake_config_seeds_plans_three_trainings_per_row():
-    from tests.test_workflow import jobs_of, snakemake
+    from support.workflow import jobs_of, snakemake
 
     proc = snakemake("--profile", "local", "-n", "-p", "--forceall", "tables/pcb_table2.md", "--config", "seeds=3")
     assert proc.returncode == 0, proc.stderr[-2000:]
