@@ -30,12 +30,12 @@ def instance_counts(num_classes: int) -> list[int]:
 
 
 def build(method: str, num_classes: int, background: str):
-    import ltbench.methods.heads  # noqa: F401
-    import ltbench.methods.pcb  # noqa: F401
+    import ltbench.methods  # noqa: F401  (registers every head)
+    from ltbench.data.lvis_meta import ClassStats
     from ltbench.methods.box_head import build_box_head
 
-    counts = instance_counts(num_classes)
-    head = build_box_head(method, num_classes=num_classes, background=background, num_box_deltas=4 * num_classes, instance_counts=counts)
+    stats = ClassStats.from_counts(instance_counts=instance_counts(num_classes))
+    head = build_box_head(method, num_classes=num_classes, background=background, num_box_deltas=4 * num_classes, class_stats=stats)
     if method == "pcb":
         head.set_progress(20, 24, 0, 1)  # past the start epoch ...
         head.confusion.seen.fill_(1)  # ... and every class seen: the PCB terms are computed

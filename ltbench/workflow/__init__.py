@@ -36,6 +36,7 @@ from ltbench.workflow.plan import (
     without_failed,
 )
 from ltbench.workflow.resources import (
+    MAX_RUNTIME_MIN,
     RESUBMIT_EXIT_CODE,
     cap_runtime,
     checkpoint_signal,
