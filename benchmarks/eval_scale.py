@@ -206,7 +206,8 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
 # Main.
 # --------------------------------------------------------------------------------------------------
 def label(run: dict) -> str:
-    return "lvis-api" if run["evaluator"] == "lvis-api" else f"fast w={run['workers']}"
+    name = "lvis-api" if run["evaluator"] == "lvis-api" else f"fast w={run['workers']}"
+    return f"{name} {run['tag']}" if run.get("tag") else name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,14 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reserve-mb", type=float, default=2500, help="MemAvailable kept free (the guard)")
     ap.add_argument("--workdir", type=Path, default=None, help="default: $LTBENCH_DATA/eval_scale")
     ap.add_argument("--json", type=Path, default=None, help="also write every measurement here")
-    ap.add_argument("--report", type=Path, default=None, help="run nothing: print the table of a --json file")
+    ap.add_argument("--tag", default="", help="a label for this run's rows (e.g. the code version measured)")
+    ap.add_argument("--report", type=Path, nargs="+", default=None,
+                    help="run nothing: print one table of these --json files (the LVIS API rows of one file are the "
+                         "reference of every fast row of the same size: same synthetic files, same metrics)")
     args = ap.parse_args(argv)
     if args.report is not None:
-        rows = json.loads(args.report.read_text())
+        rows = [row for path in args.report for row in json.loads(path.read_text())]
         print_table(rows, sorted({r["images"] for r in rows}), args)
         return 0 if all_equal(rows, sorted({r["images"] for r in rows})) else 1
     sizes = sorted(int(s) for s in args.images.split(","))
-    fast_workers = [int(w) for w in args.fast_workers.split(",")]
+    fast_workers = [int(w) for w in args.fast_workers.split(",") if w]
     if args.workdir is None:
         from ltbench.paths import data_root
 
@@ -243,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         for evaluator, workers in configs:
             key = (evaluator, workers)
             if key in stopped_configs:
-                rows.append({"images": n, "evaluator": evaluator, "workers": workers, "stopped": "not run: stopped at a smaller size"})
+                rows.append({"images": n, "evaluator": evaluator, "workers": workers, "tag": args.tag,
+                             "stopped": "not run: stopped at a smaller size"})
                 continue
             if key in peaks:
                 predicted, avail = predict_peak_mb(peaks[key], n), mem_available_mb()
@@ -251,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                     reason = (f"not run: predicted peak {predicted / 1024:.1f} GB > MemAvailable {avail / 1024:.1f} GB "
                               f"- reserve {args.reserve_mb / 1024:.1f} GB")
                     stopped_configs[key] = reason
-                    rows.append({"images": n, "evaluator": evaluator, "workers": workers, "stopped": reason})
+                    rows.append({"images": n, "evaluator": evaluator, "workers": workers, "tag": args.tag,
+                                 "stopped": reason})
                     print(f"{n} images, {label(rows[-1])}: {reason}", flush=True)
                     continue
             out = args.workdir / f"metrics-{n}-{evaluator}-{workers}.json"
             run = run_cli(evaluator, gt, dets, out, workers, args.sample_s, args.reserve_mb)
-            run["images"] = n
+            run["images"], run["tag"] = n, args.tag
             rows.append(run)
             print(f"{n} images, {label(run)}: {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, peak PSS "
                   f"{run['peak_pss_mb']:.0f} MB, max process RSS {run['max_proc_rss_mb']:.0f} MB, peak {run['peak_mb']:.0f} MB, "
@@ -298,18 +304,18 @@ def print_table(rows: list[dict], sizes: list[int], args: argparse.Namespace) ->
     print(f"{args.categories} categories, {args.dets_per_image} (+{args.dets_per_image // 10} below the cap) "
           f"detections/image with masks, bbox+segm, {os.cpu_count()} CPUs, "
           f"{mem_available_mb() / 1024:.1f} GB available now, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    head = (f"{'images':>7} {'evaluator':<11} {'wall s':>8} {'CPU s':>8} {'PSS MB':>8} {'maxRSS':>8} {'RSSsum':>8} "
+    head = (f"{'images':>7} {'evaluator':<16} {'wall s':>8} {'CPU s':>8} {'PSS MB':>8} {'maxRSS':>8} {'RSSsum':>8} "
             f"{'peak MB':>8} {'procs':>5} {'load':>9} | {'wall x':>6} {'CPU x':>6} {'mem x':>6} {'max|diff| AP pts':>17}")
     print(head)
     print("-" * len(head))
     for n in sizes:
-        mine = [r for r in rows if r["images"] == n]
+        mine = sorted((r for r in rows if r["images"] == n), key=lambda r: (r["evaluator"], r["workers"] or 0, r.get("tag", "")))
         ref = next((r for r in mine if r["evaluator"] == "lvis-api" and r.get("metrics")), None)
         for r in mine:
             if "wall_s" not in r:  # not run
-                print(f"{n:>7} {label(r):<11} {r['stopped']}")
+                print(f"{n:>7} {label(r):<16} {r['stopped']}")
                 continue
-            line = (f"{n:>7} {label(r):<11} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} {r['peak_pss_mb']:>8.0f} "
+            line = (f"{n:>7} {label(r):<16} {r['wall_s']:>8.1f} {r['cpu_s']:>8.1f} {r['peak_pss_mb']:>8.0f} "
                     f"{r['max_proc_rss_mb']:>8.0f} {r['peak_rss_sum_mb']:>8.0f} {r['peak_mb']:>8.0f} {r['procs']:>5} "
                     f"{r['load_start']:>4.1f}-{r['load_end']:<4.1f}")
             if r["stopped"]:
@@ -324,8 +330,9 @@ def print_table(rows: list[dict], sizes: list[int], args: argparse.Namespace) ->
           "(sampled); peak MB: max(PSS MB, maxRSS), the figure fitted below.")
     print()
     print("least squares against N images: a + b*N, and c*(N/1000)^p in log-log (for ltbench.evaluation.resources):")
-    for evaluator, workers in sorted({(r["evaluator"], r["workers"]) for r in rows}, key=str):
-        ok = [r for r in rows if r["evaluator"] == evaluator and r["workers"] == workers and r.get("metrics")]
+    for evaluator, workers, tag in sorted({(r["evaluator"], r["workers"], r.get("tag", "")) for r in rows}, key=str):
+        ok = [r for r in rows if (r["evaluator"], r["workers"], r.get("tag", "")) == (evaluator, workers, tag)
+              and r.get("metrics")]
         if len(ok) < 2:
             continue
         xs = [float(r["images"]) for r in ok]
@@ -336,7 +343,7 @@ def print_table(rows: list[dict], sizes: list[int], args: argparse.Namespace) ->
             c, p = fit_power(xs, ys)
             worst = max(abs(a + b * x - y) / y for x, y in zip(xs, ys))
             worst_p = max(abs(c * (x / 1000) ** p - y) / y for x, y in zip(xs, ys))
-            print(f"  {name:<11} {unit:<7} = {a:8.1f} + {b * 1000:8.2f} per 1,000 images (worst residual {worst * 100:3.0f}%)"
+            print(f"  {name:<16} {unit:<7} = {a:8.1f} + {b * 1000:8.2f} per 1,000 images (worst residual {worst * 100:3.0f}%)"
                   f"  = {c:8.2f} * (N/1000)^{p:.3f} (worst {worst_p * 100:3.0f}%)  [{len(ok)} sizes {int(min(xs))}-{int(max(xs))}]")
 
 
