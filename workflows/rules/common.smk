@@ -4,9 +4,12 @@ import os
 import shlex
 import sys
 
+from ltbench.evaluation.resources import evaluator_for_scale
 from ltbench.store import workflow as wf
 
 SCALE = config["scale"]
+# The config's evaluator is one name or one per scale; the rules read this scale's name.
+config["evaluator"] = evaluator_for_scale(config["evaluator"], SCALE)
 FRAMEWORK = config.get("framework")
 SEEDS = config.get("seeds")  # None: the specs' seeds; N: N seeds (runs) per row, tables show mean ± std (n)
 SLURM = config.get("slurm", {})
