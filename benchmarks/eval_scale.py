@@ -310,8 +310,10 @@ def print_table(rows: list[dict], sizes: list[int], args: argparse.Namespace) ->
     print("-" * len(head))
     for n in sizes:
         mine = sorted((r for r in rows if r["images"] == n), key=lambda r: (r["evaluator"], r["workers"] or 0, r.get("tag", "")))
-        ref = next((r for r in mine if r["evaluator"] == "lvis-api" and r.get("metrics")), None)
+        refs = [r for r in mine if r["evaluator"] == "lvis-api" and r.get("metrics")]
         for r in mine:
+            # The LVIS API run with the same tag (measured alongside), else the first one.
+            ref = next((q for q in refs if q.get("tag", "") == r.get("tag", "")), refs[0] if refs else None)
             if "wall_s" not in r:  # not run
                 print(f"{n:>7} {label(r):<16} {r['stopped']}")
                 continue
@@ -325,7 +327,7 @@ def print_table(rows: list[dict], sizes: list[int], args: argparse.Namespace) ->
                 line += (f" | {ref['wall_s'] / r['wall_s']:>6.2f} {ref['cpu_s'] / r['cpu_s']:>6.2f} "
                          f"{ref['peak_mb'] / r['peak_mb']:>6.2f} {diff:>9.3g} {key}")
             print(line)
-    print("wall x, CPU x, mem x: lvis-api / fast. PSS MB: peak PSS summed over the CLI and its workers (sampled "
+    print("wall x, CPU x, mem x: lvis-api / fast (the LVIS API row of the same tag, else the first). PSS MB: peak PSS summed over the CLI and its workers (sampled "
           f"every {args.sample_s} s); maxRSS: exact peak RSS of the largest process; RSSsum: peak of the summed RSS "
           "(sampled); peak MB: max(PSS MB, maxRSS), the figure fitted below.")
     print()
