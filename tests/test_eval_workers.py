@@ -47,3 +47,18 @@ def test_shard_inputs_hold_only_the_shard_and_strip_masks_for_bbox(files):
     assert len(box_dets) == len(mine) and len(box_anns) == len(anns)
     assert not any("segmentation" in r for r in box_anns + box_dets)
     assert all("segmentation" in d for d in dets)  # the caller's records are left as they were
+
+
+def test_default_workers_stay_within_the_slurm_allocation(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)  # CPUs not bound
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert le.default_workers() == 1
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    assert le.default_workers() == 4
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "")  # set but empty: the CPUs this process may use
+    assert le.default_workers() == 16
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert le.default_workers() == 16

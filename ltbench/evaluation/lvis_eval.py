@@ -651,11 +651,16 @@ def _fast_task(iou_type: str, cat_ids: Sequence[int] | None, anns: list[dict] | 
 def default_workers() -> int:
     """Worker processes for the fast path: the CPUs this process may use (a SLURM allocation, a
     taskset) that are not already busy (1-minute load average). Forked workers only pay off on idle
-    CPUs: on busy ones they add copy-on-write and start-up costs and gain nothing."""
+    CPUs: on busy ones they add copy-on-write and start-up costs and gain nothing. In a SLURM job
+    never more than ``$SLURM_CPUS_PER_TASK``, even where SLURM does not bind the job to its CPUs: its
+    memory is sized for that many processes (ltbench.evaluation.resources)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if allocated.isdigit() and int(allocated) > 0:
+        cpus = min(cpus, int(allocated))
     try:
         idle = cpus - os.getloadavg()[0]
     except OSError:

@@ -21,8 +21,8 @@ Model, per evaluator, with N the number of val images:
 - one CPU for either evaluator. The fast path in one process needs about 4 CPU minutes for 20,000
   images, and with two or more workers about twice the memory (the parent keeps the parsed
   detections while the workers hold copies of their shards: 13.4 GB instead of 7.3 GB at 10,000
-  images), so the job asks for one CPU and the fast path's default ``--workers`` (the CPUs it may use)
-  is then 1.
+  images), so the job asks for one CPU, and the fast path's default ``--workers`` (never more than
+  ``$SLURM_CPUS_PER_TASK``) is then 1.
 
 and the job asks for ``RUNTIME_MARGIN`` times the CPU time and ``MEMORY_MARGIN`` times the peak: real
 masks (arbitrary shapes) have longer RLE strings than the synthetic octagons, a cluster CPU may be
