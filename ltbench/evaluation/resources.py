@@ -7,13 +7,14 @@ LVIS-v1-like val sets (``ltbench.evaluation.synthetic``: 1,203 categories in LVI
 proportions with federated lists, 1-24 objects per 480x640 image, 300 detections per image with RLE
 masks plus 30 below LVIS' cap) of 1,000, 2,500, 5,000, 10,000 and (the fast path only: the LVIS API's
 extrapolated 29.7 GB did not fit) 20,000 images, on a shared 2-CPU x86-64 machine with 24 GB (Python
-3.11, lvis 0.5.3, faster-coco-eval 1.8.0; load average 5-11 during the runs). The two evaluators'
-metrics agreed within 1e-14 AP points at every size where both ran.
+3.11, lvis 0.5.3, faster-coco-eval 1.8.0). The constants come from the runs made while other jobs
+kept the load average at 5-11; repeats at load 1-2 took 10-30% less CPU time and the same memory.
+The two evaluators' metrics agreed within 1e-14 AP points at every size where both ran.
 
 Model, per evaluator, with N the number of val images:
 
 - CPU seconds ``c * (N / 1000) ** p``, least squares in log-log: the LVIS API's cost grows a little
-  faster than linearly (p = 1.19), the fast path's linearly. On a SLURM allocation (dedicated CPUs)
+  faster than linearly (p = 1.19; 1.08 at low load), the fast path's linearly (p = 1.03). On a SLURM allocation (dedicated CPUs)
   one process's wall time is about its CPU time. The wall times measured on the shared machine are
   not used: they measure its other jobs as much as the evaluator.
 - peak memory MB ``a + b * N``, least squares; the memory of the evaluating process and its forked
