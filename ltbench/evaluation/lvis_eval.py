@@ -16,7 +16,7 @@ detections LVIS evaluates —
   replaced by an empty mask, since only their box area matters;
 - ground-truth ``iscrowd`` is dropped (LVIS ignores it) and ``ignore`` kept (LVIS honours it);
 
-and run per iou type and per category shard in forked worker processes that share the parsed data,
+and run per iou type and per category shard in forked worker processes, each sent its shard's inputs,
 with IoUs and the matcher restricted to the (image, category) pairs that hold anything. Its summary
 numbers come from its precision/recall arrays through :func:`summarize`, LVIS' own summary rule.
 Tests (hand-checked cases, the real LVIS v0.5 val sample, property tests on random data) check every
@@ -483,8 +483,9 @@ def run_lvis_api(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = I
     return out
 
 
-# Set in the parent before forking: the parsed ground truth and truncated detections, shared
-# copy-on-write with the worker processes instead of being pickled to them.
+# Set in the parent before forking: the parsed ground truth and truncated detections. The evaluating
+# process reads them here; forked workers use only the ground truth's small parts (image sizes, federated
+# lists, category ids) and get their shard's annotations and detections sent (_run_pool).
 _FORK_SHARED: dict[str, Any] = {}
 
 
@@ -600,20 +601,37 @@ def _category_groups(touched: Mapping[int, set[int]], group_size: int) -> list[l
     return [ranked[k:k + group_size] for k in range(0, len(ranked), group_size)]
 
 
-def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[int], Any, Any]:
+def _shard_inputs(gt: GroundTruth, dets: Sequence[dict], iou_type: str,
+                  cat_ids: Sequence[int]) -> tuple[list[dict], list[dict]]:
+    """The ground truth and detections of one category shard, as a worker process needs them for
+    ``iou_type`` (for bbox without the masks and polygons, which bbox never reads)."""
+    keep = set(cat_ids)
+    anns = [a for a in gt.data["annotations"] if a["category_id"] in keep]
+    dets = [d for d in dets if d["category_id"] in keep]
+    if iou_type == "segm":
+        return anns, dets
+    strip = [{k: v for k, v in a.items() if k != "segmentation"} for a in anns]
+    return strip, [{k: v for k, v in d.items() if k != "segmentation"} for d in dets]
+
+
+def _fast_task(iou_type: str, cat_ids: Sequence[int] | None, anns: list[dict] | None = None,
+               dets: list[dict] | None = None) -> tuple[str, list[int], Any, Any]:
     """The fast evaluation of one iou type, for all categories or a shard of them (given only that
     shard's ground truth and detections — categories are evaluated independently).
-    Returns (iou_type, category ids, precision (T,R,K,A), recall (T,K,A))."""
+    Returns (iou_type, category ids, precision (T,R,K,A), recall (T,K,A)).
+
+    ``anns`` and ``dets``: the shard's inputs (:func:`_shard_inputs`), sent to a worker process; None:
+    taken from ``_FORK_SHARED`` and filtered here (in the evaluating process itself)."""
     import numpy as np
 
     gt: GroundTruth = _FORK_SHARED["gt"]
-    dets: list[dict] = _FORK_SHARED["dets"]
-    anns = gt.data["annotations"]
     wanted = list(gt.category_ids if cat_ids is None else cat_ids)
-    if cat_ids is not None:
-        keep = set(cat_ids)
-        anns = [a for a in anns if a["category_id"] in keep]
-        dets = [d for d in dets if d["category_id"] in keep]
+    if anns is None or dets is None:
+        anns, dets = gt.data["annotations"], _FORK_SHARED["dets"]
+        if cat_ids is not None:
+            keep = set(cat_ids)
+            anns = [a for a in anns if a["category_id"] in keep]
+            dets = [d for d in dets if d["category_id"] in keep]
     # A category without ground truth has precision and recall -1 whatever its detections (LVIS skips
     # it in accumulate): it is left out of the matcher and filled in here.
     with_gt = {a["category_id"] for a in anns}
@@ -633,11 +651,16 @@ def _fast_task(iou_type: str, cat_ids: Sequence[int] | None) -> tuple[str, list[
 def default_workers() -> int:
     """Worker processes for the fast path: the CPUs this process may use (a SLURM allocation, a
     taskset) that are not already busy (1-minute load average). Forked workers only pay off on idle
-    CPUs: on busy ones they add copy-on-write and start-up costs and gain nothing."""
+    CPUs: on busy ones they add copy-on-write and start-up costs and gain nothing. In a SLURM job
+    never more than ``$SLURM_CPUS_PER_TASK``, even where SLURM does not bind the job to its CPUs: its
+    memory is sized for that many processes (ltbench.evaluation.resources)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if allocated.isdigit() and int(allocated) > 0:
+        cpus = min(cpus, int(allocated))
     try:
         idle = cpus - os.getloadavg()[0]
     except OSError:
@@ -664,11 +687,42 @@ def _balanced_shards(gt: GroundTruth, dets: Sequence[dict], n: int) -> list[list
     return [sorted(s) for s in shards if s]
 
 
+def _run_pool(ctx: Any, workers: int, gt: GroundTruth, dets: list[dict],
+              tasks: Sequence[tuple[str, list[int] | None]]) -> list[tuple[str, list[int], Any, Any]]:
+    """Run ``tasks`` in ``workers`` forked processes, each task sent its shard's inputs.
+
+    The workers share only the small things copy-on-write (the parent's ``_FORK_SHARED``: image sizes,
+    federated lists, category ids). Their shard's annotations and detections go to them pickled, one
+    task at a time as a worker comes free. A worker that read the parent's parsed detections instead
+    would write the reference count of every object it reads and so copy nearly every memory page of
+    them (CPython's small objects share pages, whatever the shard): about one more copy of the
+    detections per worker. Measured by benchmarks/eval_scale.py at 5,000 images, peak memory of the
+    process and its workers: 3.7 GB in one process; 6.9 GB with two workers either way; with four,
+    9.5 GB reading copy-on-write, 7.0 GB sent. (Two or more workers hold about twice one process's
+    memory: the parent keeps all parsed detections while the workers hold their shards' copies.)
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    todo = list(tasks)[::-1]
+    parts = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        running: set = set()
+        while todo or running:
+            while todo and len(running) < workers:
+                iou_type, cat_ids = todo.pop()
+                anns, shard = _shard_inputs(gt, dets, iou_type, gt.category_ids if cat_ids is None else cat_ids)
+                running.add(pool.submit(_fast_task, iou_type, cat_ids, anns, shard))
+                del anns, shard  # the pool holds them until sent
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            parts.extend(f.result() for f in done)
+    return parts
+
+
 def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_TYPES,
              workers: int | None = None, category_shards: int | None = None) -> dict[str, IouTypeResult]:
     """The fast path: truncate to LVIS' top 300 per image, then faster-coco-eval (LVIS mode) per iou
     type and category shard. ``workers`` forked processes (default: :func:`default_workers`; 1 = all
-    in this process) take the tasks as they come free, reading the parsed data copy-on-write.
+    in this process) take the tasks as they come free, each sent its shard's inputs (:func:`_run_pool`).
     ``category_shards`` (default: ``workers``) splits each iou type's categories into independent
     parts of about equal work, so that the workers finish together."""
     import numpy as np
@@ -707,9 +761,7 @@ def run_fast(gt: GroundTruth, dets: list[dict], iou_types: Sequence[str] = IOU_T
             if ctx is None:
                 parts = [_fast_task(*task) for task in tasks]
             else:
-                with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-                    futures = [pool.submit(_fast_task, *task) for task in tasks]
-                    parts = [f.result() for f in futures]
+                parts = _run_pool(ctx, min(workers, len(tasks)), gt, evaluated, tasks)
     finally:
         _FORK_SHARED.clear()
     out = {}

@@ -39,6 +39,7 @@ from ltbench.workflow.resources import (
     MAX_RUNTIME_MIN,
     RESUBMIT_EXIT_CODE,
     cap_runtime,
+    evaluate_resources,
     checkpoint_signal,
     gpus_for,
     light_resources,
@@ -49,7 +50,7 @@ from ltbench.workflow.resources import (
 )
 
 __all__ = [
-    "ID_PATTERN", "PAPERS", "RESUBMIT_EXIT_CODE", "cap_runtime", "checkpoint_signal", "retry_runtime", "train_retries", "RowServe", "RunInfo", "WorkflowPlan", "ap_fixed_k", "data_marker", "evaluate_ap_fixed_args",
+    "ID_PATTERN", "MAX_RUNTIME_MIN", "PAPERS", "RESUBMIT_EXIT_CODE", "cap_runtime", "evaluate_resources", "checkpoint_signal", "retry_runtime", "train_retries", "RowServe", "RunInfo", "WorkflowPlan", "ap_fixed_k", "data_marker", "evaluate_ap_fixed_args",
     "export_extra_columns", "export_results_dir", "gpus_for", "light_resources", "metrics_file", "parent_workdir_args", "parse_table_target",
     "predictions_dir", "prediction_view", "record_file", "row_pairs", "run_json", "slurm_placement", "stage1_of",
     "top_k_dir", "top_k_view", "top_k_view_id", "train_done", "train_resources", "unique", "view_json", "without_failed",

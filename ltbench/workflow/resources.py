@@ -107,6 +107,22 @@ def light_resources(scale: str, slurm: dict[str, Any], *, gpu: bool) -> dict[str
     return {"runtime": cap_runtime(15, slurm), "mem_mb": 2000, "cpus_per_task": 1}
 
 
+def evaluate_resources(scale: str, slurm: dict[str, Any], *, num_val_images: int, evaluator: str,
+                       ap_fixed: bool) -> dict[str, Any]:
+    """One ``ltbench evaluate`` job. At paper scale sized from the val set (ltbench.evaluation.resources:
+    measured CPU time and peak memory of bbox+segm evaluation, with margins) and capped like every job; an
+    AP-fixed view (10k detections per class, a second evaluation) keeps at least 120 min and 32 GB."""
+    if scale != "paper":
+        return light_resources(scale, slurm, gpu=False)
+    from ltbench.evaluation.resources import evaluation_resources
+
+    need = evaluation_resources(num_val_images, evaluator)
+    runtime, mem_mb = need["runtime_min"], need["mem_mb"]
+    if ap_fixed:
+        runtime, mem_mb = max(runtime, 120), max(mem_mb, 32000)
+    return {"runtime": cap_runtime(runtime, slurm), "mem_mb": mem_mb, "cpus_per_task": need["cpus"]}
+
+
 def slurm_placement(slurm: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
     """Partition and account: the workflow config wins, then $SLURM_PARTITION / $SLURM_ACCOUNT; else none."""
     out = {}

@@ -335,6 +335,7 @@ def test_json_loader_with_and_without_orjson(tmp_path: Path, monkeypatch: pytest
 def test_default_workers_counts_idle_allowed_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
     assert le.default_workers() == 3

@@ -5,12 +5,15 @@ import shlex
 import sys
 
 from ltbench import workflow as wf
+from ltbench.evaluation.resources import evaluator_for_scale
 from ltbench.weights import export_config as export_weights_config
 
 # Every ltbench command of this workflow reads and writes the store under the working directory's results/.
 wf.export_results_dir("results", os.environ)
 
 SCALE = config["scale"]
+# The config's evaluator is one name or one per scale; the rules read this scale's name.
+config["evaluator"] = evaluator_for_scale(config["evaluator"], SCALE)
 FRAMEWORK = config.get("framework")
 SEEDS = config.get("seeds")  # None: the specs' seeds; N: N seeds (runs) per row, tables show mean ± std (n)
 SLURM = config.get("slurm", {})
@@ -84,6 +87,19 @@ def light_resources(gpu):
     """``resources: **light_resources(gpu)``: prediction (one GPU at paper scale) and evaluation jobs."""
     res = {**wf.light_resources(SCALE, SLURM, gpu=gpu), **PLACEMENT}
     return {name: res[name] for name in SLURM_RESOURCES if name in res}
+
+
+def evaluate_resources():
+    """``resources: **evaluate_resources()``: each (run, view)'s evaluation sized from its val set."""
+
+    def need(wildcards):
+        from ltbench.plan.scales import val_images
+
+        return wf.evaluate_resources(SCALE, SLURM, num_val_images=val_images(PLAN.run(wildcards.run).dataset),
+                                     evaluator=config["evaluator"], ap_fixed=ap_fixed_budget(wildcards) is not None)
+
+    keys = wf.evaluate_resources(SCALE, SLURM, num_val_images=1000, evaluator=config["evaluator"], ap_fixed=False)
+    return {**{key: (lambda w, key=key: need(w)[key]) for key in keys}, **PLACEMENT}
 
 
 def dataset_paths(wildcards):

@@ -29,7 +29,7 @@ rule evaluate:
         plots=lambda w: f"--plot-dir results/plots/{w.run}/{w.view}" if config["plots"] else "",
     threads: 1
     resources:
-        **light_resources(gpu=False),
+        **evaluate_resources(),
     shell:
         "{params.cmd} step evaluate --run {wildcards.run} --view {wildcards.view} --threads {threads} --log {log} -- --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann} --proposal-stats {input.stats} --evaluator {params.evaluator} {params.bins} {params.ap_fixed} {params.plots} --out {output.metrics} > {log} 2>&1"
 
