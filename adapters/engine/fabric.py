@@ -39,6 +39,21 @@ def world_from_env(environ: dict | None = None) -> World:
     return World()
 
 
+def join_cpu_process_group(world: World) -> None:
+    """Join the gloo process group of this CPU rank, found through Lightning's cluster environment of the
+    launcher (torchrun's or SLURM's variables). For mmengine, whose launchers call ``torch.cuda.set_device``
+    and so need a GPU: its Runner skips its own initialisation when the group exists."""
+    import torch.distributed as dist
+    from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    if world.size == 1 or dist.is_initialized():
+        return
+    environment = TorchElasticEnvironment() if world.launcher == "torchrun" else SLURMEnvironment(auto_requeue=False)
+    os.environ.setdefault("LOCAL_RANK", str(environment.local_rank()))  # the Runner reads it
+    dist.init_process_group("gloo", init_method=f"tcp://{environment.main_address}:{environment.main_port}",
+                            rank=environment.global_rank(), world_size=environment.world_size())
+
+
 def build_fabric(device: str, precision: str, *, find_unused_parameters: bool = True) -> Any:
     """A launched ``lightning_fabric.Fabric`` for this process's rank (see the module docstring)."""
     from lightning_fabric import Fabric

