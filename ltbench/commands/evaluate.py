@@ -83,7 +83,8 @@ def _plots(plot_dir: str, gt_path: str, results: dict, train_counts: dict | None
            proposal_stats: str | None, bins: str) -> None:
     from pathlib import Path
 
-    from ltbench.evaluation.lvis_eval import load_ground_truth, per_category_ap
+    from ltbench.evaluation.lvis_inputs import load_ground_truth
+    from ltbench.evaluation.lvis_summary import per_category_ap
 
     out = Path(plot_dir)
     gt = load_ground_truth(gt_path)

@@ -123,7 +123,8 @@ def evaluate_fixed(
 
     import numpy as np
 
-    from ltbench.evaluation.lvis_eval import _lvis_api, _lvis_from_dict, load_detections, load_ground_truth
+    from ltbench.evaluation.lvis_eval import _lvis_api, _lvis_from_dict
+    from ltbench.evaluation.lvis_inputs import load_detections, load_ground_truth
 
     for iou_type in iou_types:
         if iou_type not in ("bbox", "segm"):

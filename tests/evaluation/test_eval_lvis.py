@@ -10,6 +10,7 @@ import pytest
 
 from ltbench.errors import LtbenchError
 from ltbench.evaluation import lvis_eval as le
+from ltbench.evaluation import lvis_fast, lvis_inputs, lvis_summary
 from ltbench.evaluation import synthetic
 from support.lvis_hand import det as _det
 from support.lvis_hand import hand_dets as _hand_dets
@@ -84,7 +85,7 @@ def test_limit_dets_per_image_matches_lvis_results() -> None:
     gt = synthetic.make_ground_truth(5, 6, seed=3)
     dets = synthetic.make_detections(gt, 40, seed=4, masks=False, tie_fraction=0.6)
     lvis_gt = le._lvis_from_dict(gt)
-    ours = le.limit_dets_per_image([dict(d) for d in dets], 25)
+    ours = lvis_inputs.limit_dets_per_image([dict(d) for d in dets], 25)
     theirs = LVISResults(lvis_gt, [dict(d) for d in dets], max_dets=25).dataset["annotations"]
     key = lambda d: (d["image_id"], d["category_id"], tuple(d["bbox"]), d["score"])  # noqa: E731
     assert [key(d) for d in ours] == [key(d) for d in theirs]
@@ -109,7 +110,7 @@ def test_fast_equals_lvis_api_on_real_lvis_val_sample(tmp_path: Path, lvis_sampl
     counts = {c["id"]: (c["id"] * 37) % 2000 for c in gt["categories"]}  # spread over all 4 bins
     ref = le.evaluate(gt_file, dets_file, evaluator="lvis-api", train_counts=counts)
     fast = le.evaluate(gt_file, dets_file, evaluator="fast", train_counts=counts, workers=2)
-    assert len(ref) == 2 * (len(le.METRIC_NAMES) + 4)
+    assert len(ref) == 2 * (len(lvis_summary.METRIC_NAMES) + 4)
     assert _max_diff(ref, fast) < 1e-9
     assert all(ref[f"segm.AP{b}"] != -1 for b in range(1, 5))
     assert 0 < ref["segm.AP"] < 100 and 0 < ref["bbox.AP"] < 100
@@ -131,7 +132,7 @@ def test_bbox_only_needs_no_masks(tmp_path: Path) -> None:
     gt, d = _write(tmp_path, "gt.json", _hand_gt()), _write(tmp_path, "d.json", dets)
     for evaluator in EVALUATORS:
         m = le.evaluate(gt, d, iou_types="bbox", evaluator=evaluator, workers=1)
-        assert set(m) == {f"bbox.{k}" for k in le.METRIC_NAMES}
+        assert set(m) == {f"bbox.{k}" for k in lvis_summary.METRIC_NAMES}
         assert m["bbox.AP"] == pytest.approx(HAND_AP)
     with pytest.raises(LtbenchError, match=r"\[0\]\.segmentation"):
         le.evaluate(gt, d, iou_types="segm")
@@ -145,12 +146,12 @@ def test_bins_and_per_category_ap(tmp_path: Path) -> None:
     for k in range(3):
         precision[:, :, k, :] = (k + 1) / 10
     precision[:, :, 3, :] = -1
-    res = le.IouTypeResult("bbox", {}, precision, np.zeros((10, 4, 4)), [10, 20, 30, 40])
-    assert le.per_category_ap(res) == pytest.approx({10: 0.1, 20: 0.2, 30: 0.3, 40: -1.0})
+    res = lvis_summary.IouTypeResult("bbox", {}, precision, np.zeros((10, 4, 4)), [10, 20, 30, 40])
+    assert lvis_summary.per_category_ap(res) == pytest.approx({10: 0.1, 20: 0.2, 30: 0.3, 40: -1.0})
     counts = {10: 3, 20: 9, 30: 150, 40: 5000}  # bins 1, 1, 3, 4 (4 has no GT)
-    out = le.bin_summary(res, counts, "lvis")
+    out = lvis_summary.bin_summary(res, counts, "lvis")
     assert out == pytest.approx({"AP1": 0.15, "AP2": -1.0, "AP3": 0.3, "AP4": -1.0})
-    out = le.bin_summary(res, {10: 0, 20: 19, 30: 20, 40: 8000}, "coco-lt")  # 0 instances: no bin
+    out = lvis_summary.bin_summary(res, {10: 0, 20: 19, 30: 20, 40: 8000}, "coco-lt")  # 0 instances: no bin
     assert out == pytest.approx({"AP1": 0.2, "AP2": 0.3, "AP3": -1.0, "AP4": -1.0})
 
 
@@ -210,18 +211,18 @@ def test_bad_detections_name_the_first_offending_record(tmp_path: Path) -> None:
     # masks are not needed for bbox only: a broken mask is then no error
     dets = _hand_dets()
     dets[0]["segmentation"] = "junk"
-    le.load_detections("d.json", le.load_ground_truth("gt.json", _hand_gt()), ("bbox",), data=dets)
+    lvis_inputs.load_detections("d.json", lvis_inputs.load_ground_truth("gt.json", _hand_gt()), ("bbox",), data=dets)
 
 
 def test_rle_runs_check_catches_truncated_masks() -> None:
-    gt = le.load_ground_truth("gt.json", _hand_gt())
+    gt = lvis_inputs.load_ground_truth("gt.json", _hand_gt())
     dets = _hand_dets()
     counts = dets[1]["segmentation"]["counts"]
-    assert sum(le.decode_rle_counts(counts)) == 100 * 100
+    assert sum(lvis_inputs.decode_rle_counts(counts)) == 100 * 100
     dets[1]["segmentation"]["counts"] = counts[:-2]
-    le.load_detections("d.json", gt, ("segm",), data=dets)  # structure and alphabet are fine
+    lvis_inputs.load_detections("d.json", gt, ("segm",), data=dets)  # structure and alphabet are fine
     with pytest.raises(LtbenchError, match=r"\[1\]\.segmentation\.counts: RLE counts do not add up"):
-        le.load_detections("d.json", gt, ("segm",), data=dets, check_rle_runs=True)
+        lvis_inputs.load_detections("d.json", gt, ("segm",), data=dets, check_rle_runs=True)
 
 
 def test_empty_truncated_and_wrong_files(tmp_path: Path) -> None:
@@ -248,17 +249,17 @@ def test_bad_ground_truth(tmp_path: Path) -> None:
     bad = _hand_gt()
     del bad["images"][2]["not_exhaustive_category_ids"]
     with pytest.raises(LtbenchError, match=r"images\[2\]\.not_exhaustive_category_ids"):
-        le.load_ground_truth(_write(tmp_path, "gt.json", bad))
+        lvis_inputs.load_ground_truth(_write(tmp_path, "gt.json", bad))
     bad = _hand_gt()
     bad["categories"][1]["frequency"] = "x"
     with pytest.raises(LtbenchError, match=r"categories\[1\]\.frequency"):
-        le.load_ground_truth(_write(tmp_path, "gt.json", bad))
+        lvis_inputs.load_ground_truth(_write(tmp_path, "gt.json", bad))
     bad = _hand_gt()
     bad["annotations"][1]["image_id"] = 42
     with pytest.raises(LtbenchError, match=r"annotations\[1\]\.image_id: unknown image_id 42"):
-        le.load_ground_truth(_write(tmp_path, "gt.json", bad))
+        lvis_inputs.load_ground_truth(_write(tmp_path, "gt.json", bad))
     with pytest.raises(LtbenchError, match="not an LVIS annotation file"):
-        le.load_ground_truth(_write(tmp_path, "gt.json", [1, 2]))
+        lvis_inputs.load_ground_truth(_write(tmp_path, "gt.json", [1, 2]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -338,11 +339,11 @@ def test_default_workers_counts_idle_allowed_cpus(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))
-    assert le.default_workers() == 3
+    assert lvis_fast.default_workers() == 3
     monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert le.default_workers() == 1
+    assert lvis_fast.default_workers() == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
-    assert le.default_workers() == 4
+    assert lvis_fast.default_workers() == 4
 
 
 def test_bin_edges() -> None:

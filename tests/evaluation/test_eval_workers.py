@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ltbench.evaluation import lvis_eval as le
+from ltbench.evaluation import lvis_fast, lvis_inputs
 from ltbench.evaluation import synthetic
 
 
@@ -36,14 +37,14 @@ def test_workers_and_shards_change_no_number(files, workers, shards):
 
 def test_shard_inputs_hold_only_the_shard_and_strip_masks_for_bbox(files):
     gt_path, dets_path = files
-    gt = le.load_ground_truth(gt_path)
-    dets = le.load_detections(dets_path, gt, ("bbox", "segm"))
+    gt = lvis_inputs.load_ground_truth(gt_path)
+    dets = lvis_inputs.load_detections(dets_path, gt, ("bbox", "segm"))
     shard = [1, 2, 3]
-    anns, mine = le._shard_inputs(gt, dets, "segm", shard)
+    anns, mine = lvis_fast._shard_inputs(gt, dets, "segm", shard)
     assert {a["category_id"] for a in anns} <= set(shard) and {d["category_id"] for d in mine} <= set(shard)
     assert len(mine) == sum(d["category_id"] in shard for d in dets)
     assert all("segmentation" in d for d in mine)
-    box_anns, box_dets = le._shard_inputs(gt, dets, "bbox", shard)
+    box_anns, box_dets = lvis_fast._shard_inputs(gt, dets, "bbox", shard)
     assert len(box_dets) == len(mine) and len(box_anns) == len(anns)
     assert not any("segmentation" in r for r in box_anns + box_dets)
     assert all("segmentation" in d for d in dets)  # the caller's records are left as they were
@@ -55,10 +56,10 @@ def test_default_workers_stay_within_the_slurm_allocation(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)  # CPUs not bound
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
-    assert le.default_workers() == 1
+    assert lvis_fast.default_workers() == 1
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
-    assert le.default_workers() == 4
+    assert lvis_fast.default_workers() == 4
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "")  # set but empty: the CPUs this process may use
-    assert le.default_workers() == 16
+    assert lvis_fast.default_workers() == 16
     monkeypatch.delenv("SLURM_CPUS_PER_TASK")
-    assert le.default_workers() == 16
+    assert lvis_fast.default_workers() == 16
