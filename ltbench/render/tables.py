@@ -72,7 +72,6 @@ def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, sc
             )
         )
     assumptions = {a.id: (a.text + (f" Choice: {a.choice}" if a.choice else "")).strip() for a in spec.assumptions.values()}
-    seeds = max((spec.row_seeds(r) for r in table.rows), default=1)
     rules = {(r.seed_rule or {}).get("rule", "mean") for r in rows if len(r.pairs) > 1}
     statistic = rules.pop() if len(rules) == 1 else ("mean" if not rules else "per row (see notes)")
     return TableLayout(
