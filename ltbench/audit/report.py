@@ -40,7 +40,7 @@ class Audit:
     claims_error: str = ""
     plans: dict[str, Any] = field(default_factory=dict)  # paper -> its plan (ltbench.plan.Plan)
     paper_titles: dict[str, str] = field(default_factory=dict)
-    status: Any = None  # ltbench.report.status.CampaignStatus, when computed
+    status: Any = None  # ltbench.report.status_model.CampaignStatus, when computed
     status_error: str = ""
 
     def status_counts(self) -> Counter:

@@ -30,7 +30,8 @@ import click
 def command(papers, table, scale, framework, seeds, results_dir, work_dir, stale_after, fmt, max_done) -> None:
     """Per table and per run: done, running (iteration, loss, ETA), stalled, failed (why), pending; the
     campaign's GPU-hours (paper scale) or CPU-hours (smoke) spent and left, and its ETA."""
-    from ltbench.report.status import campaign_status, status_text
+    from ltbench.report.status import campaign_status
+    from ltbench.report.status_model import status_text
 
     status = campaign_status(papers=list(papers) or None, table=table, scale=None if scale == "auto" else scale,
                              framework=framework, seeds=seeds, results_dir=results_dir, work_dir=work_dir,

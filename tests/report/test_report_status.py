@@ -8,9 +8,9 @@ import time
 import pytest
 
 from ltbench.cli import main
-from ltbench.report.status import (
-    DONE, FAILED, PENDING, RUNNING, STALLED, campaign_status, parse_progress_lines, read_progress,
-)
+from ltbench.report.run_progress import parse_progress_lines, read_progress
+from ltbench.report.status import campaign_status
+from ltbench.report.status_model import DONE, FAILED, PENDING, RUNNING, STALLED
 
 from support.report import half_finished_campaign, write_workdir
 
