@@ -15,6 +15,8 @@ random draws happen in the workers and a resumed run is equivalent but not bit-i
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,7 @@ from adapters import checkpoints as ckpt
 from adapters.engine.randomness import seed_everything
 from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
 from adapters.mmdet.config import build_config, dataset_cfg, epoch_length, rcnn_test_cfgs, train_data
-from adapters.mmdet.registration import mmdet_available, quiet_init, register, trusted_checkpoints
+from adapters.mmdet.registration import float32_mmcv_ops_on_cpu, mmdet_available, quiet_init, register, trusted_checkpoints
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
 from adapters.records import LvisSplit
 from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, unfreeze_for_finetune
@@ -166,7 +168,8 @@ class MMDetAdapter(Adapter):
                 type="LtbenchCpuDistributedDataParallel" if device == "cpu" else "MMDistributedDataParallel",
                 broadcast_buffers=False, find_unused_parameters=True)) if world.size > 1 else None,
         )
-        with trusted_checkpoints(), preemption.handling():
+        cpu_bf16 = device == "cpu" and precision == "bf16-mixed"
+        with trusted_checkpoints(), preemption.handling(), float32_mmcv_ops_on_cpu() if cpu_bf16 else contextlib.nullcontext():
             runner.train()
         final = workdir / f"iter_{max_iters}.pth"
         if runner.rank == 0:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,37 @@ def quiet_init(model: Any) -> None:
         model.init_weights()
     finally:
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def float32_mmcv_ops_on_cpu() -> Iterator[None]:
+    """mmcv's CPU kernels of NMS and RoIAlign take float32 only (its CUDA kernels also take float16): under
+    CPU bfloat16 autocast their inputs are cast to float32, the policy torch's autocast applies to
+    torchvision's own nms and roi_align. Only for CPU bfloat16 training; CUDA float16 needs nothing."""
+    import importlib
+
+    import torch
+
+    # the modules themselves: mmcv.ops re-exports functions of the same names over them
+    nms_module, roi_align_module = importlib.import_module("mmcv.ops.nms"), importlib.import_module("mmcv.ops.roi_align")
+
+    def float32(x: Any) -> Any:
+        return x.float() if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 else x
+
+    nms, roi_align = nms_module.nms, roi_align_module.roi_align
+
+    def nms_float32(boxes: Any, scores: Any, *args: Any, **kwargs: Any) -> Any:
+        return nms(float32(boxes), float32(scores), *args, **kwargs)
+
+    def roi_align_float32(features: Any, rois: Any, *args: Any) -> Any:
+        # back in the features' dtype: mmdet's RoI extractor writes into a buffer of that dtype
+        return roi_align(float32(features), float32(rois), *args).to(features.dtype)
+
+    nms_module.nms, roi_align_module.roi_align = nms_float32, roi_align_float32  # batched_nms looks nms up by name
+    try:
+        yield
+    finally:
+        nms_module.nms, roi_align_module.roi_align = nms, roi_align
 
 
 def mmdet_available() -> tuple[bool, str]:
