@@ -38,8 +38,9 @@ def inside_launcher(environ: dict | None = None) -> bool:
                 and env.get("SLURM_STEP_ID") not in (None, ""))
 
 
-def relaunch(argv: Sequence[str], ranks: int, workdir: Path, launcher: str = "torchrun") -> int:
-    """Run ``python -m ltbench <argv>`` as ``ranks`` processes under ``launcher``; returns the exit status."""
+def relaunch(argv: Sequence[str], ranks: int, workdir: Path, launcher: str = "torchrun", *, nodes: int = 1) -> int:
+    """Run ``python -m ltbench <argv>`` as ``ranks`` processes under ``launcher`` (srun: over ``nodes`` nodes,
+    ``ranks / nodes`` tasks on each); returns the exit status."""
     from adapters.engine import preemption
 
     if launcher not in LAUNCHERS:
@@ -50,7 +51,11 @@ def relaunch(argv: Sequence[str], ranks: int, workdir: Path, launcher: str = "to
         # --standalone: a rendezvous on this node at a free port (several jobs may share a node)
         full = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", "-m", "ltbench", *argv]
     else:
-        full = ["srun", f"--ntasks={ranks}", "--kill-on-bad-exit=1", "--export=ALL", *command]
+        if ranks % nodes:
+            raise LtbenchError(f"{ranks} ranks over {nodes} nodes", key="--nodes", expected="a divisor of --ranks")
+        # --ntasks-per-node: Lightning's SLURMEnvironment (and multi-node placement) needs it, not --ntasks alone
+        full = ["srun", f"--ntasks={ranks}", f"--ntasks-per-node={ranks // nodes}", f"--nodes={nodes}",
+                "--kill-on-bad-exit=1", "--export=ALL", *command]
     print(f"launching {ranks} ranks: {' '.join(full)}", file=sys.stderr, flush=True)
     marker = Path(workdir) / preemption.MARKER
     marker.unlink(missing_ok=True)

@@ -27,10 +27,14 @@ def command() -> None:
 @click.option("--init-workdir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--out-run", type=click.Path(dir_okay=False, path_type=Path), required=True, help="results/runs/<run>/run.json")
 @click.option("--out-done", type=click.Path(dir_okay=False, path_type=Path), required=True, help="results/runs/<run>/train.done")
+@click.option("--ranks", type=click.IntRange(min=1), default=1, show_default=True, help="ltbench train --ranks")
+@click.option("--launcher", type=click.Choice(["torchrun", "srun"]), default="torchrun", show_default=True, help="ltbench train --launcher")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="ltbench train --nodes")
 @THREADS
 @LOG
 @RESULTS
-def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, out_done, threads, log_path, results_dir) -> None:
+def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, out_done, ranks, launcher, nodes, threads, log_path,
+          results_dir) -> None:
     """Emit the run config, train it (resuming from its work directory), write train.done; exit 75 when the
     training checkpointed on the time-limit signal (the job is to be resubmitted)."""
     from adapters.engine import preemption
@@ -44,7 +48,8 @@ def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, o
 
     def body() -> None:
         steps.emit_config(config_json, run_id, out_run)
-        argv = ["train", "--run-config", str(out_run), "--workdir", str(workdir)]
+        argv = ["train", "--run-config", str(out_run), "--workdir", str(workdir), "--ranks", str(ranks), "--launcher", launcher,
+                "--nodes", str(nodes)]
         if stage1_workdir:
             argv += ["--stage1-workdir", str(stage1_workdir)]
         if init_workdir:

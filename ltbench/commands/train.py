@@ -23,13 +23,15 @@ from ltbench.commands.predict import data_options, resolve_data
               help="Data-parallel ranks (one per GPU; gloo CPU ranks without GPUs). The global batch is the schedule's.")
 @click.option("--launcher", type=click.Choice(["torchrun", "srun"]), default="torchrun", show_default=True,
               help="How ranks > 1 start: torchrun on this node, or the job's SLURM tasks (srun).")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Nodes the srun ranks spread over (ranks / nodes tasks per node).")
 @click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default=None,
               help="auto (default, $LTBENCH_DEVICE): CUDA when usable, an error at paper scale when not; cpu: debugging.")
 @click.option("--precision", type=click.Choice(["auto", "32-true", "16-mixed", "bf16-mixed"]), default=None,
               help="auto (default): fp16 runs train with float16 AMP on CUDA; bf16-mixed: the same AMP path on a CPU.")
 @data_options
 def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, init_workdir: Path | None,
-            framework: str | None, ranks: int, launcher: str, device: str | None, precision: str | None, **data_kwargs) -> None:
+            framework: str | None, ranks: int, launcher: str, nodes: int, device: str | None, precision: str | None, **data_kwargs) -> None:
     """Train one run of the plan into WORKDIR.
 
     A killed run started again with the same arguments continues from WORKDIR/last_checkpoint.
@@ -51,7 +53,7 @@ def command(run_config_path: Path, workdir: Path, stage1_workdir: Path | None, i
         # the ranks are this same command, started by torchrun or srun (detectron2 spawns its own workers)
         argv = _rank_argv(run_config=run_config_path, workdir=workdir, stage1_workdir=stage1_workdir, init_workdir=init_workdir,
                           framework=framework, ranks=ranks, device=device, precision=precision, **data_kwargs)
-        code = relaunch(argv, ranks, workdir, launcher)
+        code = relaunch(argv, ranks, workdir, launcher, nodes=nodes)
         if code:
             raise SystemExit(code)
         click.echo(str(workdir))

@@ -41,17 +41,20 @@ from ltbench.workflow.resources import (
     cap_runtime,
     evaluate_resources,
     checkpoint_signal,
+    LAUNCHERS,
+    Launch,
     gpus_for,
     light_resources,
     retry_runtime,
     slurm_placement,
+    train_launch,
     train_resources,
     train_retries,
 )
 
 __all__ = [
     "ID_PATTERN", "MAX_RUNTIME_MIN", "PAPERS", "RESUBMIT_EXIT_CODE", "cap_runtime", "evaluate_resources", "checkpoint_signal", "retry_runtime", "train_retries", "RowServe", "RunInfo", "WorkflowPlan", "ap_fixed_k", "data_marker", "evaluate_ap_fixed_args",
-    "export_extra_columns", "export_results_dir", "gpus_for", "light_resources", "metrics_file", "parent_workdir_args", "parse_table_target",
+    "export_extra_columns", "export_results_dir", "gpus_for", "LAUNCHERS", "Launch", "train_launch", "light_resources", "metrics_file", "parent_workdir_args", "parse_table_target",
     "predictions_dir", "prediction_view", "record_file", "row_pairs", "run_json", "slurm_placement", "stage1_of",
     "top_k_dir", "top_k_view", "top_k_view_id", "train_done", "train_resources", "unique", "view_json", "without_failed",
     "work_dir",

@@ -133,11 +133,17 @@ class WorkflowPlan:
         return self._absorb(plan)
 
     # --- resources ------------------------------------------------------------------------------------
-    def train_resources(self, run_id: str, slurm: dict[str, Any]) -> dict[str, Any]:
+    def train_resources(self, run_id: str, slurm: dict[str, Any], training: dict[str, Any] | None = None) -> dict[str, Any]:
         """SLURM resources of a training job, from the plan's cost model (GPU-hours at paper scale)."""
         from ltbench.workflow.resources import train_resources
 
-        return train_resources(self.run(run_id), self.scale, slurm)
+        return train_resources(self.run(run_id), self.scale, slurm, training)
+
+    def train_launch(self, run_id: str, slurm: dict[str, Any], training: dict[str, Any] | None = None) -> Any:
+        """Ranks, launcher and nodes of a training job (``ltbench.workflow.resources.train_launch``)."""
+        from ltbench.workflow.resources import train_launch
+
+        return train_launch(self.run(run_id), self.scale, slurm, training)
 
 
 def export_extra_columns(keys: Sequence[str], environ: MutableMapping[str, str]) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ltbench.errors import LtbenchError
@@ -50,8 +51,9 @@ def train_runtime_estimate(run: RunInfo, scale: str, slurm: dict[str, Any]) -> i
     return max(10, math.ceil(float(run.cpu_hours or 0.0) * 60 * margin))  # smoke: CPU-hours of the tiny model
 
 
-def checkpoint_signal(slurm: dict[str, Any]) -> str | None:
-    """The ``slurm_extra`` of a training job: ``--signal=URG@<slurm.checkpoint_signal_s>`` (None when 0)."""
+def checkpoint_signal(slurm: dict[str, Any], runtime_min: int | None = None) -> str | None:
+    """The ``slurm_extra`` of a training job: ``--signal=URG@<slurm.checkpoint_signal_s>`` (None when 0), at
+    most a quarter of the job's ``runtime_min`` before its end (a short job is not signalled at its start)."""
     seconds = int(slurm.get("checkpoint_signal_s", CHECKPOINT_SIGNAL_S))
     if seconds <= 0:
         return None
@@ -61,6 +63,8 @@ def checkpoint_signal(slurm: dict[str, Any]) -> str | None:
             key="slurm.checkpoint_signal_s",
             expected="the time a training job needs to finish an iteration and write a checkpoint, well below the time limit",
         )
+    if runtime_min is not None:
+        seconds = max(1, min(seconds, 60 * int(runtime_min) // 4))
     return f"--signal={CHECKPOINT_SIGNAL}@{seconds}"
 
 
@@ -74,17 +78,69 @@ def train_retries(runs: Iterable[RunInfo], scale: str, slurm: dict[str, Any]) ->
     return max([math.ceil(train_runtime_estimate(run, scale, slurm) / cap) for run in runs] or [1])
 
 
-def train_resources(run: RunInfo, scale: str, slurm: dict[str, Any]) -> dict[str, Any]:
+#: How the ranks of a training job start (``training.launcher``): auto = torchrun on one node, srun across nodes.
+LAUNCHERS = ("auto", "torchrun", "srun")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one training job runs: ``ranks`` data-parallel processes (one per GPU at paper scale), started by
+    ``launcher`` (``ltbench train --ranks --launcher``) over ``nodes`` nodes."""
+
+    ranks: int
+    launcher: str
+    nodes: int
+
+
+def train_launch(run: RunInfo, scale: str, slurm: dict[str, Any], training: dict[str, Any] | None = None) -> Launch:
+    """The ranks, launcher and nodes of ``run``'s training job. ``training`` is the workflow config's block:
+    ``ranks`` (null: one per GPU the job holds, 1 without GPUs; a number of CPU ranks (gloo) for tests) and
+    ``launcher`` (auto, torchrun or srun); ``slurm.gpus_per_node`` splits a job of more GPUs over nodes."""
+    training = training or {}
+    gpus = gpus_for(run, scale, slurm)
+    wanted = training.get("ranks")
+    if wanted is not None and (isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1):
+        raise LtbenchError(f"training.ranks {wanted!r}", key=["training", "ranks"], expected="null or a positive integer")
+    if gpus and wanted is not None and wanted != gpus:
+        raise LtbenchError(f"training.ranks {wanted} for a job of {gpus} GPUs", key=["training", "ranks"],
+                           expected="null (one rank per GPU) at paper scale")
+    ranks = int(wanted or gpus or 1)
+    per_node = int(slurm.get("gpus_per_node", 8))
+    nodes = max(1, math.ceil(gpus / per_node)) if gpus else 1
+    launcher = training.get("launcher") or "auto"
+    if launcher not in LAUNCHERS:
+        raise LtbenchError(f"unknown launcher {launcher!r}", key=["training", "launcher"], expected=" or ".join(LAUNCHERS))
+    if launcher == "auto":
+        launcher = "srun" if nodes > 1 else "torchrun"
+    if nodes > 1 and launcher == "torchrun":
+        raise LtbenchError(f"{gpus} GPUs over {nodes} nodes started by torchrun", key=["training", "launcher"],
+                           expected="auto or srun (torchrun starts ranks on one node)")
+    return Launch(ranks, launcher, nodes)
+
+
+def train_resources(run: RunInfo, scale: str, slurm: dict[str, Any], training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """SLURM resources of one training job. torchrun (one node): one task holding every GPU and its CPUs.
+    srun: one SLURM task per rank (the executor plugin's ``tasks_per_node`` with ``mpi: srun``: the rule's command
+    calls srun itself), one GPU per task, over ``nodes`` nodes; CPUs and memory per task/node accordingly."""
+    launch = train_launch(run, scale, slurm, training)
     gpus = gpus_for(run, scale, slurm)
     runtime = cap_runtime(train_runtime_estimate(run, scale, slurm), slurm)
+    cpus_per_gpu, mem_per_gpu = int(slurm.get("cpus_per_gpu", 8)), int(slurm.get("mem_mb_per_gpu", 48000))
     if gpus:
-        cpus = gpus * int(slurm.get("cpus_per_gpu", 8))
-        mem_mb = gpus * int(slurm.get("mem_mb_per_gpu", 48000))
+        cpus = gpus * cpus_per_gpu
+        mem_mb = gpus * mem_per_gpu
     else:
         cpus = 1
         mem_mb = 4000
-    resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb, "cpus_per_task": cpus}
-    signal = checkpoint_signal(slurm)
+    resources: dict[str, Any] = {"runtime": runtime, "mem_mb": mem_mb, "cpus_per_task": cpus, "ranks": launch.ranks}
+    if launch.launcher == "srun" and launch.ranks > 1:
+        per_node = math.ceil(launch.ranks / launch.nodes)
+        # tasks per node, not tasks: the ranks read SLURM_NTASKS_PER_NODE (Lightning's SLURMEnvironment)
+        resources.update(mpi="srun", tasks_per_node=per_node, nodes=launch.nodes, cpus_per_task=cpus_per_gpu if gpus else 1,
+                         mem_mb=per_node * (mem_per_gpu if gpus else 4000))
+        if gpus:
+            resources["tasks_per_gpu"] = 1
+    signal = checkpoint_signal(slurm, runtime)
     if signal:
         resources["slurm_extra"] = signal
     if gpus:

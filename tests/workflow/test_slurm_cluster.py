@@ -393,3 +393,45 @@ def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes
     summary += [line for line in (workdir / "log.txt").read_text().splitlines() if "received" in line]
     summary += [line for line in train_log.splitlines() if line.startswith("resuming")]
     print("\n".join(summary))
+
+
+def test_training_with_two_srun_tasks_runs_two_gloo_ranks(slurm_cluster, tmp_path):
+    """A smoke training run through `--profile slurm` with `training: {ranks: 2, launcher: srun}`: one SLURM
+    job of 2 tasks (the plugin's `tasks` with `mpi: srun`), the rule's command starts the ranks with srun,
+    each rank joins the gloo group from SLURM's variables, and the run records 2 ranks that split its batch."""
+    from ltbench.data.datasets import ensure
+    from ltbench.plan import build_plan
+
+    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
+    os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]
+    try:
+        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
+        run_id = next(r.run_ids[0] for r in plan.rows if r.run_ids and r.group == "v0.5")
+        config = plan.runs[run_id].config
+        ensure(config["dataset"], "smoke")
+    finally:
+        os.environ.pop("LTBENCH_DATA", None)
+    work = _scratch_workflow(tmp_path)
+    (work / "ranks.yaml").write_text("training: {ranks: 2, launcher: srun}\n")
+    target = f"results/runs/{run_id}/train.done"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", "slurm",
+        "--configfile", "workflows/config/config.yaml", "ranks.yaml", "--config", "scale=smoke",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
+        "--allowed-rules", "train", "data", "--", target,
+    ]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    job_logs = sorted((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
+    assert len(job_logs) == 1, job_logs
+    info = _scontrol_job(job_logs[0].stem, env)
+    assert info.get("NumTasks") == "2", info
+    train_log = (work / "results" / "logs" / run_id / "train.log").read_text()
+    assert "launching 2 ranks: srun --ntasks=2 --ntasks-per-node=2" in train_log, train_log[-3000:]
+    training = json.loads((work / "work" / run_id / "done.json").read_text())["training"]
+    batch = int(config["schedule"]["batch_size"])
+    assert training["ranks"] == 2 and training["batch_total"] == batch and training["batch_per_rank"] == batch // 2, training
+    print(f"2-task SLURM training: job {job_logs[0].stem} NumTasks={info.get('NumTasks')} "
+          f"RunTime={info.get('RunTime')} training={training}")

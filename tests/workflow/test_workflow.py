@@ -164,7 +164,8 @@ def test_train_resources_from_the_cost_model():
     plan = wf.WorkflowPlan(fake_plan(), scale="paper", framework=None, papers=["pcb"])
     slurm = {"cpus_per_gpu": 8, "mem_mb_per_gpu": 48000, "min_runtime_min": 30, "runtime_margin": 1.5, "max_gpus_per_job": 8}
     big = plan.train_resources("s1-aaaa", slurm)
-    assert big == {"runtime": 96 * 60 * 1.5 / 8, "mem_mb": 8 * 48000, "cpus_per_task": 64, "gpu": 8, "slurm_extra": "--signal=URG@600"}
+    assert big == {"runtime": 96 * 60 * 1.5 / 8, "mem_mb": 8 * 48000, "cpus_per_task": 64, "gpu": 8, "slurm_extra": "--signal=URG@600",
+                   "ranks": 8}
     small = plan.train_resources("s2-bbbb", slurm)
     assert small["runtime"] == 90  # 8 GPU-h / 8 GPUs * 1.5 = 90 min
     assert plan.train_resources("s2-bbbb", {**slurm, "min_runtime_min": 120})["runtime"] == 120
@@ -173,6 +174,32 @@ def test_train_resources_from_the_cost_model():
     smoke = wf.WorkflowPlan(fake_plan(), scale="smoke", framework=None, papers=["pcb"])
     res = smoke.train_resources("s1-aaaa", slurm)
     assert "gpu" not in res and res["cpus_per_task"] == 1 and res["runtime"] == 10
+
+
+def test_training_jobs_run_a_rank_per_gpu_torchrun_on_one_node_srun_tasks_across_nodes():
+    from ltbench.errors import LtbenchError
+
+    plan = wf.WorkflowPlan(fake_plan(), scale="paper", framework=None, papers=["pcb"])
+    slurm = {"cpus_per_gpu": 8, "mem_mb_per_gpu": 48000, "max_gpus_per_job": 16, "gpus_per_node": 8}
+    assert plan.train_launch("s1-aaaa", {**slurm, "max_gpus_per_job": 8}) == wf.Launch(8, "torchrun", 1)
+    one_node = plan.train_resources("s1-aaaa", {**slurm, "max_gpus_per_job": 8})
+    assert "mpi" not in one_node and "tasks_per_node" not in one_node and one_node["gpu"] == 8
+    # a 16-GPU run (gpus: 16 in its config) over two 8-GPU nodes: one srun task per GPU
+    big = wf.RunInfo("s1-big", {"id": "s1-big", "dataset": "lvis_v1", "gpus": 16}, gpu_hours=96, cpu_hours=0.05)
+    assert wf.train_launch(big, "paper", slurm) == wf.Launch(16, "srun", 2)
+    res = wf.train_resources(big, "paper", slurm)
+    assert (res["mpi"], res["tasks_per_node"], res["nodes"], res["tasks_per_gpu"], res["gpu"]) == ("srun", 8, 2, 1, 16)
+    assert res["cpus_per_task"] == 8 and res["mem_mb"] == 8 * 48000  # per task / per node
+    with pytest.raises(LtbenchError, match="torchrun"):
+        wf.train_launch(big, "paper", slurm, {"launcher": "torchrun"})
+    with pytest.raises(LtbenchError, match="ranks"):
+        wf.train_launch(big, "paper", slurm, {"ranks": 2})  # paper scale: a rank per GPU
+    # smoke scale: N CPU ranks on request, as srun tasks (the SLURM test) or torchrun
+    smoke = wf.WorkflowPlan(fake_plan(), scale="smoke", framework=None, papers=["pcb"])
+    cpu = smoke.train_resources("s1-aaaa", slurm, {"ranks": 2, "launcher": "srun"})
+    assert (cpu["ranks"], cpu["mpi"], cpu["tasks_per_node"], cpu["cpus_per_task"]) == (2, "srun", 2, 1) and "gpu" not in cpu
+    assert smoke.train_launch("s1-aaaa", slurm, {"ranks": 2}) == wf.Launch(2, "torchrun", 1)
+    assert smoke.train_resources("s1-aaaa", slurm)["ranks"] == 1
 
 
 def test_slurm_placement_prefers_config_then_environment():

@@ -48,6 +48,8 @@ def test_checkpoint_signal_rides_in_slurm_extra():
     assert wf.checkpoint_signal({}) == "--signal=URG@600"
     assert wf.checkpoint_signal({"checkpoint_signal_s": 15}) == "--signal=URG@15"
     assert wf.checkpoint_signal({"checkpoint_signal_s": 0}) is None
+    # a 10-minute job is signalled 150 s before its end, not 600 s (at its start)
+    assert wf.checkpoint_signal({}, 10) == "--signal=URG@150" and wf.checkpoint_signal({}, 1440) == "--signal=URG@600"
     assert wf.train_resources(run(8), "paper", SLURM)["slurm_extra"] == "--signal=URG@600"
     assert "slurm_extra" not in wf.train_resources(run(8), "paper", {**SLURM, "checkpoint_signal_s": 0})
     with pytest.raises(LtbenchError, match="checkpoint_signal_s"):

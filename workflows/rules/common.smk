@@ -65,7 +65,10 @@ def dataset_marker(wildcards):
     return wf.data_marker(SCALE, PLAN.run(wildcards.run).dataset)
 
 
-SLURM_RESOURCES = ("runtime", "mem_mb", "cpus_per_task", "gpu", "gpu_model", "slurm_partition", "slurm_account", "slurm_extra")
+SLURM_RESOURCES = ("runtime", "mem_mb", "cpus_per_task", "gpu", "gpu_model", "slurm_partition", "slurm_account", "slurm_extra",
+                   "ranks", "tasks_per_node", "mpi", "nodes", "tasks_per_gpu")
+# Ranks and launcher of training jobs (null ranks: one per GPU the job holds).
+TRAINING = config.get("training", {})
 
 
 def train_resources():
@@ -73,7 +76,7 @@ def train_resources():
 
     def get(name):
         def resource(wildcards, attempt):
-            res = {**PLAN.train_resources(wildcards.run, SLURM), **PLACEMENT}
+            res = {**PLAN.train_resources(wildcards.run, SLURM, TRAINING), **PLACEMENT}
             if name == "runtime":  # a retry asks for more time, never more than slurm.max_runtime_min
                 return wf.retry_runtime(res["runtime"], attempt, SLURM)
             return res.get(name)

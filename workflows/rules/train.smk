@@ -41,6 +41,8 @@ rule train:
         config=lambda w: json.dumps(PLAN.run(w.run).config, sort_keys=True),
         workdir=lambda w: wf.work_dir(WORK, w.run),
         parents=lambda w: wf.parent_workdir_args(PLAN.run(w.run).config, WORK),
+        launcher=lambda w: PLAN.train_launch(w.run, SLURM, TRAINING).launcher,
+        nodes=lambda w: PLAN.train_launch(w.run, SLURM, TRAINING).nodes,
     threads: 1
     # A job signalled before its time limit exits wf.RESUBMIT_EXIT_CODE after a checkpoint (no failure note):
     # Snakemake resubmits it and it resumes. Other failures are retried as often, then fail for good.
@@ -48,7 +50,7 @@ rule train:
     resources:
         **train_resources(),
     shell:
-        "{params.cmd} step train --run {wildcards.run} --config-json {params.config:q} --workdir {params.workdir} {params.parents} --threads {threads} --out-run {output.run} --out-done {output.done} --log {log} > {log} 2>&1"
+        "{params.cmd} step train --run {wildcards.run} --config-json {params.config:q} --workdir {params.workdir} {params.parents} --ranks {resources.ranks} --launcher {params.launcher} --nodes {params.nodes} --threads {threads} --out-run {output.run} --out-done {output.done} --log {log} > {log} 2>&1"
 
 
 rule predict:
