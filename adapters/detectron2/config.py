@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters.interface import run_label, schedule_of
+from adapters.interface import schedule_of
 from adapters.records import LvisSplit
 from adapters.wiring import head_config, mask_head_name
 from ltbench.errors import LtbenchError
+from ltbench.weights import resolve as resolve_weights
 from ltbench.io import read_json
 
 #: dataset name -> config inside detectron2's model zoo
@@ -54,12 +55,11 @@ def build_cfg(run_config: dict, split: LvisSplit, workdir: Path, device: str = "
     cfg.MODEL.RESNETS.DEPTH = depth
     if depth < 50:
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64  # basic blocks
-    weights = model.get("weights", run_config.get("weights"))
+    # The run's pretrained file: a path in its config, else at paper scale the weight cache's (detectron2's
+    # R-50.pkl or a COCO model, `ltbench weights fetch` beforehand); a missing one is an error naming the fetch.
+    weights = next(iter(resolve_weights(run_config).values()), None)
     cfg.MODEL.WEIGHTS = str(weights) if weights else ""
     if not weights:
-        if run_config.get("scale") == "paper":
-            raise LtbenchError("detectron2 runs at paper scale need ImageNet or detector weights", key="model.weights",
-                               path=run_label(run_config), expected="a path (e.g. detectron2's R-50.pkl) in model.weights")
         cfg.MODEL.BACKBONE.FREEZE_AT = 0  # random init: train everything, BN trainable
         cfg.MODEL.RESNETS.NORM = "BN"
     fpn = int(model.get("fpn_channels", 256))

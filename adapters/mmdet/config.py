@@ -15,6 +15,7 @@ from adapters.interface import DataPaths, run_label
 from adapters.records import LvisSplit
 from adapters.wiring import head_config, mask_head_name
 from ltbench.errors import LtbenchError
+from ltbench.weights import resolve as resolve_weights
 
 #: dataset name -> config file inside mmdet's wheel (mmdet/.mim/configs/...)
 BASE_CONFIGS = {
@@ -50,25 +51,27 @@ def build_config(run_config: dict, split: LvisSplit, data: DataPaths) -> Any:
     fpn = int(model.get("fpn_channels", 256))
     hidden = int(model.get("box_head_hidden", 1024))
     mask_channels = int(model.get("mask_head_channels", min(256, fpn)))
-    weights = model.get("weights", run_config.get("weights"))
     pretrain = run_config.get("pretrain", "imagenet")
+    # The run's pretrained file: a path in its config, else at paper scale the weight cache's file (`ltbench
+    # weights fetch` beforehand): mmdet's own torchvision:// / http checkpoints would be downloaded in the job.
+    found = resolve_weights(run_config)
     m = cfg.model
     m.backbone.depth = depth
-    if pretrain == "coco" and not weights:
+    if pretrain == "coco" and "coco" not in found:
         raise LtbenchError(
             "pretrain 'coco' needs a checkpoint", path=run_label(run_config), key="model.weights",
             expected="a path to the COCO-trained detector's checkpoint in model.weights",
         )
-    if weights and pretrain != "coco":
-        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(weights))
-    elif run_config.get("scale") == "paper" and pretrain == "imagenet":
-        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=f"torchvision://resnet{depth}")  # mmdet's own default
-    else:
+    if "imagenet" in found:
+        m.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(found["imagenet"]))
+    elif not found:
         # Smoke scale: random init, trainable BN in train mode, nothing frozen (as the torchvision adapter).
         m.backbone.init_cfg = None
         m.backbone.frozen_stages = -1
         m.backbone.norm_eval = False
-    cfg.ltbench_detector_weights = str(weights) if (weights and pretrain == "coco") else None
+    else:  # the COCO detector's checkpoint replaces the whole model (cfg.ltbench_detector_weights)
+        m.backbone.init_cfg = None
+    cfg.ltbench_detector_weights = str(found["coco"]) if "coco" in found else None
     m.neck.in_channels = [64, 128, 256, 512] if depth < 50 else [256, 512, 1024, 2048]
     m.neck.out_channels = fpn
     m.rpn_head.in_channels = fpn

@@ -13,6 +13,7 @@ from adapters.records import LvisSplit
 from adapters.torchvision.roi_heads import roi_heads_class
 from adapters.wiring import build_head, head_config, mask_head_name, normed_conv_class
 from ltbench.errors import LtbenchError
+from ltbench.weights import resolve as resolve_weights
 
 BACKBONE_DEPTHS = {"r18_fpn": 18, "r34_fpn": 34, "r50_fpn": 50, "r101_fpn": 101}
 
@@ -74,11 +75,12 @@ def build_model(run_config: dict, split: LvisSplit) -> Any:
             expected="mask_rcnn or faster_rcnn (cascade/HTC: use the mmdet adapter)",
         )
     s = model_settings(run_config)
-    weights = s["weights"]
-    imagenet = _default_imagenet_weights(run_config) if not weights else None
-    pretrained = bool(weights or imagenet)
+    # The run's pretrained file: a path in its config, else at paper scale the weight cache's file (ImageNet
+    # ResNet or COCO detector), fetched beforehand by `ltbench weights fetch`: never downloaded in a job.
+    weights = next(iter(resolve_weights(run_config).values()), None)
+    pretrained = bool(weights)
     norm = misc_ops.FrozenBatchNorm2d if pretrained else torch.nn.BatchNorm2d
-    resnet = getattr(torchvision.models, f"resnet{s['depth']}")(weights=imagenet, norm_layer=norm)
+    resnet = getattr(torchvision.models, f"resnet{s['depth']}")(weights=None, norm_layer=norm)
     if weights:
         _load_weights(resnet, weights, part="backbone")
     if pretrained:
@@ -149,26 +151,6 @@ def build_model(run_config: dict, split: LvisSplit) -> Any:
     if weights:
         _load_weights(model, weights, part="detector")
     return model
-
-
-def _default_imagenet_weights(run_config: dict) -> Any:
-    """torchvision's ImageNet weights for a paper-scale run with ``pretrain: imagenet`` and no
-    ``weights`` path (downloaded once into the torch hub cache); None at smoke scale (random init).
-    ``pretrain: coco`` (BAGS' baseline) needs the user's checkpoint."""
-    if run_config.get("scale") != "paper":
-        return None
-    pretrain = run_config.get("pretrain", "imagenet")
-    if pretrain == "imagenet":
-        import torchvision
-
-        depth = model_settings(run_config)["depth"]
-        return getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
-    raise LtbenchError(
-        f"pretrain {pretrain!r} needs a checkpoint",
-        path=run_label(run_config),
-        key="model.weights",
-        expected="a path to the COCO-trained detector's state dict in model.weights",
-    )
 
 
 class _AgnosticMask:

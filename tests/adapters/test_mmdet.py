@@ -108,17 +108,27 @@ def test_mmdet_multiscale_pipeline_from_min_size_list(tiny_data) -> None:
     assert tuple(test_resize["scale"]) == (80, 64)
 
 
-def test_mmdet_paper_scale_keeps_mmdets_imagenet_init(tiny_data) -> None:
+def test_mmdet_paper_scale_starts_from_the_weight_cache_and_never_downloads(tiny_data, tmp_path, monkeypatch) -> None:
+    """Paper scale: the ImageNet backbone comes from the weight cache (or the user's file for its weight id),
+    never from mmdet's torchvision:// download; a missing file is an error naming `ltbench weights fetch`."""
     from adapters.records import load_lvis_split
     from adapters.mmdet.config import build_config
     from adapters.mmdet.registration import register
 
     register()
     split = load_lvis_split(tiny_data.train, tiny_data.image_root)
-    cfg = build_config(mm_run(scale="paper", backbone="r50_fpn", model={"backbone_depth": 50}), split, tiny_data)
-    assert cfg.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": "torchvision://resnet50"}
+    monkeypatch.setenv("LTBENCH_WEIGHTS", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("LTBENCH_WEIGHT_FILES", raising=False)
+    run = mm_run(scale="paper", backbone="r50_fpn", model={"backbone_depth": 50})
+    with pytest.raises(LtbenchError, match="ltbench weights fetch"):
+        build_config(run, split, tiny_data)
+    mine = tmp_path / "resnet50.pth"
+    mine.write_bytes(b"weights")
+    monkeypatch.setenv("LTBENCH_WEIGHT_FILES", f"mmdet/imagenet/r50={mine}")
+    cfg = build_config(run, split, tiny_data)
+    assert cfg.model.backbone.init_cfg == {"type": "Pretrained", "checkpoint": str(mine)}
     assert cfg.model.backbone.frozen_stages == 1 and cfg.model.backbone.norm_eval is True
-    with pytest.raises(LtbenchError, match="pretrain 'coco' needs a checkpoint"):
+    with pytest.raises(LtbenchError, match="mmdet/coco/mask_rcnn_r50_fpn"):
         build_config(mm_run(scale="paper", pretrain="coco"), split, tiny_data)
 
 

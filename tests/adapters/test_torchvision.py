@@ -107,10 +107,30 @@ def test_multiscale_min_size_list_reaches_the_transform(tiny_data) -> None:
     assert model.roi_heads.detections_per_img == 300 and model.roi_heads.score_thresh == pytest.approx(1e-4)
 
 
-def test_paper_scale_coco_pretrain_needs_weights(tiny_data) -> None:
+def test_paper_scale_weights_come_from_the_cache_never_downloaded(tiny_data, tmp_path, monkeypatch) -> None:
+    """Paper scale: no download in a job (torch.hub is cut off here); the cache's or the user's file for the
+    run's weight id is loaded, a missing one is an error naming the weight id and `ltbench weights fetch`."""
+    import torch
+    import torchvision
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a paper-scale job tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+    monkeypatch.setenv("LTBENCH_WEIGHTS", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("LTBENCH_WEIGHT_FILES", raising=False)
     split = load_lvis_split(tiny_data.train, tiny_data.image_root)
-    with pytest.raises(LtbenchError, match="pretrain 'coco' needs a checkpoint"):
+    with pytest.raises(LtbenchError, match=r"(?s)torchvision/imagenet/r50 .*not in the cache.*ltbench weights fetch"):
+        build_model(tiny_run(scale="paper", backbone="r50_fpn", model={"backbone_depth": 50}), split)
+    run = tiny_run(scale="paper", backbone="r18_fpn")  # no download known for r18: the user's file
+    with pytest.raises(LtbenchError, match="torchvision/coco/mask_rcnn"):
         build_model(tiny_run(scale="paper", pretrain="coco"), split)
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(weights=None)
+    torch.save(resnet.state_dict(), tmp_path / "r18.pth")
+    monkeypatch.setenv("LTBENCH_WEIGHT_FILES", f"torchvision/imagenet/r18={tmp_path / 'r18.pth'}")
+    model = build_model(run, split)
+    assert torch.equal(model.backbone.body.layer3[0].conv1.weight, resnet.layer3[0].conv1.weight)
 
 
 def test_user_backbone_weights_are_loaded_and_bn_frozen(tiny_data, tmp_path) -> None:
