@@ -15,7 +15,7 @@ from typing import Any
 
 LOG_TAIL_BYTES = 64 * 1024
 
-# ltbench's adapters (adapters/base.py ProgressLogger):
+# ltbench's adapters (adapters/engine/progress.py ProgressLogger):
 #   iter 42/60 loss=4.0068 loss_cls=1.51 ... lr=0.002 0.84s/it eta=0:00:15
 _LTBENCH_LINE = re.compile(
     r"^iter (?P<it>\d+)/(?P<max>\d+) loss=(?P<loss>\S+).*? lr=(?P<lr>\S+) (?P<spi>[0-9.]+)s/it "
