@@ -151,7 +151,7 @@ def train_resources(run: RunInfo, scale: str, slurm: dict[str, Any], training: d
 
 
 def light_resources(scale: str, slurm: dict[str, Any], *, gpu: bool) -> dict[str, Any]:
-    """Prediction (gpu=True: one GPU at paper scale) and evaluation/rendering jobs (CPU only)."""
+    """Prediction (gpu=True: one GPU at paper scale; sized by :func:`predict_resources`) and other light jobs."""
     if scale == "paper" and gpu:
         res: dict[str, Any] = {"runtime": cap_runtime(120, slurm), "mem_mb": int(slurm.get("mem_mb_per_gpu", 48000)),
                                "cpus_per_task": int(slurm.get("cpus_per_gpu", 8)), "gpu": 1}
@@ -161,6 +161,26 @@ def light_resources(scale: str, slurm: dict[str, Any], *, gpu: bool) -> dict[str
     if scale == "paper":
         return {"runtime": cap_runtime(120, slurm), "mem_mb": 32000, "cpus_per_task": 4}  # LVIS val evaluation: ~20k images
     return {"runtime": cap_runtime(15, slurm), "mem_mb": 2000, "cpus_per_task": 1}
+
+
+#: Prediction images per second on one GPU at paper settings (1333x800, 300 detections and their masks per
+#: image), an assumption until ``benchmarks/gpu_check.py`` measures it on the cluster's GPUs: set
+#: ``slurm.predict_images_per_s`` from its table. Conservative on purpose (a job killed at its limit loses all).
+PREDICT_IMAGES_PER_S = 2.0
+
+
+def predict_resources(scale: str, slurm: dict[str, Any], *, num_val_images: int) -> dict[str, Any]:
+    """One prediction job (a view of a run over its val set). At paper scale one GPU, its CPUs and memory,
+    and a runtime from the val set's size at ``slurm.predict_images_per_s`` with a margin of 1.5, plus 10
+    minutes to load the model and write the detections; capped like every job."""
+    if scale != "paper":
+        return light_resources(scale, slurm, gpu=True)
+    rate = float(slurm.get("predict_images_per_s", PREDICT_IMAGES_PER_S))
+    if rate <= 0:
+        raise LtbenchError(f"slurm.predict_images_per_s {rate}", key="slurm.predict_images_per_s", expected="a positive number")
+    res = light_resources(scale, slurm, gpu=True)
+    res["runtime"] = cap_runtime(10 + 1.5 * num_val_images / rate / 60, slurm)
+    return res
 
 
 def evaluate_resources(scale: str, slurm: dict[str, Any], *, num_val_images: int, evaluator: str,

@@ -3,6 +3,7 @@ checkpoint signal asked of SLURM, and the train rule's retries (resubmissions of
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -123,3 +124,16 @@ def test_a_genuine_training_error_is_retried_train_retries_times_then_fails_with
     note = json.loads((work / "results" / "failures" / run_id / "train.json").read_text())
     assert "last_checkpoint points at 'model_0000020.pth', which does not exist" in note["reason"]
     assert not (work / "results" / "runs" / run_id / "train.done").exists()
+
+
+def test_prediction_jobs_are_sized_from_the_val_set_and_capped():
+    v1 = wf.predict_resources("paper", {}, num_val_images=19809)
+    v05 = wf.predict_resources("paper", {}, num_val_images=5000)
+    assert v1["gpu"] == 1 and v05["runtime"] < v1["runtime"]
+    assert v1["runtime"] == math.ceil(10 + 1.5 * 19809 / wf.PREDICT_IMAGES_PER_S / 60)
+    faster = wf.predict_resources("paper", {"predict_images_per_s": 8.0}, num_val_images=19809)
+    assert faster["runtime"] < v1["runtime"]
+    assert wf.predict_resources("paper", {"max_runtime_min": 60}, num_val_images=19809)["runtime"] == 60
+    with pytest.raises(LtbenchError, match="predict_images_per_s"):
+        wf.predict_resources("paper", {"predict_images_per_s": 0}, num_val_images=10)
+    assert "gpu" not in wf.predict_resources("smoke", {}, num_val_images=120)

@@ -86,10 +86,16 @@ def train_resources():
     return {name: get(name) for name in SLURM_RESOURCES}
 
 
-def light_resources(gpu):
-    """``resources: **light_resources(gpu)``: prediction (one GPU at paper scale) and evaluation jobs."""
-    res = {**wf.light_resources(SCALE, SLURM, gpu=gpu), **PLACEMENT}
-    return {name: res[name] for name in SLURM_RESOURCES if name in res}
+def predict_resources():
+    """``resources: **predict_resources()``: each run's prediction sized from its val set (one GPU at paper scale)."""
+
+    def need(wildcards):
+        from ltbench.plan.scales import val_images
+
+        return wf.predict_resources(SCALE, SLURM, num_val_images=val_images(PLAN.run(wildcards.run).dataset))
+
+    keys = wf.predict_resources(SCALE, SLURM, num_val_images=1000)
+    return {**{key: (lambda w, key=key: need(w)[key]) for key in keys}, **PLACEMENT}
 
 
 def evaluate_resources():

@@ -74,7 +74,7 @@ rule predict:
         out_dir=lambda w: wf.predictions_dir(w.run, w.view),
     threads: 1
     resources:
-        **light_resources(gpu=True),
+        **predict_resources(),
     shell:
         "{params.cmd} step predict --run {wildcards.run} --view {params.view_id} --failure-view {wildcards.view} --config-json {params.config:q} --run-config {input.run} --workdir {params.workdir} --out-view {output.view} --out-dir {params.out_dir} --threads {threads} --log {log} > {log} 2>&1"
 
