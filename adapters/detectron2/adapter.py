@@ -345,6 +345,8 @@ def progress_writer(workdir: Path, max_iter: int, start_iter: int) -> Any:
 
         def write(self) -> None:
             storage = get_event_storage()
+            if storage.iter >= max_iter:  # detectron2's after_train writes once more, at iter = max_iter: logged already
+                return
             latest = storage.latest()
             losses = {k: float(v[0]) for k, v in latest.items() if k.startswith("loss")}
             self.logger(storage.iter, losses, float(latest.get("lr", (0.0,))[0]), force=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import importlib.util
 import json
 import re
 import threading
@@ -23,6 +22,7 @@ from ltbench.weights import cache as cache_mod
 from ltbench.weights import fetch as fetch_mod
 from ltbench.weights import manifest
 from ltbench.weights.manifest import Use, WeightFile
+from support.weights import paper_run
 
 # ---- a local server ------------------------------------------------------------------------------------
 
@@ -134,11 +134,6 @@ def _fetch(file, s, **kw):
 
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if p.name.endswith((".part", ".part.json", ".tmp")))
-
-
-def _paper_run(framework="mmdet", pretrain="imagenet", **extra):
-    return {"scale": "paper", "framework": framework, "detector": extra.pop("detector", "mask_rcnn"),
-            "backbone": extra.pop("backbone", "r50_fpn"), "pretrain": pretrain, "model": {}, **extra}
 
 
 # ---- fetch --------------------------------------------------------------------------------------------
@@ -323,7 +318,7 @@ def test_dry_run_of_a_table_at_paper_scale(fake, tmp_path, capsys):
 
 def test_resolve_never_downloads_and_names_the_fetch_command(fake, settings, server):
     with pytest.raises(LtbenchError) as info:
-        cache_mod.resolve(_paper_run("mmdet"), settings=settings)
+        cache_mod.resolve(paper_run("mmdet"), settings=settings)
     text = str(info.value)
     local = settings.local_path(fake["mmdet/imagenet/r50"])
     assert f"looked for {local}" in text and "mmdet/imagenet/r50" in text and "resnet50-fake.pth" in text
@@ -331,8 +326,8 @@ def test_resolve_never_downloads_and_names_the_fetch_command(fake, settings, ser
     assert server.state["requests"] == []
     _fetch(fake["mmdet/imagenet/r50"], settings)
     requests = len(server.state["requests"])
-    assert cache_mod.resolve(_paper_run("mmdet"), settings=settings) == {"imagenet": local}
-    assert cache_mod.resolve(_paper_run("torchvision"), settings=settings) == {"imagenet": local}  # the same file
+    assert cache_mod.resolve(paper_run("mmdet"), settings=settings) == {"imagenet": local}
+    assert cache_mod.resolve(paper_run("torchvision"), settings=settings) == {"imagenet": local}  # the same file
     assert len(server.state["requests"]) == requests
 
 
@@ -340,16 +335,16 @@ def test_resolve_what_each_run_needs(fake, settings):
     for file in fake.values():
         _fetch(file, settings)
     path = settings.local_path
-    assert cache_mod.resolve(_paper_run("detectron2"), settings=settings) == {"imagenet": path(fake["detectron2/imagenet/r50"])}
-    coco = _paper_run("mmdet", "coco", detector="faster_rcnn")
+    assert cache_mod.resolve(paper_run("detectron2"), settings=settings) == {"imagenet": path(fake["detectron2/imagenet/r50"])}
+    coco = paper_run("mmdet", "coco", detector="faster_rcnn")
     assert cache_mod.resolve(coco, settings=settings) == {"coco": path(fake["mmdet/coco/faster_rcnn_r50_fpn"])}
     stage2 = {**coco, "stage1": "v0.5-faster-r50-random-ce-s0-12345678", "stage2": {"name": "bags"}}
     assert cache_mod.resolve(stage2, settings=settings) == cache_mod.resolve(coco, settings=settings)
     assert cache_mod.resolve({**coco, "pretrain": "lvis", "init_from": "x"}, settings=settings) == {}
     assert cache_mod.resolve({**coco, "pretrain": "none"}, settings=settings) == {}
-    assert cache_mod.resolve({**_paper_run("mmdet"), "scale": "smoke"}, settings=settings) == {}
+    assert cache_mod.resolve({**paper_run("mmdet"), "scale": "smoke"}, settings=settings) == {}
     with pytest.raises(LtbenchError, match="no mmdet-convention download is known") as info:
-        cache_mod.resolve(_paper_run("mmdet", "coco", detector="htc", backbone="x101_64x4d_fpn"), settings=settings)
+        cache_mod.resolve(paper_run("mmdet", "coco", detector="htc", backbone="x101_64x4d_fpn"), settings=settings)
     assert "mmdet/coco/htc_x101_64x4d_fpn=PATH" in str(info.value)
 
 
@@ -358,7 +353,7 @@ def test_resolve_refuses_a_cached_file_whose_size_differs_from_the_lock(fake, se
     _fetch(file, settings)
     settings.local_path(file).write_bytes(R50[:-1])
     with pytest.raises(LtbenchError, match="truncated or replaced"):
-        cache_mod.resolve(_paper_run("mmdet"), settings=settings)
+        cache_mod.resolve(paper_run("mmdet"), settings=settings)
 
 
 def test_overrides_win_env_then_config_then_cache(fake, settings, tmp_path, monkeypatch):
@@ -369,17 +364,17 @@ def test_overrides_win_env_then_config_then_cache(fake, settings, tmp_path, monk
     config = tmp_path / "config.yaml"
     config.write_text(f"weights:\n  cache: {settings.cache}\n  files:\n    mmdet/imagenet/r50: {mine_config}\n")
     monkeypatch.setattr(cache_mod, "CONFIG_PATH", config)
-    assert cache_mod.resolve(_paper_run("mmdet")) == {"imagenet": mine_config}
+    assert cache_mod.resolve(paper_run("mmdet")) == {"imagenet": mine_config}
     assert cache_mod.load_settings().cache == settings.cache
     monkeypatch.setenv(cache_mod.ENV_FILES, f"detectron2/imagenet/r50=/x.pkl,mmdet/imagenet/r50={mine_env}")
-    assert cache_mod.resolve(_paper_run("mmdet")) == {"imagenet": mine_env}
+    assert cache_mod.resolve(paper_run("mmdet")) == {"imagenet": mine_env}
     monkeypatch.setenv(cache_mod.ENV_FILES, "")  # set but empty: no files of yours, the config's list is replaced
-    assert cache_mod.resolve(_paper_run("mmdet")) == {"imagenet": settings.local_path(fake["mmdet/imagenet/r50"])}
-    run = _paper_run("mmdet", model={"weights": str(mine_run)})
+    assert cache_mod.resolve(paper_run("mmdet")) == {"imagenet": settings.local_path(fake["mmdet/imagenet/r50"])}
+    run = paper_run("mmdet", model={"weights": str(mine_run)})
     assert cache_mod.resolve(run) == {"imagenet": mine_run}  # a path in the run config wins over everything
     monkeypatch.setenv(cache_mod.ENV_FILES, f"mmdet/imagenet/r50={tmp_path / 'missing.pth'}")
     with pytest.raises(LtbenchError, match=r"your file .*missing\.pth does not exist") as info:
-        cache_mod.resolve(_paper_run("mmdet"))
+        cache_mod.resolve(paper_run("mmdet"))
     assert "$LTBENCH_WEIGHT_FILES" in str(info.value)
 
 
@@ -434,150 +429,3 @@ def test_workflow_schema_checks_weight_ids():
     empty: dict = {}
     validate(empty, schema)
     assert empty["weights"] == {"cache": None, "files": {}}
-
-
-# ---- what the plan needs ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("framework", "expected"), [
-    (None, "mmdet/imagenet/r50"), ("mmdet", "mmdet/imagenet/r50"),
-    ("detectron2", "detectron2/imagenet/r50"), ("torchvision", "torchvision/imagenet/r50"),
-])
-def test_pcb_table2_at_paper_scale_needs_exactly_one_imagenet_r50(framework, expected):
-    from ltbench.plan import build_plan
-
-    plan = build_plan(["tables/pcb_table2.md"], scale="paper", framework=framework)
-    needs = fetch_mod.needs_of_plan(plan)
-    assert list(needs) == [expected]
-    assert sorted(needs[expected].runs) == sorted(plan.runs) and len(plan.runs) == 16
-    file = manifest.by_id()[expected]
-    url = {"mmdet": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-           "torchvision": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-           "detectron2": "https://dl.fbaipublicfiles.com/detectron2/ImageNetPretrained/MSRA/R-50.pkl"}[expected.split("/")[0]]
-    assert file.url == url
-
-
-def test_pcb_table2_at_smoke_scale_needs_nothing():
-    from ltbench.plan import build_plan
-
-    assert fetch_mod.needs_of_plan(build_plan(["tables/pcb_table2.md"], scale="smoke")) == {}
-
-
-def test_every_paper_at_paper_scale_has_a_known_file_for_every_need():
-    from ltbench.plan import build_plan
-
-    plan = build_plan(scale="paper")
-    needs = fetch_mod.needs_of_plan(plan)
-    assert sorted(needs) == [
-        "detectron2/coco/mask_rcnn_r50_fpn", "detectron2/imagenet/r101", "detectron2/imagenet/r50",
-        "detectron2/imagenet/x101_32x8d", "mmdet/coco/cascade_rcnn_x101_64x4d_fpn", "mmdet/coco/faster_rcnn_r50_fpn",
-        "mmdet/coco/faster_rcnn_x101_64x4d_fpn", "mmdet/coco/htc_x101_64x4d_dcn_fpn", "mmdet/coco/htc_x101_64x4d_fpn",
-        "mmdet/coco/mask_rcnn_r50_fpn", "mmdet/imagenet/r101", "mmdet/imagenet/r50", "mmdet/imagenet/x101_64x4d",
-    ]
-    assert set(needs) <= set(manifest.by_id())
-    # the runs without a need are the ones initialised from another run's checkpoint (BAGS COCO-LT)
-    without = [r for r in plan.runs.values() if manifest.weight_id(r.config) is None]
-    assert without and all(r.config["pretrain"] == "lvis" for r in without)
-    # BAGS' COCO-initialised baselines start from the 2x COCO detectors
-    bags = [r for r in plan.runs.values() if r.config["pretrain"] == "coco" and r.config["framework"] == "mmdet"
-            and r.config["backbone"] == "r50_fpn"]
-    assert {manifest.by_id()[manifest.weight_id(r.config)].url.rsplit("/", 2)[-2] for r in bags} == {
-        "faster_rcnn_r50_fpn_2x_coco", "mask_rcnn_r50_fpn_2x_coco"}
-
-
-def test_a_framework_without_a_known_file_is_listed_as_no_source(tmp_path):
-    from ltbench.plan import build_plan
-
-    s = cache_mod.load_settings(cache=tmp_path, environ={}, config_path=tmp_path / "none.yaml")
-    items = fetch_mod.items_of(fetch_mod.needs_of_plan(build_plan(scale="paper", framework="torchvision")), s)
-    unknown = {i.ids[0] for i in items if i.file is None}
-    assert "torchvision/coco/htc_x101_64x4d_fpn" in unknown and "torchvision/imagenet/r50" not in unknown
-    assert fetch_mod.describe(next(i for i in items if i.file is None), s, {}, "no source")[-1].startswith(
-        "    fix        point weights.files")
-
-
-# ---- the manifest ---------------------------------------------------------------------------------------
-
-
-def test_weight_ids_of_run_configs():
-    assert manifest.weight_id(_paper_run("mmdet", backbone="x101_64x4d_dcn_fpn")) == "mmdet/imagenet/x101_64x4d"
-    assert manifest.weight_id(_paper_run("detectron2", "coco")) == "detectron2/coco/mask_rcnn_r50_fpn"
-    with pytest.raises(LtbenchError, match="framework 'caffe'"):
-        manifest.weight_id({**_paper_run(), "framework": "caffe"})
-
-
-def test_manifest_ids_are_unique_and_documented():
-    files = manifest.by_id()
-    doc = manifest.__doc__
-    for weight_id, file in files.items():
-        assert manifest.WEIGHT_ID_RE.match(weight_id)
-        assert weight_id in doc and file.url in doc, weight_id
-        marker = f"prefix {file.sha256_prefix}" if file.sha256_prefix else "first fetch"
-        assert re.search(re.escape(weight_id) + r"[^\n]* -- " + re.escape(marker), doc), weight_id
-
-
-def test_published_prefixes_are_the_url_hash_suffixes():
-    for file in manifest.FILES:
-        match = re.search(r"-([0-9a-f]{8})\.(pth|pkl)$", file.url)
-        if file.sha256_prefix:
-            assert match and match.group(1) == file.sha256_prefix, file.url
-        else:
-            assert file.url.startswith("https://dl.fbaipublicfiles.com/detectron2/"), file.url
-
-
-def test_torchvision_urls_are_the_installed_enums():
-    import torchvision.models as tvm
-    from torchvision.models import detection
-
-    files = manifest.by_id()
-    expected = {
-        "torchvision/imagenet/r50": tvm.ResNet50_Weights.IMAGENET1K_V1,
-        "torchvision/imagenet/r101": tvm.ResNet101_Weights.IMAGENET1K_V1,
-        "torchvision/imagenet/x101_32x8d": tvm.ResNeXt101_32X8D_Weights.IMAGENET1K_V1,
-        "torchvision/imagenet/x101_64x4d": tvm.ResNeXt101_64X4D_Weights.IMAGENET1K_V1,
-        "torchvision/coco/faster_rcnn_r50_fpn": detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1,
-        "torchvision/coco/mask_rcnn_r50_fpn": detection.MaskRCNN_ResNet50_FPN_Weights.COCO_V1,
-    }
-    for weight_id, enum in expected.items():
-        assert files[weight_id].url == enum.url, weight_id
-
-
-def _package_dir(name: str) -> Path | None:
-    """Where a package is installed, found without importing it (mmdet's import needs mmcv's compiled ops)."""
-    spec = importlib.util.find_spec(name)
-    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
-
-
-@pytest.mark.skipif(_package_dir("mmengine") is None, reason="mmengine not installed (make setup-mmdet)")
-def test_mmdet_names_map_to_the_manifest_urls():
-    # mmengine.runner.checkpoint.get_torchvision_models() starts from hub/torchvision_0.12.json and only adds
-    # `<model>.<weights>` keys for torchvision >= 0.13, so torchvision://resnet50 is this file's 'resnet50';
-    # open-mmlab:// names come from hub/openmmlab.json (get_external_models).
-    hub = _package_dir("mmengine") / "hub"
-    torchvision_names = json.loads((hub / "torchvision_0.12.json").read_text())
-    openmmlab = json.loads((hub / "openmmlab.json").read_text())
-    files = manifest.by_id()
-    assert files["mmdet/imagenet/r50"].url == torchvision_names["resnet50"]
-    assert files["mmdet/imagenet/r101"].url == torchvision_names["resnet101"]
-    assert files["mmdet/imagenet/x101_64x4d"].url == openmmlab["resnext101_64x4d"]
-    assert files["mmdet/imagenet/x101_32x8d"].url == openmmlab["detectron2/resnext101_32x8d"]
-
-
-@pytest.mark.skipif(_package_dir("mmdet") is None, reason="mmdet not installed (make setup-mmdet)")
-def test_mmdet_coco_urls_are_in_the_installed_metafiles():
-    import yaml
-
-    configs = _package_dir("mmdet") / ".mim" / "configs"
-    weights = {}
-    for metafile in configs.glob("*/metafile.yml"):
-        doc = yaml.safe_load(metafile.read_text())
-        for model in doc.get("Models", []) if isinstance(doc, dict) else []:
-            weights[model["Name"]] = model.get("Weights")
-    checked = 0
-    for file in manifest.FILES:
-        for use in file.uses:
-            if use.id.startswith("mmdet/coco/"):
-                name = use.provenance.rsplit(": ", 1)[-1]
-                assert weights.get(name) == file.url, (use.id, name)
-                checked += 1
-    assert checked == 6
