@@ -19,6 +19,8 @@ Known gaps (see ``GAPS``): exact resume holds only with ``num_workers=0`` and on
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from adapters import checkpoints as ckpt
 from adapters.detectron2.config import BilevelMapper, BilevelRecords, build_cfg, dataset_dicts
 from adapters.detectron2.registration import detectron2_available, register
 from adapters.engine.devices import resolve_device
+from adapters.engine.progress import log_period
 from adapters.engine.randomness import iteration_seed, seed_everything
 from adapters.engine.schedule import epoch_progress
 from adapters.engine.stream import IndexStream, epoch_order, rank_slice
@@ -271,16 +274,19 @@ class Detectron2Adapter(Adapter):
 
             def build_writers(self):  # noqa: ANN201
                 return [CommonMetricPrinter(self.max_iter), JSONWriter(str(workdir / "metrics.json")),
-                        progress_writer(workdir, self.max_iter, self.start_iter)]
+                        progress_writer(workdir, self)]
 
             def build_hooks(self):  # noqa: ANN201
                 kept = [h for h in super().build_hooks() if not isinstance(h, (hooks.EvalHook, hooks.PreciseBN))]
                 for hook in kept:  # fvcore's PeriodicCheckpointer deletes all but the newest max_to_keep
                     if isinstance(hook, hooks.PeriodicCheckpointer) and keep > 0:
                         hook.max_to_keep = keep
+                    if isinstance(hook, hooks.PeriodicWriter):  # every adapter's progress-line period
+                        hook._period = log_period(self.max_iter)
                 return [Reseed(), ProgressGate(), *kept, PeriodicCheckpointer()]
 
-        trainer = Trainer(cfg)
+        with cpu_ddp(device):
+            trainer = Trainer(cfg)
         trainer.resume_or_load(resume=True)
         sampler.skip = trainer.start_iter * cfg.SOLVER.IMS_PER_BATCH
         with preemption.handling():
@@ -332,21 +338,46 @@ def _machines() -> tuple[int, int, str]:
     return nodes, int(os.environ.get("SLURM_NODEID", "0")), f"tcp://{first}:{port}"
 
 
-def progress_writer(workdir: Path, max_iter: int, start_iter: int) -> Any:
+@contextlib.contextmanager
+def cpu_ddp(device: str) -> Iterator[None]:
+    """detectron2's ``DefaultTrainer`` wraps the model with ``create_ddp_model``, which passes
+    ``device_ids=[local_rank]``: torch's DDP accepts that only for a GPU module. On CPU ranks (gloo) the
+    wrapper gets ``device_ids=None``, detectron2's own function otherwise unchanged."""
+    if device != "cpu":
+        yield
+        return
+    import detectron2.engine.defaults as defaults
+
+    create = defaults.create_ddp_model
+    defaults.create_ddp_model = functools.partial(create, device_ids=None)
+    try:
+        yield
+    finally:
+        defaults.create_ddp_model = create
+
+
+def progress_writer(workdir: Path, trainer: Any) -> Any:
     """A detectron2 ``EventWriter`` (run by its ``PeriodicWriter`` hook) writing the engine's progress lines to
-    ``log.txt`` (``adapters.engine.progress``), the same lines as every adapter's."""
+    ``log.txt`` (``adapters.engine.progress``), the same lines as every adapter's. Built inside the trainer's
+    ``__init__``, before ``resume_or_load``: the start iteration is read at the first write."""
     from detectron2.utils.events import EventWriter, get_event_storage
 
     from adapters.engine.progress import ProgressLogger
 
     class ProgressWriter(EventWriter):
         def __init__(self) -> None:
-            self.logger = ProgressLogger(workdir, max_iter, start_iteration=start_iter, every=1)
+            self.logger: ProgressLogger | None = None
 
         def write(self) -> None:
             storage = get_event_storage()
-            if storage.iter >= max_iter:  # detectron2's after_train writes once more, at iter = max_iter: logged already
+            if storage.iter >= trainer.max_iter:  # detectron2's after_train writes once more, at iter = max_iter
                 return
+            if self.logger is None:
+                start = trainer.start_iter
+                self.logger = ProgressLogger(workdir, trainer.max_iter, start_iteration=start, every=1)
+                if start:  # DefaultTrainer resumed from its last_checkpoint (writers live on the main process)
+                    pointer = (Path(workdir) / "last_checkpoint").read_text(encoding="utf-8").strip()
+                    self.logger.note(f"resuming from {Path(pointer).name} at iteration {start}/{trainer.max_iter}")
             latest = storage.latest()
             losses = {k: float(v[0]) for k, v in latest.items() if k.startswith("loss")}
             self.logger(storage.iter, losses, float(latest.get("lr", (0.0,))[0]), force=True)

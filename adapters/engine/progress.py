@@ -15,12 +15,17 @@ from pathlib import Path
 LOG_FILE = "log.txt"
 
 
+def log_period(max_iterations: int) -> int:
+    """Iterations between two progress lines of a run of ``max_iterations``: a tenth of it, 1 to 20."""
+    return max(1, min(20, max_iterations // 10 or 1))
+
+
 class ProgressLogger:
     """One log line every ``every`` iterations (and at the last): iteration, losses, lr, s/iteration, ETA."""
 
     def __init__(self, workdir: Path, max_iterations: int, *, start_iteration: int = 0, every: int | None = None, stream=None) -> None:
         self.max_iterations = max_iterations
-        self.every = every or max(1, min(20, max_iterations // 10 or 1))
+        self.every = every or log_period(max_iterations)
         self.start_iteration = start_iteration
         self.t0 = time.perf_counter()
         self.log_path = Path(workdir) / LOG_FILE

@@ -66,6 +66,12 @@ def test_bf16_autocast_trains_with_float32_losses_and_statistics(framework, fami
                    **STAGE1_FAMILIES.get(family, {}))
     seen = record_dtypes(monkeypatch)
     workdir = tmp_path / "amp"
+    if framework == "detectron2":  # its AMPTrainer asserts CUDA and uses torch.cuda.amp: no CPU path to test
+        from ltbench.errors import LtbenchError
+
+        with pytest.raises(LtbenchError, match="AMPTrainer runs on CUDA only"):
+            get_adapter(framework).train(run, workdir, tiny_data, device="cpu", precision="bf16-mixed")
+        return
     final = get_adapter(framework).train(run, workdir, tiny_data, device="cpu", precision="bf16-mixed")
     assert torch.bfloat16 in seen["conv"], seen
     assert seen["logits"] == {torch.float32} and seen["losses"] == {torch.float32}, seen
