@@ -37,6 +37,20 @@ class Recipe:
     notes: list[str] = field(default_factory=list)
 
 
+# The mmdet v1 1x recipe BAGS and SimCal's base models share (official_implementations.md §3.1, §4.1).
+_MMDET_V1_1X = {
+    "iterations": "12 epochs",
+    "lr": "0.01",
+    "LR steps": "epochs 8, 11",
+    "warm-up": "500 iterations, linear from 1/3",
+    "train scales": "single scale 1333x800",
+    "test thresholds": "score 0.0, NMS 0.5, 300 per image",
+    "precision": "fp32",
+    "grad clip": "35",
+    "filters": "not recorded",
+}
+
+
 RECIPES: tuple[Recipe, ...] = (
     Recipe(
         "pcb", "RFS + PCB (CE), Mask R-CNN R-50-FPN, LVIS v1.0", "2", "RFS [12] + PCB (LVIS v1.0)",
@@ -99,54 +113,31 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe(
         "bags", "Stage 1 (baseline (1)), Faster R-CNN R-50-FPN, LVIS v0.5", "1", "(1) R50-FPN",
         {
+            **_MMDET_V1_1X,
             "batch": "16 (8 GPUs x 2, README)",
-            "iterations": "12 epochs",
-            "lr": "0.01",
-            "LR steps": "epochs 8, 11",
-            "warm-up": "500 iterations, linear from 1/3",
-            "train scales": "single scale 1333x800",
             "test thresholds": "score 0.0 (Faster R-CNN configs), NMS 0.5, 300 per image",
             "sampler": "uniform (no RFS)",
             "initialisation": "COCO-trained mmdet faster_rcnn_r50_fpn_2x checkpoint (load_from)",
-            "precision": "fp32",
-            "grad clip": "35",
-            "filters": "not recorded",
         },
         f"{SOURCE} §3.1",
     ),
     Recipe(
         "bags", "Stage 2 (BAGS (14)), Faster R-CNN R-50-FPN, LVIS v0.5", "1", "(14) Ours",
         {
+            **_MMDET_V1_1X,
             "batch": "16 (8 GPUs x 2)",
-            "iterations": "12 epochs",
-            "lr": "0.01",
-            "LR steps": "epochs 8, 11",
-            "warm-up": "500 iterations, linear from 1/3",
-            "train scales": "single scale 1333x800",
-            "test thresholds": "score 0.0, NMS 0.5, 300 per image",
             "sampler": "uniform",
             "initialisation": "the LVIS baseline (load_from); only the new fc_cls (1236 outputs) trains, from its init",
-            "precision": "fp32",
-            "grad clip": "35",
-            "filters": "not recorded",
         },
         f"{SOURCE} §3.1",
     ),
     Recipe(
         "simcal", "Base model (r50), Mask R-CNN R-50-FPN, LVIS v0.5", "2", "r50",
         {
+            **_MMDET_V1_1X,
             "batch": "2 per GPU, GPUs not stated",
-            "iterations": "12 epochs",
-            "lr": "0.01",
-            "LR steps": "epochs 8, 11",
-            "warm-up": "500 iterations, linear from 1/3",
-            "train scales": "single scale 1333x800",
-            "test thresholds": "score 0.0, NMS 0.5, 300 per image",
             "sampler": "uniform (no RFS)",
             "initialisation": "ImageNet modelzoo://resnet50",
-            "precision": "fp32",
-            "grad clip": "35",
-            "filters": "not recorded",
         },
         f"{SOURCE} §4.1",
     ),
