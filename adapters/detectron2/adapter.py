@@ -145,7 +145,7 @@ class Detectron2Adapter(Adapter):
 
         from adapters.engine import preemption
         from adapters.engine.devices import loader_workers, resolve_precision, training_environment
-        from adapters.engine.schedule import split_batch
+        from adapters.engine.schedule import epoch_note, sampler_epoch_images, split_batch
         from ltbench.io import write_json
 
         start = ckpt.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
@@ -188,6 +188,9 @@ class Detectron2Adapter(Adapter):
         # RFS rounds stochastically as detectron2's RepeatFactorTrainingSampler does, unless the run says otherwise
         order = epoch_order(sampler_cfg, categories, seed, batch_size=int(cfg.SOLVER.IMS_PER_BATCH) if bilevel else 1,
                             default_rounding="stochastic")
+        if "epoch_images" in schedule:  # the exact epoch of this data vs the plan's (assumption rfs-epoch-size)
+            epoch_text = epoch_note(schedule, sampler_epoch_images(sampler_cfg, categories, default_rounding="stochastic"))
+            training["notes"] += [epoch_text] if epoch_text else []
         records = dataset_dicts(split)
         num_classes = split.num_classes
         dataset: Any = BilevelRecords(records, num_classes) if bilevel else records

@@ -48,3 +48,27 @@ def split_batch(schedule: dict, world_size: int) -> tuple[int, dict, str | None]
     note = (f"linear-scaling-rule: {world_size} ranks do not divide the batch of {batch}; {per_rank} images per rank, "
             f"total {total}, lr {schedule['lr']} x {total}/{batch} = {scaled['lr']:.6g}")
     return per_rank, scaled, note
+
+
+def sampler_epoch_images(sampler: dict | None, image_categories: list, *, default_rounding: str) -> float:
+    """Images in one epoch of the run's image sampler over these training images: exact for random and
+    ceil-RFS (sum_I ceil(r(I))), the expectation sum_I r(I) for stochastic RFS."""
+    from ltbench.methods.samplers import build_image_sampler
+
+    built = build_image_sampler(sampler, image_categories, seed=0, default_rounding=default_rounding)
+    expected = getattr(built, "expected_epoch_length", None)
+    return float(expected()) if expected is not None else float(len(built.epoch_indices(0)))
+
+
+def epoch_note(schedule: dict, epoch_images: float) -> str | None:
+    """A note for ``done.json`` when an epoch schedule's planned epoch (``schedule.epoch_images``: the training
+    images, or the plan's RFS estimate, assumption rfs-epoch-size) differs from the epoch of the data and
+    sampler the run trains on; the run keeps the planned iterations, LR steps and PCB start (fractions of the
+    run), and the note says how many of the sampler's real epochs they are. None when they agree."""
+    planned = schedule.get("epoch_images")
+    if not planned or "epochs" not in schedule or round(float(epoch_images)) == int(planned):
+        return None
+    epochs = int(schedule["iterations"]) * int(schedule["batch_size"]) / max(1.0, float(epoch_images))
+    return (f"rfs-epoch-size: planned epoch {int(planned)} images, this sampler's epoch {float(epoch_images):.0f}; "
+            f"the {int(schedule['iterations'])} planned iterations are {epochs:.2f} of its epochs "
+            f"(planned {schedule['epochs']})")

@@ -82,7 +82,7 @@ class MMDetAdapter(Adapter):
         from adapters.engine import preemption
         from adapters.engine.devices import loader_workers, resolve_device, resolve_precision, training_environment
         from adapters.engine.fabric import join_cpu_process_group, world_from_env
-        from adapters.engine.schedule import split_batch
+        from adapters.engine.schedule import epoch_note, sampler_epoch_images, split_batch
         from ltbench.io import write_json
 
         start = ckpt.start_training(run_config, Path(workdir).resolve(), data, stage1_workdir)
@@ -118,6 +118,10 @@ class MMDetAdapter(Adapter):
         training = training_environment(device, precision, world_size=world.size, per_rank_batch=per_rank, total_batch=batch,
                                         workers=workers, notes=[note] if note else [])
         train_dataset, image_sampler = train_data(cfg, training_sampler(run_config), seed, batch)
+        if "epoch_images" in schedule:  # the exact epoch of this data vs the plan's (assumption rfs-epoch-size)
+            epoch_text = epoch_note(schedule, sampler_epoch_images(
+                training_sampler(run_config), [r.category_ids for r in split.images], default_rounding="ceil"))
+            training["notes"] += [epoch_text] if epoch_text else []
         warmup = int(schedule["warmup_iters"])
         schedulers = []
         if warmup > 0:

@@ -47,7 +47,7 @@ class TorchvisionAdapter(Adapter):
 
         from adapters.engine.devices import loader_workers, resolve_device, resolve_precision, training_environment
         from adapters.engine.fabric import build_fabric, world_from_env
-        from adapters.engine.schedule import split_batch
+        from adapters.engine.schedule import epoch_note, sampler_epoch_images, split_batch
         from adapters.torchvision.data import TrainingImages, hflip
         from ltbench.io import write_json
 
@@ -94,6 +94,9 @@ class TorchvisionAdapter(Adapter):
         categories = [set(r.classes.tolist()) for r in split.images] if bilevel else [r.category_ids for r in split.images]
         # torchvision follows detectron2's RFS (stochastic rounding) unless the run says otherwise
         order = epoch_order(sampler, categories, seed, batch_size=global_batch, default_rounding="stochastic")
+        if "epoch_images" in schedule:  # the exact epoch of this data vs the plan's (assumption rfs-epoch-size)
+            epoch_text = epoch_note(schedule, sampler_epoch_images(sampler, categories, default_rounding="stochastic"))
+            training["notes"] += [epoch_text] if epoch_text else []
         stream = IndexStream(order)  # the checkpointed position: one global batch per step
 
         resume_from = ckpt.last_checkpoint(workdir)

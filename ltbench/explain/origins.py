@@ -196,7 +196,8 @@ _NORMALIZE_RUN = "ltbench.plan.canonical:normalize_run"
 _RUN_NOTES: dict[str, tuple[str, str, str]] = {
     "scale": (PLANNER, "the plan's --scale", _MAKE_CONFIG),
     "framework": (SCALE, "", _MAKE_CONFIG),  # text depends on the scale and --framework (_framework_note)
-    "schedule": (SCALE, "the named/explicit schedule resolved for the scale and framework",
+    "schedule": (SCALE, "the named/explicit schedule resolved for the scale and the paper's framework (a forced "
+                 "framework keeps it), epochs of the sampler's real epoch",
                  "ltbench.plan.scales:resolve_schedule"),
     "model": (SCALE, "model size, image sizes and train_scales for the scale", "ltbench.plan.scales:model_block"),
     "fp16": (SCALE, "smoke runs train in fp32 (fp16 only at paper scale)", _MAKE_CONFIG),

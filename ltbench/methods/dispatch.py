@@ -50,10 +50,11 @@ def _params(component: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in component.items() if k != "name"}
 
 
-def _gate_unit(run_config: Mapping[str, Any]) -> str:
-    """Epoch gate for epoch-based schedules (mmdet, torchvision at paper scale); iteration gate for
-    detectron2 and for schedules given only in iterations (smoke scale)."""
-    if run_config.get("framework") == "detectron2":
+def _gate_unit(run_config: Mapping[str, Any], pcb_params: Mapping[str, Any] | None = None) -> str:
+    """Iteration gate whenever the plan set ``start_iteration`` (every planned PCB run: the same point of the
+    run in every framework, whatever each framework's epoch length), for detectron2 and for schedules given
+    only in iterations (smoke scale); otherwise an epoch gate (epochs of the adapter's sampler)."""
+    if (pcb_params or {}).get("start_iteration") is not None or run_config.get("framework") == "detectron2":
         return "iteration"
     schedule = run_config.get("schedule")
     if isinstance(schedule, Mapping) and "epochs" not in schedule and "iterations" in schedule:
@@ -117,7 +118,7 @@ def head_for_run(run_config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
                 key="regularizer.statistics",
                 expected=repr(PCB_STATISTICS[variant]),
             )
-        pcb_params.setdefault("gate_unit", _gate_unit(run_config))
+        pcb_params.setdefault("gate_unit", _gate_unit(run_config, pcb_params))
 
     head_params = _params(head)
     if head["name"] == "standard":

@@ -63,8 +63,11 @@ def normalize_run(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalize_view(view: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """A recurrent-step view of the last step is the model's normal output: the plain view."""
+    """A recurrent-step view of the last step is the model's normal output: the plain view. A dual head's
+    ``inclusive: false`` is the default (N < T) and is dropped."""
     view = _normalize_numbers(copy.deepcopy(view))
+    if view.get("name") == "dual_head" and view.get("inclusive") is False:
+        del view["inclusive"]
     head = run.get("head") or {}
     if view.get("name") == "recurrent_step" and head.get("name") in ("iterative", "dsn"):
         if view.get("step", -1) == head.get("steps", 0):
@@ -82,12 +85,13 @@ _VIEW_ID_PARAMS = {
     "ms_calibration": ("source",),
     "norcal": ("gamma",),
     "recurrent_step": ("step",),
-    "dual_head": ("threshold", "combiner"),
+    "dual_head": ("threshold", "combiner", "inclusive"),
 }
 
 
 def view_id(view: dict[str, Any]) -> str:
-    """Filename-safe view id: plain, cm-val, ms-train, norcal-g0.5, norcal-grid, step1, dual-t300-replace.
+    """Filename-safe view id: plain, cm-val, ms-train, norcal-g0.5, norcal-grid, step1, dual-t300-replace,
+    dual-t300-select-inclusive (the paper's N <= T).
 
     Parameters the id does not spell are summarized by a short hash, so different views never share an id.
     """
@@ -102,6 +106,8 @@ def view_id(view: dict[str, Any]) -> str:
         base = f"step{_fmt(view.get('step'))}"
     elif name == "dual_head":
         base = f"dual-t{_fmt(view.get('threshold'))}-{_fmt(view.get('combiner', 'replace'))}"
+        if view.get("inclusive"):
+            base += "-inclusive"
     else:
         base = name.replace("_", "-")
     # ap_fixed asks for a second, per-class top-k prediction beside the view's own: the view's detections do

@@ -9,9 +9,8 @@ Assumptions (estimates, not measurements of ours; change them here and in FORMAT
 - Backbone factor: R-18 0.7, R-50 1.0, R-101 1.3, X-101-32x8d 2.2, X-101-64x4d 2.4; DCN adds 0.15.
 - Head factor: PCB's iterative head and DSN run the box head 3 times: 1.1.
 - Stage-2 runs (frozen backbone, classifier retraining): 0.6 of the per-image cost.
-- mmdet's RFS (ClassBalancedDataset, ceil repeat) enlarges each epoch: factor 1.5 for epoch-based
-  frameworks (estimate; BAGS reports that RFS costs 1.7x the training time). Iteration-based
-  frameworks (detectron2) do not enlarge the schedule.
+- Images seen = iterations x batch: an RFS epoch's enlargement is already in the iterations of epoch
+  schedules (``scales.epoch_images``); iteration-based schedules (detectron2) are not enlarged.
 - Post-hoc stage-2 methods (``tau_norm``, ``ncm``; ``vocab.POST_HOC_STAGE2``) train nothing: zero
   iterations. NCM's class means need one forward pass over the training images, counted like evaluation
   (0.15 GPU-seconds per image; 60 CPU-seconds at smoke scale); tau-norm only rescales weights (no cost).
@@ -37,7 +36,6 @@ BACKBONE_FACTOR = {"r18": 0.7, "r50": 1.0, "r101": 1.3, "x101_32x8d": 2.2, "x101
 DCN_EXTRA = 0.15
 MULTI_STEP_HEAD_FACTOR = 1.1
 STAGE2_FACTOR = 0.6
-MMDET_RFS_EPOCH_FACTOR = 1.5
 EVAL_SECONDS_PER_IMAGE = 0.15
 SMOKE_SECONDS_PER_ITERATION_OF_4 = 0.9
 SMOKE_SECONDS_PER_VIEW = 60.0
@@ -51,11 +49,7 @@ def backbone_factor(backbone: str) -> float:
 
 def images_seen(config: dict[str, Any]) -> float:
     schedule = config["schedule"]
-    images = schedule["iterations"] * schedule["batch_size"]
-    sampler = config.get("sampler") or {}
-    if "epochs" in schedule and sampler.get("name") == "rfs" and not config.get("stage2"):
-        images *= MMDET_RFS_EPOCH_FACTOR
-    return float(images)
+    return float(schedule["iterations"] * schedule["batch_size"])
 
 
 def run_gpu_hours(config: dict[str, Any], n_views: int = 1) -> float:

@@ -125,6 +125,8 @@ class _Planner:
         self._resolved: dict[tuple[str, str, str], tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]] = {}
         self._resolving: list[tuple[str, str, str]] = []  # rows being resolved (pretrain cycles)
         self._dependencies: list[dict[str, Any]] = []  # configs of pretrain source runs met while resolving
+        # run id -> ids of scales.HARNESS_ASSUMPTIONS its config rests on (listed on the rows it serves)
+        self.harness_assumptions: dict[str, list[str]] = {}
 
     def pretrain_source(self, ref: dict[str, str], seed: int) -> tuple[str, str]:
         """``pretrain: {from: {paper, table, row, group}}`` -> (kind, id of the run whose checkpoint initialises
@@ -155,8 +157,10 @@ class _Planner:
     # resolution ----------------------------------------------------------------------------------
     def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
         framework = self.framework or (run["framework"] if self.scale == "paper" else scales.SMOKE_FRAMEWORK)
+        # the schedule follows the paper's framework whatever framework trains it (forced-framework-schedule)
+        convention = run["framework"] if self.scale == "paper" else framework
         stage2 = copy.deepcopy(run.get("stage2"))
-        train_schedule = scales.resolve_schedule(run["schedule"], self.scale, framework, run["dataset"])
+        train_schedule = scales.resolve_schedule(run["schedule"], self.scale, convention, run["dataset"], run.get("sampler"))
         schedule = train_schedule
         if stage2 and stage2.get("name") in vocab.POST_HOC_STAGE2:
             if "schedule" in stage2:
@@ -165,7 +169,8 @@ class _Planner:
                                    expected="no schedule (post-hoc: " + ", ".join(vocab.POST_HOC_STAGE2) + ")")
             schedule = scales.post_hoc_schedule(self.scale)
         elif stage2:
-            schedule = scales.resolve_schedule(stage2.pop("schedule", "1x"), self.scale, framework, run["dataset"])
+            schedule = scales.resolve_schedule(stage2.pop("schedule", "1x"), self.scale, convention, run["dataset"],
+                                               stage2.get("sampler", run.get("sampler")))
         pretrain, init_from = run.get("pretrain", "imagenet"), None
         if isinstance(pretrain, dict):
             pretrain, init_from = self.pretrain_source(pretrain["from"], seed)
@@ -191,6 +196,12 @@ class _Planner:
                 raise LtbenchError(f"resolved run has no {key}", key=key, expected=f"`{key}:` in defaults.run")
         config = normalize_numbers(config)
         config["id"] = run_id(config)
+        harness = []
+        if any(s.get("epoch_images", 0) > scales.train_images(run["dataset"]) for s in (train_schedule, schedule)):
+            harness.append("rfs-epoch-size")
+        if self.scale == "paper" and framework != convention:
+            harness.append("forced-framework-schedule")
+        self.harness_assumptions[config["id"]] = harness
         return config
 
     def chain(self, run: dict[str, Any], stage1: dict[str, Any] | None, seed: int) -> list[dict[str, Any]]:
@@ -312,6 +323,8 @@ class _Planner:
             view.cells.append(cell_ref)
         prow.run_ids = [c["id"] for c in finals]
         prow.view_id = view_config["id"]
+        for config in every:
+            prow.assumptions += [a for a in self.harness_assumptions.get(config["id"], []) if a not in prow.assumptions]
 
     @staticmethod
     def cited_differences(spec: PaperSpec, table: Table, row: Row, target_spec: PaperSpec, target_row: Row) -> list[str]:

@@ -7,11 +7,21 @@ Paper schedules, per framework (facts: research/ecosystem_facts.md, official_imp
 
 - mmdet / torchvision (epoch based): ``1x`` = 12 epochs (LR steps 8, 11), ``2x`` = 24 (16, 22),
   ``3x`` = 36 (27, 33); SGD lr 0.02 momentum 0.9 wd 1e-4, batch 16, linear warm-up 500 iterations.
-  ``iterations`` is epochs x ceil(train images / batch), i.e. one pass per epoch; mmdet's RFS wrapper
-  enlarges the epoch (the adapter trains ``epochs``; the cost model accounts for the enlargement).
+  ``iterations`` is epochs x ceil(epoch images / batch), i.e. one pass of the sampler's real epoch per
+  epoch (``epoch_images``): the training images, or under repeat-factor sampling sum_I repeat(I) over the
+  training images (mmdet's ``ClassBalancedDataset`` repeats each image ceil(r(I)) times; detectron2's
+  stochastic rounding gives sum_I r(I) in expectation). That sum needs every image's categories, which the
+  plan does not read; it is the estimate ``RFS_EPOCH_IMAGES`` (assumption ``rfs-epoch-size``, below), and
+  the adapters record the exact epoch of the data they train on (``adapters.engine.schedule.epoch_note``).
+  LR steps are the same epochs of that epoch length (16, 22 of 24 for 2x).
 - detectron2 (iteration based): LVIS v1 ``1x`` = 180k iterations (steps 120k, 160k), LVIS v0.5 ``1x``
   = 90k (60k, 80k); ``2x``/``3x`` scale both; batch 16, lr 0.02, warm-up 1000. Other datasets: the same
   number of epochs as LVIS v0.5's 1x (90k x 16 / 57,263 = 25.1 epochs).
+- The convention is the *paper's* framework (the spec's ``framework``): a run forced onto another
+  framework (``--framework`` / ``framework=...``) trains the paper's schedule -- the same iterations, batch,
+  images seen, LR steps and warm-up -- not that framework's default (assumption ``forced-framework-schedule``,
+  ``HARNESS_ASSUMPTIONS``). The forced framework's own sampler (e.g. detectron2's stochastic RFS) fills
+  those iterations.
 - An explicit schedule ``{epochs: E}`` or ``{iterations: N}`` (stage-2 schedules) keeps its numbers;
   given steps are epochs for ``epochs`` schedules and iterations for ``iterations`` schedules.
 
@@ -137,8 +147,95 @@ def ap_fixed_k(scale: str) -> int:
     return max(1, math.ceil(AP_FIXED_DETS_PER_CLASS * SMOKE_VAL_IMAGES / AP_FIXED_REFERENCE_IMAGES))
 
 
-def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str) -> dict[str, Any]:
-    """The paper-scale schedule block: name, epochs (epoch-based only), iterations, steps (iterations), optimizer."""
+# Repeat-factor sampling (RFS) enlarges an epoch to sum_I repeat(I) images. The exact sum needs every training
+# image's categories (the annotation file, which the plan does not read); the plan uses this estimate from the
+# category image counts n_c (assumption rfs-epoch-size): N + sum_c n_c (repeat(r_c) - 1), r_c = max(1,
+# sqrt(t N / n_c)), repeat = ceil (mmdet) or r itself (detectron2's stochastic rounding, in expectation). It is
+# exact when no image holds two oversampled categories and an upper bound otherwise. LVIS v1: from the v1.0
+# training image counts of all 1203 categories (../shared/data/lvis/lvis_v1_categories.json, detectron2's
+# lvis_v1_category_image_count.py; tests/plan recompute it). A public mmdet log of the LVIS v1 RFS config
+# (open-mmlab/mmdetection#7439: 7674 iterations of 16 images per epoch, i.e. at most 122,784 images) is 3.6%
+# below the ceil estimate. LVIS v0.5: no per-category image counts are shipped; v1's enlargement factor
+# (1.2719 ceil, 1.1467 stochastic) is applied to v0.5's 57,263 images. Other datasets: no estimate (a clear error).
+RFS_EPOCH_IMAGES: dict[tuple[str, float, str], int] = {
+    ("lvis_v1", 0.001, "ceil"): 127402,
+    ("lvis_v1", 0.001, "stochastic"): 114868,
+    ("lvis_v0.5", 0.001, "ceil"): 72830,
+    ("lvis_v0.5", 0.001, "stochastic"): 65665,
+}
+# The repeat-factor rounding of each framework's own RFS (adapters: mmdet ClassBalancedDataset; detectron2's
+# RepeatFactorTrainingSampler; the torchvision adapter follows detectron2).
+FRAMEWORK_RFS_ROUNDING = {"mmdet": "ceil", "detectron2": "stochastic", "torchvision": "stochastic"}
+
+# Assumptions of the harness itself (not of one paper): the planner lists them on the rows they apply to.
+HARNESS_ASSUMPTIONS: dict[str, dict[str, str]] = {
+    "rfs-epoch-size": {
+        "text": (
+            "An epoch of repeat-factor sampling has sum_I repeat(I) images (mmdet: ceil(r(I)) copies of each image; "
+            "detectron2: r(I) in expectation). The exact sum needs every training image's categories, which the plan "
+            "does not read."
+        ),
+        "choice": (
+            "Epoch schedules with RFS count epochs of the estimate N + sum_c n_c (repeat(r_c) - 1) from the category "
+            "image counts (an upper bound; LVIS v0.5 uses LVIS v1's enlargement factor); LR steps and PCB's start are "
+            "the same epochs of it; the adapters record the exact epoch of the data they train on."
+        ),
+        "source": "ltbench/plan/scales.py RFS_EPOCH_IMAGES; research/official_implementations.md §0.1",
+    },
+    "forced-framework-schedule": {
+        "text": (
+            "A run forced onto another framework than the paper's (framework=...) could train that framework's "
+            "default schedule (e.g. detectron2's 180k-iteration LVIS v1 1x) or the paper's."
+        ),
+        "choice": (
+            "The paper's schedule: the same iterations, batch, images seen, LR steps (the same fractions of the run), "
+            "warm-up and PCB start as under the paper's framework; only the framework (and its own sampler "
+            "rounding) changes."
+        ),
+        "source": "ltbench/plan/scales.py paper_schedule",
+    },
+}
+
+
+def rfs_epoch_estimate(image_counts: list[int], num_images: int, t: float, rounding: str) -> float:
+    """The plan's estimate of an RFS epoch: N + sum_c n_c (repeat(r_c) - 1) (see ``RFS_EPOCH_IMAGES``)."""
+    total = float(num_images)
+    for n in image_counts:
+        if n <= 0:
+            continue
+        r = max(1.0, math.sqrt(t * num_images / n))
+        total += n * ((math.ceil(r) if rounding == "ceil" else r) - 1.0)
+    return total
+
+
+def sampler_rounding(sampler: dict[str, Any] | None, framework: str) -> str:
+    """The repeat-factor rounding a run's RFS sampler uses: its own ``rounding``, else the framework's."""
+    rounding = sampler.get("rounding") if isinstance(sampler, dict) else None
+    return str(rounding or FRAMEWORK_RFS_ROUNDING.get(framework, "ceil"))
+
+
+def epoch_images(dataset: str, sampler: dict[str, Any] | None = None, framework: str = "mmdet") -> int:
+    """Images in one epoch of ``sampler`` on ``dataset``: the training images, or the RFS estimate
+    ``RFS_EPOCH_IMAGES`` (with ``framework``'s rounding unless the sampler states one)."""
+    sampler = sampler if isinstance(sampler, dict) else {"name": sampler}
+    if sampler.get("name") != "rfs":
+        return train_images(dataset)
+    t = sampler.get("t", 0.001)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+        raise LtbenchError(f"RFS threshold t is {t!r}", key="sampler.t", expected="a number > 0 (0.001 in every LVIS config)")
+    key = (dataset, float(t), sampler_rounding(sampler, framework))
+    if key not in RFS_EPOCH_IMAGES:
+        raise LtbenchError(f"no estimate of the RFS epoch of {dataset} (t = {t}, {key[2]} rounding)", key="sampler",
+                           expected="one of " + ", ".join(f"{d} t={tt} {r}" for d, tt, r in RFS_EPOCH_IMAGES),
+                           hint="add it to ltbench.plan.scales.RFS_EPOCH_IMAGES (sum_I repeat(I) over the training images)")
+    return RFS_EPOCH_IMAGES[key]
+
+
+def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str,
+                   sampler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The paper-scale schedule block: name, epochs and epoch_images (epoch-based only), iterations, steps
+    (iterations), optimizer. ``framework`` is the paper's (its schedule convention); ``sampler`` the run's
+    training sampler (an RFS epoch is enlarged, ``epoch_images``)."""
     if not isinstance(schedule, (str, dict)):
         raise LtbenchError(f"schedule {schedule!r} is neither a name nor a mapping", key="schedule",
                            expected="1x, 2x, 3x, or {epochs: E} / {iterations: N}")
@@ -154,7 +251,9 @@ def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str)
         raise LtbenchError(f"schedule {schedule!r} states both epochs and iterations", key="schedule",
                            expected="either epochs or iterations")
     name = spec.get("name")
-    per_epoch = math.ceil(train_images(dataset) / spec.get("batch_size", PAPER_OPTIMIZER["batch_size"]))
+    epoch_based = "epochs" in spec or ("iterations" not in spec and name in EPOCH_SCHEDULES and framework != "detectron2")
+    images = epoch_images(dataset, sampler, framework) if epoch_based else train_images(dataset)
+    per_epoch = math.ceil(images / spec.get("batch_size", PAPER_OPTIMIZER["batch_size"]))
     out: dict[str, Any] = {"name": name or "custom"}
     if "iterations" in spec:
         out["iterations"] = int(spec["iterations"])
@@ -162,12 +261,14 @@ def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str)
     elif "epochs" in spec:
         epochs = spec["epochs"]
         out["epochs"] = epochs
+        out["epoch_images"] = images
         out["iterations"] = int(round(epochs * per_epoch))
         out["steps_epochs"] = list(spec.get("steps", []))
         out["steps"] = [int(round(s * per_epoch)) for s in spec.get("steps", [])]
-    elif name in EPOCH_SCHEDULES and framework != "detectron2":
+    elif epoch_based:
         base = EPOCH_SCHEDULES[name]
         out["epochs"] = base["epochs"]
+        out["epoch_images"] = images
         out["iterations"] = base["epochs"] * per_epoch
         out["steps_epochs"] = list(base["steps"])
         out["steps"] = [s * per_epoch for s in base["steps"]]
@@ -238,10 +339,13 @@ def post_hoc_schedule(scale: str) -> dict[str, Any]:
     }
 
 
-def resolve_schedule(schedule: str | dict[str, Any], scale: str, framework: str, dataset: str) -> dict[str, Any]:
+def resolve_schedule(schedule: str | dict[str, Any], scale: str, framework: str, dataset: str,
+                     sampler: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's schedule block. ``framework``: the paper's (a forced framework keeps the paper's schedule);
+    ``sampler``: the training sampler (paper scale: an RFS epoch is enlarged; smoke scale ignores it)."""
     check_scale(scale)
     if scale == "paper":
-        return paper_schedule(schedule, framework, dataset)
+        return paper_schedule(schedule, framework, dataset, sampler)
     return smoke_schedule(schedule, framework, dataset)
 
 

@@ -64,14 +64,18 @@ def layout_from_spec(spec: Any, table_id: str, pairs_for_row: PairsForRow, *, sc
                 reported={k: str(v) for k, v in row.reported.items()},
                 pairs=pairs,
                 cited=cited,
-                assumptions=[a for a in dict.fromkeys(row.assumptions) if a not in table.assumptions],
+                assumptions=[a for a in dict.fromkeys([*row.assumptions, *getattr(served, "assumptions", ())])
+                             if a not in table.assumptions],
                 missing=missing,
                 not_reproducible=not_repro,
                 seed_rule=_seed_rule(spec, row),
                 baseline=_baseline_label(table, row),
             )
         )
-    assumptions = {a.id: (a.text + (f" Choice: {a.choice}" if a.choice else "")).strip() for a in spec.assumptions.values()}
+    from ltbench.plan.scales import HARNESS_ASSUMPTIONS  # the planner lists these on the rows they apply to
+
+    assumptions = {name: f"{a['text']} Choice: {a['choice']}" for name, a in HARNESS_ASSUMPTIONS.items()}
+    assumptions.update({a.id: (a.text + (f" Choice: {a.choice}" if a.choice else "")).strip() for a in spec.assumptions.values()})
     rules = {(r.seed_rule or {}).get("rule", "mean") for r in rows if len(r.pairs) > 1}
     statistic = rules.pop() if len(rules) == 1 else ("mean" if not rules else "per row (see notes)")
     return TableLayout(

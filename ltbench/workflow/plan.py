@@ -236,11 +236,13 @@ def unique(items: Iterable[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class RowServe:
-    """How the plan serves one spec row: its (run, view) pairs (one per seed), status and reason."""
+    """How the plan serves one spec row: its (run, view) pairs (one per seed), status and reason, and the
+    assumptions the plan lists on it (the spec's and the harness ones, ``scales.HARNESS_ASSUMPTIONS``)."""
 
     pairs: tuple[tuple[str, str], ...]
     status: str  # planned | served | reported_only | not_reproducible | out_of_scope | ...
     reason: str = ""
+    assumptions: tuple[str, ...] = ()
 
 
 def row_pairs(paper: str, table: str, *, scale: str, framework: str | None, plan: Any = None,
@@ -258,7 +260,7 @@ def row_pairs(paper: str, table: str, *, scale: str, framework: str | None, plan
         if row.paper != paper or str(row.table) != str(table):
             continue
         pairs = tuple((run_id, row.view_id) for run_id in row.run_ids) if row.view_id else ()
-        out[(row.group, row.row_id)] = RowServe(pairs, row.status, row.reason)
+        out[(row.group, row.row_id)] = RowServe(pairs, row.status, row.reason, tuple(row.assumptions))
     return out
 
 

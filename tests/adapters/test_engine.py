@@ -230,6 +230,20 @@ def test_epoch_progress_counts_images_seen() -> None:
     assert schedule.epoch_progress(59, 60, 4, 100) == (2, 3)
 
 
+def test_epoch_note_compares_the_planned_epoch_with_the_data_and_sampler() -> None:
+    cats = [{1}] * 9 + [{1, 2}]  # category 2 in 1 of 10 images: r = sqrt(0.5 / 0.1) = 2.24
+    rfs = {"name": "rfs", "t": 0.5}
+    assert schedule.sampler_epoch_images(rfs, cats, default_rounding="ceil") == 9 + 3
+    assert schedule.sampler_epoch_images(rfs, cats, default_rounding="stochastic") == pytest.approx(9 + math.sqrt(5))
+    assert schedule.sampler_epoch_images({"name": "random"}, cats, default_rounding="ceil") == 10
+    planned = {"epochs": 24, "epoch_images": 12, "iterations": 72, "batch_size": 4}
+    assert schedule.epoch_note(planned, 12) is None  # as planned
+    assert schedule.epoch_note({"iterations": 72, "batch_size": 4}, 11) is None  # an iteration schedule: no epochs
+    note = schedule.epoch_note(planned, 11.2)
+    assert note.startswith("rfs-epoch-size: planned epoch 12 images, this sampler's epoch 11;")
+    assert "the 72 planned iterations are 25.71 of its epochs (planned 24)" in note
+
+
 def test_per_class_top_k_reads_the_view_and_validates() -> None:
     assert prediction.per_class_top_k({"id": "plain"}) is None
     assert prediction.per_class_top_k({"detections": {"mode": "per_image"}}) is None

@@ -145,3 +145,57 @@ def test_mmdet_config_class_agnostic_and_normed_mask(tiny_data) -> None:
     assert rh.mask_head.predictor_cfg == {"type": "NormedConv2d", "tempearture": 20.0}
 
 
+
+
+def test_pcb_gate_opens_at_the_planned_iteration_in_torchvision_and_mmdet() -> None:
+    """The same planned run config (PCB Table 2, RFS + PCB, paper scale) under torchvision and mmdet opens PCB's
+    gate at the plan's ``regularizer.start_iteration``, through each adapter's own ProgressGate hook and
+    whatever epoch length that framework's sampler has (torchvision stochastic RFS, mmdet's enlarged ceil)."""
+    from types import SimpleNamespace
+
+    from mmdet.registry import HOOKS
+
+    from adapters.engine import hooks
+    from adapters.mmdet.registration import register
+    from adapters.wiring import build_head, head_config
+    from ltbench.data.lvis_meta import ClassStats
+    from ltbench.plan import build_plan
+
+    register()
+    plan = build_plan(["tables/pcb_table2.md"], scale="paper")
+    row = next(r for r in plan.rows if r.label == "RFS [12] + PCB (LVIS v0.5)")
+    planned = plan.runs[row.run_ids[0]].config
+    start, total = planned["regularizer"]["start_iteration"], planned["schedule"]["iterations"]
+    assert start == 16 * total // 24 and planned["schedule"]["epochs"] == 24
+    stats = ClassStats.from_counts(instance_counts=[50, 5, 1], image_counts=[40, 4, 1])
+    epoch_images = planned["schedule"]["epoch_images"]
+    opened: dict[str, list[int]] = {}
+    for framework, background, epoch_length in (("torchvision", "first", int(epoch_images * 0.9)),
+                                                ("mmdet", "last", epoch_images), ("mmdet", "last", int(epoch_images * 1.3))):
+        config = {**planned, "framework": framework}
+        head = build_head(head_config(config, stats), num_classes=3, background=background, num_box_deltas=12,
+                          in_channels=8, hidden=16)
+        head.confusion.seen.fill_(1)  # every class seen: only the schedule point gates
+        if framework == "torchvision":
+            state = SimpleNamespace(iter=0, max_iter=total)
+            gate = hooks.ProgressGate(head.set_progress, 16, epoch_length)
+            gate.trainer = SimpleNamespace(state=state)
+
+            def step(i, state=state, gate=gate):
+                state.iter = i
+                gate.before_step()
+        else:
+            runner = SimpleNamespace(iter=0, max_iters=total,
+                                     model=SimpleNamespace(roi_head=SimpleNamespace(bbox_head=SimpleNamespace(box_head=head))))
+            gate = HOOKS.build(dict(type="ProgressGate", batch_size=16, epoch_length=epoch_length))
+
+            def step(i, runner=runner, gate=gate):
+                runner.iter = i
+                gate.before_train_iter(runner, i)
+        seen = []
+        for i in (0, start - 1, start, start + 1, total - 1):
+            step(i)
+            seen.append(head.gate_open())
+        opened.setdefault(framework, []).append(seen)
+    expected = [False, False, True, True, True]
+    assert all(seen == expected for runs in opened.values() for seen in runs), opened

@@ -177,15 +177,18 @@ def test_paper_scale_schedules_and_framework_override():
     plan = build_plan(["tables/pcb_table2.md"], scale="paper")
     rfs_pcb = next(r for r in plan.rows if r.label == "RFS [12] + PCB (LVIS v0.5)")
     config = plan.runs[rfs_pcb.run_ids[0]].config
-    per_epoch = math.ceil(57263 / 16)
+    per_epoch = math.ceil(72830 / 16)  # an epoch of mmdet's ceil RFS: the plan's estimate of sum_I ceil(r(I))
     assert config["framework"] == "mmdet"
     assert config["schedule"]["epochs"] == 24 and config["schedule"]["iterations"] == 24 * per_epoch
     assert config["regularizer"]["start_iteration"] == 16 * per_epoch
+    assert "rfs-epoch-size" in rfs_pcb.assumptions
     d2 = build_plan(["tables/pcb_table2.md"], scale="paper", framework="detectron2")
     v1 = next(r for r in d2.rows if r.label == "Softmax (LVIS v1.0)")
     d2_config = d2.runs[v1.run_ids[0]].config
     assert d2_config["framework"] == "detectron2"
-    assert d2_config["schedule"]["iterations"] == 2 * 180000  # 2x of detectron2's LVIS v1 1x
+    # the paper's 24 mmdet epochs, not detectron2's 2x (360k iterations): assumption forced-framework-schedule
+    assert d2_config["schedule"]["iterations"] == 24 * math.ceil(100170 / 16)
+    assert "forced-framework-schedule" in v1.assumptions
     assert set(d2.runs).isdisjoint(plan.runs)  # the framework is part of the identity of a run
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 from ltbench.cli import main
+from ltbench.plan import scales
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -112,3 +114,39 @@ def test_plan_all_cli_cpu_time_is_small():
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 1.2, cpu
     assert json.loads(done.stdout)["papers"] == ["pcb", "disalign", "bags", "simcal"]
+
+
+def _plan_json(capsys, target, *extra):
+    code, out, _ = run_cli(capsys, "plan", target, "--scale", "paper", "--format", "json", *extra)
+    assert code == 0
+    data = json.loads(out)
+    runs = {r["id"]: r["config"] for r in data["run_list"]}
+    return {r["label"]: (r, runs[r["run_ids"][0]]) for r in data["row_list"] if r["run_ids"]}
+
+
+def test_plan_json_pcb_table2_official_epochs_and_detectron2_images_seen(capsys):
+    """`ltbench plan tables/pcb_table2.md --scale paper --format json`: RFS rows train 24 epochs of the enlarged
+    RFS epoch (mmdet's ceil repeat), LR steps and PCB's start at 16/24 (and 22/24) of them; random-sampler rows 24
+    epochs of the images; with framework=detectron2 every run sees the same number of images."""
+    mmdet = _plan_json(capsys, "tables/pcb_table2.md")
+    d2 = _plan_json(capsys, "tables/pcb_table2.md", "--framework", "detectron2")
+    for dataset, images in (("LVIS v0.5", 57263), ("LVIS v1.0", 100170)):
+        rfs_epoch = scales.RFS_EPOCH_IMAGES[("lvis_v0.5" if dataset == "LVIS v0.5" else "lvis_v1", 0.001, "ceil")]
+        for label, epoch in ((f"RFS [12] + PCB ({dataset})", rfs_epoch), (f"Softmax + PCB ({dataset})", images)):
+            row, config = mmdet[label]
+            schedule, per_epoch = config["schedule"], math.ceil(epoch / 16)
+            assert schedule["epoch_images"] == epoch and schedule["epochs"] == 24
+            assert schedule["iterations"] == 24 * per_epoch and schedule["steps"] == [16 * per_epoch, 22 * per_epoch]
+            assert config["regularizer"]["start_iteration"] == 16 * per_epoch
+            assert ("rfs-epoch-size" in row["assumptions"]) == (epoch != images)
+    assert mmdet["RFS [12] + PCB (LVIS v1.0)"][1]["schedule"]["epoch_images"] > 100170  # RFS enlarges the epoch
+    assert mmdet.keys() == d2.keys()
+    for label, (row, config) in d2.items():
+        paper = mmdet[label][1]
+        assert config["framework"] == "detectron2" and paper["framework"] == "mmdet"
+        seen = config["schedule"]["iterations"] * config["schedule"]["batch_size"]
+        assert seen == paper["schedule"]["iterations"] * paper["schedule"]["batch_size"]
+        assert config["schedule"] == paper["schedule"]  # steps and warm-up too
+        assert config["regularizer"] == paper["regularizer"]
+        assert "forced-framework-schedule" in row["assumptions"]
+

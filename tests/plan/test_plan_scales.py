@@ -70,7 +70,8 @@ def test_cost_model_factors():
     assert base == pytest.approx((24 * math.ceil(57263 / 16) * 16 * 0.30 + 5000 * 0.15) / 3600)
     assert cost.run_gpu_hours(_config(detector="cascade_mask_rcnn")) > base
     assert cost.run_gpu_hours(_config(backbone="x101_64x4d_fpn")) > cost.run_gpu_hours(_config(backbone="r101_fpn")) > base
-    assert cost.run_gpu_hours(_config(sampler={"name": "rfs", "t": 0.001})) > base  # mmdet RFS enlarges epochs
+    rfs = {"name": "rfs", "t": 0.001}
+    assert cost.run_gpu_hours(_config(sampler=rfs, schedule=scales.paper_schedule("2x", "mmdet", "lvis_v0.5", rfs))) > base  # mmdet RFS enlarges epochs
     d2 = _config(sampler={"name": "rfs", "t": 0.001}, schedule=scales.paper_schedule("1x", "detectron2", "lvis_v0.5"))
     assert cost.images_seen(d2) == 90000 * 16  # iteration-based: no enlargement
     assert cost.run_gpu_hours(_config(stage2={"name": "crt"})) < base
@@ -140,3 +141,39 @@ def test_ap_fixed_budget_per_scale() -> None:
     k = scales.ap_fixed_k("smoke")
     assert k == 61  # ceil(10000 * 120 / 19809)
     assert abs(k / scales.SMOKE_VAL_IMAGES - 10_000 / 19_809) < 1 / scales.SMOKE_VAL_IMAGES
+
+
+def test_rfs_epoch_estimates_come_from_the_category_image_counts():
+    """``RFS_EPOCH_IMAGES`` (assumption rfs-epoch-size) is N + sum_c n_c (repeat(r_c) - 1) over LVIS v1's category
+    image counts; LVIS v0.5 takes v1's enlargement factor."""
+    import json
+
+    from ltbench.paths import LVIS_SAMPLES_DIR
+
+    source = LVIS_SAMPLES_DIR / "lvis_v1_categories.json"
+    if not source.is_file():
+        pytest.skip(f"{source} is not here")
+    counts = [c["image_count"] for c in json.loads(source.read_text())]
+    assert len(counts) == 1203
+    for rounding in ("ceil", "stochastic"):
+        v1 = scales.rfs_epoch_estimate(counts, 100170, 0.001, rounding)
+        assert scales.RFS_EPOCH_IMAGES[("lvis_v1", 0.001, rounding)] == round(v1)
+        assert scales.RFS_EPOCH_IMAGES[("lvis_v0.5", 0.001, rounding)] == round(57263 * v1 / 100170)
+    # ceil repeats every oversampled image at least twice: more images than detectron2's expectation
+    assert scales.RFS_EPOCH_IMAGES[("lvis_v1", 0.001, "ceil")] > scales.RFS_EPOCH_IMAGES[("lvis_v1", 0.001, "stochastic")] > 100170
+
+
+def test_rfs_enlarges_epoch_schedules_only():
+    rfs = {"name": "rfs", "t": 0.001}
+    mm = scales.paper_schedule("2x", "mmdet", "lvis_v1", rfs)
+    per_epoch = math.ceil(127402 / 16)
+    assert mm["epoch_images"] == 127402 and mm["iterations"] == 24 * per_epoch and mm["steps"] == [16 * per_epoch, 22 * per_epoch]
+    assert scales.paper_schedule("2x", "mmdet", "lvis_v1")["epoch_images"] == 100170
+    stochastic = scales.paper_schedule({"epochs": 12}, "mmdet", "lvis_v1", {**rfs, "rounding": "stochastic"})
+    assert stochastic["iterations"] == 12 * math.ceil(114868 / 16)
+    assert scales.paper_schedule("1x", "detectron2", "lvis_v1", rfs)["iterations"] == 180000  # iteration based
+    assert scales.paper_schedule({"iterations": 4500}, "mmdet", "lvis_v1", rfs)["iterations"] == 4500
+    assert scales.epoch_images("lvis_v1", rfs, "detectron2") == 114868  # the framework's own rounding
+    with pytest.raises(LtbenchError, match="no estimate of the RFS epoch of coco_lt_bags"):
+        scales.paper_schedule({"epochs": 12}, "mmdet", "coco_lt_bags", rfs)
+    assert scales.smoke_schedule("2x", "torchvision", "lvis_v1")["iterations"] == 60  # smoke scale: unchanged

@@ -311,7 +311,8 @@ def test_simcal_views_and_calibration(specs):
     # calibration: plain SGD (no momentum, no weight decay), 12 x 1000 steps, lr drops at 8k and 11k
     assert spec.row_run(cal)["stage2"]["schedule"] == {"iterations": 12000, "steps": [8000, 11000], "lr": 0.01, "momentum": 0.0,
                                                         "weight_decay": 0.0, "batch_size": 16, "warmup_iters": 0}
-    assert spec.row_view(dual) == {"name": "dual_head", "threshold": 300, "combiner": "select"}
+    # the paper's T = 300 with its rule N <= T (assumption simcal-dual-t)
+    assert spec.row_view(dual) == {"name": "dual_head", "threshold": 300, "combiner": "select", "inclusive": True}
     # Table 4 'ours' and Table 3 r50 mask cal+dual are the same (run, view) with the same numbers
     ours = _find_row(spec, "4", "ours")
     assert (spec.row_run(ours), spec.row_view(ours)) == (spec.row_run(dual), spec.row_view(dual))
