@@ -75,6 +75,25 @@ def guarded(stage: str, run_id: str, view_id: str | None, log: Path, results_dir
         return 1
 
 
+def begin_training(run_id: str, workdir: Path, out_done: Path):
+    """What this training job does with ``workdir`` (``ltbench.workflow.workdir.job_decision``: train or resume,
+    retrain a finished run, or only mark the finished training of an earlier job), said in the log; a job that
+    trains leaves ``train.job.json`` beside its marker until the marker is written."""
+    from ltbench.io import write_json
+    from ltbench.store.provenance import utc_now
+    from ltbench.workflow.workdir import JOB_FILE, job_decision
+
+    job_file = Path(out_done).parent / JOB_FILE
+    decision = job_decision(run_id, workdir, job_file)
+    print(f"ltbench step train: {decision.message}", file=sys.stderr, flush=True)
+    if decision.action != "mark":
+        import socket
+
+        write_json(job_file, {"run_id": run_id, "action": decision.action, "started": utc_now(), "pid": os.getpid(),
+                              "host": socket.gethostname()})
+    return decision
+
+
 def mark_trained(run_id: str, workdir: Path, started: str, out: Path) -> None:
     """``results/runs/<run>/train.done``: the adapter's done.json plus the job's timing; clears stale notes."""
     from datetime import datetime
@@ -90,4 +109,7 @@ def mark_trained(run_id: str, workdir: Path, started: str, out: Path) -> None:
     except ValueError:
         pass
     write_json(out, {"run_id": run_id, "workdir": str(workdir), **timing, **summary})
+    from ltbench.workflow.workdir import JOB_FILE
+
+    (Path(out).parent / JOB_FILE).unlink(missing_ok=True)  # this run's training job is complete
     clear_failures(run_id, None, Path(out).parent.parent.parent)  # results/runs/<run>/train.done -> results

@@ -95,3 +95,48 @@ def test_clean_results_keeps_tracked_files_and_a_clean_rebuild_works(campaign):
     assert "pending" not in _cells(root)
     assert len(list((root / "results").glob("records/*/*.json"))) == 3
     assert _nothing_to_do(root)
+
+
+def test_a_forced_retrain_really_retrains_and_the_old_work_directory_goes_once_it_finished(campaign):
+    """Reproduction (issue 15, 1): `snakemake --forcerun results/runs/<run>/train.done -- <table>` finished at once
+    and work/<run>/model_final.pth kept its old time: training returned early because done.json existed, and
+    nothing said so. Now the job trains from scratch in a fresh work directory, says so in its log, the old
+    directory is kept aside until the new training finished and then removed, and the run's views follow."""
+    root, records = campaign
+    run_id = records[0].parent.name
+    work = root / "work" / run_id
+    before = (work / "model_final.pth").read_text()
+    recorded = json.loads(records[0].read_text())["provenance"]["recorded"]
+    log = _ok(run_workflow(root, "--forcerun", f"results/runs/{run_id}/train.done", "--", TARGET))
+    assert "localrule train:" in log or "rule train:" in log
+    train_log = (root / "results" / "logs" / run_id / "train.log").read_text()
+    assert "holds a finished training" in train_log and "training it again from scratch" in train_log
+    assert "moved it to" in train_log and "removed" in train_log
+    assert (work / "model_final.pth").read_text() != before
+    assert (work / "log.txt").read_text() == "started from scratch\n"  # a fresh directory, not the old one's log
+    assert not list(work.parent.glob(f"{run_id}.previous-*"))
+    assert not (root / "results" / "runs" / run_id / "train.job.json").exists()
+    assert json.loads(records[0].read_text())["provenance"]["recorded"] != recorded  # predicted and recorded again
+    assert _nothing_to_do(root)
+
+
+def test_a_failed_retrain_keeps_the_old_directory_and_the_same_command_again_resumes_the_new_one(campaign):
+    """A forced retrain that fails leaves the old finished directory aside (rename it back to undo) and the new
+    unfinished one in place; the same command again resumes the new one exactly, it does not start over."""
+    root, records = campaign
+    run_id = records[0].parent.name
+    work = root / "work" / run_id
+    before = (work / "model_final.pth").read_text()
+    force = ["--forcerun", f"results/runs/{run_id}/train.done", "--", TARGET]
+    proc = run_workflow(root, *force, env={"FAKE_TRAIN_FAIL": "1"})
+    assert proc.returncode != 0
+    (previous,) = work.parent.glob(f"{run_id}.previous-*")
+    assert (previous / "model_final.pth").read_text() == before and (previous / "done.json").is_file()
+    assert not (work / "done.json").exists() and (work / "last_checkpoint").is_file()
+    _ok(run_workflow(root, *force))
+    train_log = (root / "results" / "logs" / run_id / "train.log").read_text()
+    assert "holds an unfinished training: resuming it from model_0000001.pth" in train_log
+    lines = (work / "log.txt").read_text().splitlines()  # (the failing attempt may have been retried: resumed too)
+    assert lines[0] == "started from scratch" and set(lines[1:]) == {"resumed from model_0000001.pth"}
+    assert (work / "model_final.pth").read_text() != before and not previous.exists()
+    assert "pending" not in _cells(root) and "failed" not in _cells(root)
