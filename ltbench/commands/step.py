@@ -50,8 +50,8 @@ def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, o
     def body() -> None:
         steps.emit_config(config_json, run_id, out_run)
         # Snakemake runs this job because train.done is missing or out of date (and deleted it): a finished work
-        # directory is trained again, unless an earlier job of this run trained it and stopped before its marker
-        decision = steps.begin_training(run_id, workdir, out_done)
+        # directory is trained again when the user forced the job or a parent run was trained after it, else marked
+        decision = steps.begin_training(run_id, workdir, out_done, (stage1_workdir, init_workdir))
         if decision.action != "mark":
             argv = ["train", "--run-config", str(out_run), "--workdir", str(workdir), "--ranks", str(ranks), "--launcher",
                     launcher, "--nodes", str(nodes)]

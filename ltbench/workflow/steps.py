@@ -75,22 +75,13 @@ def guarded(stage: str, run_id: str, view_id: str | None, log: Path, results_dir
         return 1
 
 
-def begin_training(run_id: str, workdir: Path, out_done: Path):
+def begin_training(run_id: str, workdir: Path, out_done: Path, parents: tuple[Path | None, ...] = ()):
     """What this training job does with ``workdir`` (``ltbench.workflow.workdir.job_decision``: train or resume,
-    retrain a finished run, or only mark the finished training of an earlier job), said in the log; a job that
-    trains leaves ``train.job.json`` beside its marker until the marker is written."""
-    from ltbench.io import write_json
-    from ltbench.store.provenance import utc_now
-    from ltbench.workflow.workdir import JOB_FILE, job_decision
+    train a finished run again, or only mark it), said in the log."""
+    from ltbench.workflow.workdir import REQUEST_FILE, job_decision
 
-    job_file = Path(out_done).parent / JOB_FILE
-    decision = job_decision(run_id, workdir, job_file)
+    decision = job_decision(run_id, workdir, Path(out_done).parent / REQUEST_FILE, parents)
     print(f"ltbench step train: {decision.message}", file=sys.stderr, flush=True)
-    if decision.action != "mark":
-        import socket
-
-        write_json(job_file, {"run_id": run_id, "action": decision.action, "started": utc_now(), "pid": os.getpid(),
-                              "host": socket.gethostname()})
     return decision
 
 
@@ -109,7 +100,7 @@ def mark_trained(run_id: str, workdir: Path, started: str, out: Path) -> None:
     except ValueError:
         pass
     write_json(out, {"run_id": run_id, "workdir": str(workdir), **timing, **summary})
-    from ltbench.workflow.workdir import JOB_FILE
+    from ltbench.workflow.workdir import REQUEST_FILE
 
-    (Path(out).parent / JOB_FILE).unlink(missing_ok=True)  # this run's training job is complete
+    (Path(out).parent / REQUEST_FILE).unlink(missing_ok=True)  # a forced retrain is done once its marker is there
     clear_failures(run_id, None, Path(out).parent.parent.parent)  # results/runs/<run>/train.done -> results

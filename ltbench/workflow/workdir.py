@@ -13,12 +13,19 @@ return its checkpoint at once. ``ltbench train --retrain`` moves such a director
 once the new training has finished (``done.json``), and kept (to be renamed back by hand) while it has not. An
 unfinished directory always resumes from ``last_checkpoint``.
 
-**The workflow's rule** (``ltbench step train``, ``job_decision``): Snakemake runs a training job only when the
-run's marker ``results/runs/<run>/train.done`` is missing or out of date, and deletes the marker before the job
-starts (``--forcerun``, a newer input such as a retrained stage-1 run, a deleted marker). So a job that finds a
-finished work directory trains it again, except when the training finished under an earlier job of this run that
-stopped before it wrote its marker (``results/runs/<run>/train.job.json``, written when a job starts and removed
-with its marker: the finished training is newer than it): that job's work is marked, not repeated.
+**The workflow's rule** (``ltbench step train``, ``job_decision``). Snakemake runs a training job when the run's
+marker ``results/runs/<run>/train.done`` is missing or out of date, and deletes the marker first. Why it runs
+decides what happens to a finished work directory:
+
+- the user forced it (``--forcerun results/runs/<run>/train.done``, ``--forcerun train``, ``-F``, ``-f`` on the
+  marker): the train rule's input function leaves ``results/runs/<run>/train.retrain.json`` while Snakemake builds
+  its DAG (``request_retrain``), and a request newer than ``done.json`` trains the run again;
+- the run it starts from (stage 1, ``init_from``) finished after it: trained again too;
+- anything else (``--rerun-incomplete`` after a killed Snakemake whose job finished anyway, a deleted marker, a
+  changed set of inputs): the finished training is marked, not repeated; the log says how to force it.
+
+The request is removed with the new marker; a retrain that failed leaves it, so the job's next run resumes the new
+(unfinished) training and a later one does not start it over (the request is older than its ``done.json``).
 """
 
 from __future__ import annotations
@@ -38,8 +45,8 @@ from ltbench.errors import LtbenchError
 LOCK_FILE = "train.lock"
 DONE_FILE = "done.json"
 PREVIOUS = ".previous-"
-#: beside train.done: a training job of the run started and has not written its marker yet
-JOB_FILE = "train.job.json"
+#: beside train.done: the user forced the run's training job (``request_retrain``); removed with the new marker
+REQUEST_FILE = "train.retrain.json"
 
 
 class WorkdirLocked(LtbenchError):
@@ -164,15 +171,57 @@ def remove_previous(workdir: str | os.PathLike[str]) -> list[Path]:
 @dataclass(frozen=True)
 class JobDecision:
     """What a workflow training job does with its work directory: ``retrain`` (a finished one, from scratch),
-    ``mark`` (a finished one an earlier job trained: write the marker only) or ``train`` (start or resume)."""
+    ``mark`` (a finished one: write its marker only) or ``train`` (start, or resume an unfinished one)."""
 
     action: str
     message: str
 
 
-def job_decision(run_id: str, workdir: str | os.PathLike[str], job_file: str | os.PathLike[str]) -> JobDecision:
-    """The workflow's rule (module docstring) for a training job of ``run_id`` that Snakemake started."""
-    workdir, job_file = Path(workdir), Path(job_file)
+def forced_by(dag_settings, rule: str, output: str) -> str | None:
+    """The Snakemake option that forces the job of ``rule`` making ``output`` (``--forceall``, ``--forcerun train``,
+    ``--forcerun <output>``, ``--force <output>``), or None. ``dag_settings``: ``workflow.dag_settings``."""
+    if dag_settings is None:
+        return None
+    allowed = set(getattr(dag_settings, "allowed_rules", None) or ())
+    if allowed and rule not in allowed:
+        return None
+    if getattr(dag_settings, "forceall", False):
+        return "--forceall"
+    wanted = {rule, os.path.normpath(output)}
+    for name in getattr(dag_settings, "forcerun", None) or ():
+        if os.path.normpath(str(name)) in wanted:
+            return f"--forcerun {name}"
+    if getattr(dag_settings, "forcetargets", False):
+        for name in getattr(dag_settings, "targets", None) or ():
+            if os.path.normpath(str(name)) in wanted:
+                return f"--force {name}"
+    return None
+
+
+def request_retrain(workflow, rule: str, output: str, request: str | os.PathLike[str]) -> str | None:
+    """From the train rule's input function, while Snakemake builds its DAG: when the user forces this training job,
+    write ``request`` (``results/runs/<run>/train.retrain.json``) so that the job, wherever it runs (a SLURM job
+    builds its own DAG, without the user's options), trains a finished work directory again. Nothing is written
+    in a dry run, a --touch run, or inside a job. Returns the forcing option."""
+    if getattr(workflow, "remote_exec", False) or getattr(workflow, "subprocess_exec", False):
+        return None
+    how = forced_by(getattr(workflow, "dag_settings", None), rule, output)
+    if how is None or getattr(workflow, "dryrun", False) or getattr(workflow, "touch", False):
+        return how
+    from ltbench.io import write_json
+    from ltbench.store.provenance import utc_now
+
+    write_json(request, {"output": output, "forced_by": how, "requested": utc_now()})
+    return how
+
+
+def job_decision(run_id: str, workdir: str | os.PathLike[str], request: str | os.PathLike[str],
+                 parents: tuple[str | os.PathLike[str] | None, ...] = ()) -> JobDecision:
+    """What a training job of ``run_id`` that Snakemake started does with ``workdir`` (the module's rule).
+
+    ``request``: the retrain request (``request_retrain``); ``parents``: the work directories of the runs this one
+    starts from (stage 1, init_from)."""
+    workdir, request = Path(workdir), Path(request)
     done = workdir / DONE_FILE
     if not done.is_file():
         checkpoint = workdir / "last_checkpoint"
@@ -180,11 +229,16 @@ def job_decision(run_id: str, workdir: str | os.PathLike[str], job_file: str | o
             name = checkpoint.read_text(encoding="utf-8").strip()
             return JobDecision("train", f"{workdir} holds an unfinished training: resuming it from {name}")
         return JobDecision("train", f"training {run_id} from scratch in {workdir}")
-    if job_file.is_file() and done.stat().st_mtime >= job_file.stat().st_mtime:
-        return JobDecision("mark", f"{workdir} holds a training that an earlier job of this run finished after it "
-                                   f"started ({job_file}) but stopped before writing its marker: marking it, "
-                                   "not training it again")
-    return JobDecision("retrain", f"{workdir} holds a finished training ({done}), but Snakemake runs this training "
-                                  "job again (forced with --forcerun/-R/-F, a newer input such as a retrained stage-1 "
-                                  "run, or its marker train.done was deleted): training it again from scratch; the old "
-                                  "directory is kept beside it until the new training finishes, then removed")
+    finished_at = done.stat().st_mtime
+    later = "; the old directory is kept beside it until the new training finishes, then removed"
+    if request.is_file() and request.stat().st_mtime > finished_at:
+        how = (read_holder(request) or {}).get("forced_by", "forced")
+        return JobDecision("retrain", f"{workdir} holds a finished training ({done}) and this job was forced ({how}): "
+                                      f"training it again from scratch{later}")
+    for parent in parents:
+        parent_done = Path(parent) / DONE_FILE if parent else None
+        if parent_done is not None and parent_done.is_file() and parent_done.stat().st_mtime > finished_at:
+            return JobDecision("retrain", f"{workdir} holds a finished training, but the run it starts from was trained "
+                                          f"again after it ({parent_done}): training it again from scratch{later}")
+    return JobDecision("mark", f"{workdir} holds a finished training ({done}): nothing to train, writing its marker "
+                               f"(to train it again: snakemake --forcerun results/runs/{run_id}/train.done -- <target>)")

@@ -135,48 +135,99 @@ def test_ltbench_train_on_a_finished_directory_says_so_and_retrain_starts_over(t
     assert (workdir / "model_final.pth").read_text() != first and wd.previous_dirs(workdir) == []
 
 
-def test_a_job_that_trained_but_stopped_before_its_marker_is_marked_not_trained_again(tmp_path, run_config):
-    """The one case where a training job does not train a finished directory again: an earlier job of this run
-    finished the training and stopped before it wrote train.done (its train.job.json is older than done.json)."""
+def _request(tmp_path, run_id, *, age: float = 0.0) -> Path:
+    """The retrain request the train rule's input function leaves when the user forces the job."""
+    request = tmp_path / "results" / "runs" / run_id / wd.REQUEST_FILE
+    request.write_text(json.dumps({"forced_by": f"--forcerun results/runs/{run_id}/train.done"}))
+    if age:
+        then = time.time() - age
+        os.utime(request, (then, then))
+    return request
+
+
+def test_a_finished_run_is_marked_unless_its_job_was_forced_then_it_is_trained_again(tmp_path, run_config):
+    """A training job that Snakemake reruns without being asked to (--rerun-incomplete after a killed Snakemake
+    whose job finished anyway, a deleted marker) marks the finished training; a forced one trains it again from
+    scratch, and the old directory goes once the new training finished."""
     run_id = run_config["id"]
     code, log = _step(tmp_path, run_config)
-    assert code == 0, log
-    runs = tmp_path / "results" / "runs" / run_id
-    workdir = tmp_path / "work" / run_id
+    assert code == 0 and f"training {run_id} from scratch" in log, log
+    runs, workdir = tmp_path / "results" / "runs" / run_id, tmp_path / "work" / run_id
     model = (workdir / "model_final.pth").read_text()
-    assert "training " + run_id + " from scratch" in log
-    assert not (runs / wd.JOB_FILE).exists()  # removed with the marker
-    # the earlier job: it started (train.job.json), trained (done.json after it), and died before its marker
-    (runs / "train.done").unlink()
-    (runs / wd.JOB_FILE).write_text("{}")
-    past = (workdir / "done.json").stat().st_mtime - 60
-    os.utime(runs / wd.JOB_FILE, (past, past))
+    (runs / "train.done").unlink()  # what Snakemake does before it runs the job again
     code, log = _step(tmp_path, run_config)
-    assert code == 0, log
-    assert "stopped before writing its marker: marking it, not training it again" in log
+    assert code == 0 and "holds a finished training" in log and "nothing to train, writing its marker" in log, log
+    assert f"snakemake --forcerun results/runs/{run_id}/train.done" in log
     assert (workdir / "model_final.pth").read_text() == model and (runs / "train.done").is_file()
-    assert not (runs / wd.JOB_FILE).exists()
-    # without that trace (a forced rerun after a complete job), the same state trains again
     (runs / "train.done").unlink()
+    request = _request(tmp_path, run_id)
     code, log = _step(tmp_path, run_config)
-    assert code == 0 and "training it again from scratch" in log, log
-    assert (workdir / "model_final.pth").read_text() != model
+    assert code == 0 and f"was forced (--forcerun results/runs/{run_id}/train.done)" in log, log
+    assert "training it again from scratch" in log and "moved it to" in log and "removed" in log
+    assert (workdir / "model_final.pth").read_text() != model and wd.previous_dirs(workdir) == []
+    assert (workdir / "log.txt").read_text() == "started from scratch\n" and not request.exists()
 
 
-def test_a_retrain_that_never_started_is_not_mistaken_for_a_finished_job(tmp_path, run_config):
-    """A forced job that failed before training (here: the lock was taken) leaves its train.job.json newer than the
-    old done.json: the next job still trains again instead of marking the old model. The failure note names the
-    holder."""
+def test_a_forced_retrain_that_finished_but_lost_its_marker_is_not_started_over(tmp_path, run_config):
+    """The request of a retrain that finished (its done.json is newer) and stopped before its marker is spent."""
     run_id = run_config["id"]
     assert _step(tmp_path, run_config)[0] == 0
     runs, workdir = tmp_path / "results" / "runs" / run_id, tmp_path / "work" / run_id
     model = (workdir / "model_final.pth").read_text()
     (runs / "train.done").unlink()
+    _request(tmp_path, run_id, age=60)  # older than done.json
+    code, log = _step(tmp_path, run_config)
+    assert code == 0 and "nothing to train" in log, log
+    assert (workdir / "model_final.pth").read_text() == model
+
+
+def test_a_forced_retrain_blocked_by_the_lock_fails_naming_the_holder_and_retrains_next_time(tmp_path, run_config):
+    """A forced job that could not start (another trainer holds the work directory) fails with a note naming the
+    holder; its request stays, so the next job still trains again instead of marking the old model."""
+    run_id = run_config["id"]
+    assert _step(tmp_path, run_config)[0] == 0
+    runs, workdir = tmp_path / "results" / "runs" / run_id, tmp_path / "work" / run_id
+    model = (workdir / "model_final.pth").read_text()
+    (runs / "train.done").unlink()
+    request = _request(tmp_path, run_id)
     with wd.WorkdirLock(workdir):
         code, log = _step(tmp_path, run_config)
-    assert code != 0 and (runs / wd.JOB_FILE).is_file(), log
+    assert code != 0 and request.is_file(), log
     failure = json.loads((tmp_path / "results" / "failures" / run_id / "train.json").read_text())
-    assert "another `ltbench train` is training in" in failure["reason"], failure
+    assert "another `ltbench train` is training in" in failure["reason"] and f"pid {os.getpid()}" in failure["reason"]
+    assert (workdir / "model_final.pth").read_text() == model and wd.previous_dirs(workdir) == []
     code, log = _step(tmp_path, run_config)
     assert code == 0 and "training it again from scratch" in log, log
     assert (workdir / "model_final.pth").read_text() != model
+
+
+def test_a_run_whose_stage1_was_trained_after_it_is_trained_again(tmp_path, run_config):
+    run_id = run_config["id"]
+    assert _step(tmp_path, run_config)[0] == 0
+    runs, workdir = tmp_path / "results" / "runs" / run_id, tmp_path / "work" / run_id
+    stage1 = tmp_path / "work" / "stage1-run"
+    stage1.mkdir()
+    (stage1 / "done.json").write_text("{}")  # finished after this run's training
+    (runs / "train.done").unlink()
+    decision = wd.job_decision(run_id, workdir, runs / wd.REQUEST_FILE, (stage1, None))
+    assert decision.action == "retrain" and "trained again after it" in decision.message
+    past = (workdir / "done.json").stat().st_mtime - 60
+    os.utime(stage1 / "done.json", (past, past))
+    assert wd.job_decision(run_id, workdir, runs / wd.REQUEST_FILE, (stage1, None)).action == "mark"
+
+
+@pytest.mark.parametrize(("settings", "forced"), [
+    ({}, None),
+    ({"forceall": True}, "--forceall"),
+    ({"forcerun": {"train"}}, "--forcerun train"),
+    ({"forcerun": {"./results/runs/r-1/train.done"}}, "--forcerun ./results/runs/r-1/train.done"),
+    ({"forcerun": {"results/runs/r-2/train.done"}}, None),
+    ({"forcerun": {"predict"}}, None),
+    ({"forcetargets": True, "targets": {"results/runs/r-1/train.done"}}, "--force results/runs/r-1/train.done"),
+    ({"forcetargets": True, "targets": {"tables/pcb_table5.md"}}, None),
+    ({"forceall": True, "allowed_rules": {"record"}}, None),
+])
+def test_which_options_force_a_training_job(settings, forced):
+    from types import SimpleNamespace
+
+    assert wd.forced_by(SimpleNamespace(**settings), "train", "results/runs/r-1/train.done") == forced

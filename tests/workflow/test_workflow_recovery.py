@@ -107,7 +107,10 @@ def test_a_forced_retrain_really_retrains_and_the_old_work_directory_goes_once_i
     work = root / "work" / run_id
     before = (work / "model_final.pth").read_text()
     recorded = json.loads(records[0].read_text())["provenance"]["recorded"]
-    log = _ok(run_workflow(root, "--forcerun", f"results/runs/{run_id}/train.done", "--", TARGET))
+    force = ["--forcerun", f"results/runs/{run_id}/train.done", "--", TARGET]
+    assert "rule train:" in _ok(run_workflow(root, "-n", *force))
+    assert not (root / "results" / "runs" / run_id / "train.retrain.json").exists()  # a dry run asks nothing
+    log = _ok(run_workflow(root, *force))
     assert "localrule train:" in log or "rule train:" in log
     train_log = (root / "results" / "logs" / run_id / "train.log").read_text()
     assert "holds a finished training" in train_log and "training it again from scratch" in train_log
@@ -140,3 +143,19 @@ def test_a_failed_retrain_keeps_the_old_directory_and_the_same_command_again_res
     assert lines[0] == "started from scratch" and set(lines[1:]) == {"resumed from model_0000001.pth"}
     assert (work / "model_final.pth").read_text() != before and not previous.exists()
     assert "pending" not in _cells(root) and "failed" not in _cells(root)
+
+
+def test_a_training_job_snakemake_reruns_unasked_marks_the_finished_training(campaign):
+    """Not every rerun of a training job is a retrain: here its marker is gone and a forced prediction needs it
+    (as after a killed Snakemake whose training finished anyway, or a deleted marker). The job writes the marker
+    from the finished work directory, says so, and trains nothing."""
+    root, records = campaign
+    run_id = records[0].parent.name
+    work = root / "work" / run_id
+    before = (work / "model_final.pth").read_text()
+    (root / "results" / "runs" / run_id / "train.done").unlink()
+    _ok(run_workflow(root, "--forcerun", f"results/predictions/{run_id}/plain/detections.json", "--", TARGET))
+    train_log = (root / "results" / "logs" / run_id / "train.log").read_text()
+    assert "holds a finished training" in train_log and "nothing to train, writing its marker" in train_log
+    assert (work / "model_final.pth").read_text() == before and (work / "log.txt").read_text() == "started from scratch\n"
+    assert (root / "results" / "runs" / run_id / "train.done").is_file()

@@ -118,6 +118,15 @@ def checked_records(records):
     return wf.rebuild_damaged(workflow, records)
 
 
+def retrain_request(wildcards):
+    """No input file. When the user forces this run's training job, leaves results/runs/<run>/train.retrain.json
+    while the DAG is built (not in a dry run), which tells the job, wherever it runs, to train a finished work
+    directory again; any other rerun of the job marks the finished training (ltbench.workflow.workdir)."""
+    done = wf.train_done(wildcards.run)
+    wf.request_retrain(workflow, "train", done, os.path.join(os.path.dirname(done), wf.RETRAIN_REQUEST))
+    return []
+
+
 def table_records(wildcards):
     pairs = PLAN.table_pairs(wildcards.paper, wildcards.table)
     if config["render_failed"]:  # render now: (run, view) pairs with a failure note show as failed cells
