@@ -18,6 +18,7 @@ help:
 	@echo "make setup-mmdet  also build mmcv 2.1.0 (CPU ops) and install mmengine/mmdet"
 	@echo "make lint         snakemake --lint"
 	@echo "make bench        run the benchmarks in benchmarks/"
+	@echo "make clean-results  remove the store and the rendered tables (kept: work/, predictions, evaluations)"
 
 # --- environment -----------------------------------------------------------------------------------
 # The stamp files make setup idempotent: re-running costs nothing until pyproject.toml changes.
@@ -56,5 +57,10 @@ lint: setup
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
 
+# The store and everything rendered from it, so that the next run makes them again from the evaluations
+# (results/metrics/); trained models (work/), predictions and evaluations stay. Generated files only: the
+# READMEs of results/ and tables/ are versioned (tests/workflow/test_workflow_recovery.py checks git ls-files).
 clean-results:
-	rm -rf results/records results/metrics.parquet tables/*.md tables/*.tex tables/*.html tables/plots tables/site
+	rm -rf results/records results/failures results/tables results/metrics.parquet results/regression.md \
+	       tables/plots tables/site
+	test ! -d tables || find tables -maxdepth 1 -type f \( -name '*.md' -o -name '*.tex' -o -name '*.html' \) ! -name README.md -delete

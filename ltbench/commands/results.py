@@ -174,21 +174,32 @@ def record(run_config, view_config, metrics, train_done, out, results_dir) -> No
 @FRAMEWORK
 @SEEDS
 @RESULTS
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 1), naming each file, when a record of the collected pairs is corrupt (the workflow's).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def collect(paper, table, scale, framework, seeds, results_dir, out) -> None:
+def collect(paper, table, scale, framework, seeds, results_dir, strict, out) -> None:
     """Aggregate records (all, or one table's) into a parquet file; also refresh results/metrics.parquet."""
     from ltbench import io
+    from ltbench.errors import LtbenchError
     from ltbench.store.aggregate import query, to_frame, write_parquet
 
     full, loaded = write_parquet(results_dir)
     for bad in loaded.corrupt:
         click.echo(f"warning: skipped corrupt record {bad}", err=True)
     frame = to_frame(loaded)
+    pairs = None
     if paper is not None and table is not None:
         from ltbench.workflow import WorkflowPlan
 
         plan = WorkflowPlan.build(scale=scale, framework=framework, papers=[paper], seeds=seeds)
-        frame = query(frame, pairs=set(plan.table_pairs(paper, table)))
+        pairs = set(plan.table_pairs(paper, table))
+        frame = query(frame, pairs=pairs)
+    bad = [c for c in loaded.corrupt if pairs is None or (c.path.parent.name, c.path.stem) in pairs]
+    if strict and bad:
+        raise LtbenchError(f"{len(bad)} corrupt record(s): " + "; ".join(map(str, bad)), path=bad[0].path,
+                           expected="records written by `ltbench results record`",
+                           hint="run the workflow again: it makes a corrupt record again (or delete the file, or "
+                                f"snakemake --forcerun {bad[0].path} -- <target>)")
     if out.resolve() != full.resolve():
         with io.atomic_open(out, "wb") as handle:
             frame.to_parquet(handle, index=False)

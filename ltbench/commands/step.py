@@ -35,8 +35,9 @@ def command() -> None:
 @RESULTS
 def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, out_done, ranks, launcher, nodes, threads, log_path,
           results_dir) -> None:
-    """Emit the run config, train it (resuming from its work directory), write train.done; exit 75 when the
-    training checkpointed on the time-limit signal (the job is to be resubmitted)."""
+    """Emit the run config, train it (resuming an unfinished work directory, training a finished one again:
+    ltbench.workflow.workdir), write train.done; exit 75 when the training checkpointed on the time-limit signal
+    (the job is to be resubmitted)."""
     from adapters.engine import preemption
 
     preemption.install(preemption.EARLY_SIGNALS)  # first thing: a time-limit signal during the imports counts
@@ -48,13 +49,19 @@ def train(run_id, config_json, workdir, stage1_workdir, init_workdir, out_run, o
 
     def body() -> None:
         steps.emit_config(config_json, run_id, out_run)
-        argv = ["train", "--run-config", str(out_run), "--workdir", str(workdir), "--ranks", str(ranks), "--launcher", launcher,
-                "--nodes", str(nodes)]
-        if stage1_workdir:
-            argv += ["--stage1-workdir", str(stage1_workdir)]
-        if init_workdir:
-            argv += ["--init-workdir", str(init_workdir)]
-        steps.run_ltbench(argv)
+        # Snakemake runs this job because train.done is missing or out of date (and deleted it): a finished work
+        # directory is trained again when the user forced the job or a parent run was trained after it, else marked
+        decision = steps.begin_training(run_id, workdir, out_done, (stage1_workdir, init_workdir))
+        if decision.action != "mark":
+            argv = ["train", "--run-config", str(out_run), "--workdir", str(workdir), "--ranks", str(ranks), "--launcher",
+                    launcher, "--nodes", str(nodes)]
+            if stage1_workdir:
+                argv += ["--stage1-workdir", str(stage1_workdir)]
+            if init_workdir:
+                argv += ["--init-workdir", str(init_workdir)]
+            if decision.action == "retrain":
+                argv.append("--retrain")
+            steps.run_ltbench(argv)
         steps.mark_trained(run_id, workdir, started, out_done)
 
     sys.exit(steps.guarded("train", run_id, None, log_path, results_dir, body))

@@ -124,6 +124,8 @@ def read_store(results_dir: str | Path | None = None) -> StoreView:
     failures: dict[tuple[str, str | None], str] = {}
     for f in load_failures(results_dir):
         failures[(f.run_id, f.view_id)] = f"{f.stage}: {f.reason}"
+    for bad in loaded.corrupt:  # a record that is there but unusable: its cells say so, with the file, never "pending"
+        failures[(bad.path.parent.name, bad.path.stem)] = f"record: corrupt {bad.path} ({bad.reason})"
     return StoreView(
         results={(r["run_id"], r["view_id"]): r["metrics"] for r in loaded.records},
         failures=failures,

@@ -82,9 +82,11 @@ def write_parquet(results_dir: str | Path | None = None, out: str | Path | None 
     return target, loaded
 
 
-def load_frame(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, LoadedRecords | None]:
+def load_frame(results_dir: str | Path | None = None, *, note=None) -> tuple[pd.DataFrame, LoadedRecords | None]:
     """The metrics table: from ``metrics.parquet`` when it is newer than every record, else re-aggregated.
 
+    The records are the truth and the parquet file only a cache of them: a cache that cannot be read (truncated,
+    not parquet, other columns) is rebuilt from the records, and ``note`` (default: print to stderr) is told why.
     Returns the frame and, when it was re-aggregated, the loaded records (with any corrupt ones).
     """
     import pandas as pd
@@ -96,9 +98,39 @@ def load_frame(results_dir: str | Path | None = None) -> tuple[pd.DataFrame, Loa
         if records_dir.is_dir():
             newest = max(newest, max((d.stat().st_mtime for d in records_dir.iterdir()), default=0.0))
         if target.stat().st_mtime >= newest:
-            return pd.read_parquet(target), None
+            problem = None
+            try:
+                frame = pd.read_parquet(target)
+            except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ValueError, ... for a damaged file
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                missing = [c for c in COLUMNS if c not in frame.columns]
+                if not missing:
+                    return frame, None
+                problem = "no column " + ", ".join(missing)
+            _note(note, f"note: {target} is unreadable ({_first_line(problem)}); rebuilding it from {records_dir}")
+            try:
+                _, loaded = write_parquet(results_dir)
+            except OSError as exc:  # a read-only copy of someone's results: answer from the records all the same
+                _note(note, f"note: could not rewrite {target}: {exc}")
+                loaded = load_records(results_dir)
+            return to_frame(loaded), loaded
     loaded = load_records(results_dir)
     return to_frame(loaded), loaded
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    line = (text.strip().splitlines() or [""])[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _note(note, text: str) -> None:
+    if note is not None:
+        note(text)
+        return
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def query(

@@ -185,17 +185,7 @@ def load_records(results_dir: str | Path | None = None) -> LoadedRecords:
     for path in sorted(root.glob("*/*.json")):
         if path.name.startswith("."):
             continue
-        try:
-            obj = io.read_json(path)
-        except LtbenchError as exc:
-            loaded.corrupt.append(CorruptRecord(path, exc.message))
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            loaded.corrupt.append(CorruptRecord(path, f"unreadable: {exc}"))
-            continue
-        problem = validate_record(obj)
-        if problem is None and (path.parent.name, path.stem) != (obj["run_id"], obj["view_id"]):
-            problem = f"record names run {obj['run_id']!r} view {obj['view_id']!r} but sits at {path.parent.name}/{path.name}"
+        obj, problem = read_record(path)
         if problem:
             loaded.corrupt.append(CorruptRecord(path, problem))
             continue
@@ -203,6 +193,24 @@ def load_records(results_dir: str | Path | None = None) -> LoadedRecords:
     for bad in loaded.corrupt:
         log.warning("skipping corrupt result record %s", bad)
     return loaded
+
+
+def read_record(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """One record file: ``(record, None)``, or ``(None, why it cannot be used)`` ("missing", invalid JSON, a key
+    missing, the ids of another place, ...). What ``load_records`` keeps and the workflow's record check use."""
+    path = Path(path)
+    if not path.is_file():
+        return None, "missing"
+    try:
+        obj = io.read_json(path)
+    except LtbenchError as exc:
+        return None, exc.message
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"unreadable: {exc}"
+    problem = validate_record(obj)
+    if problem is None and (path.parent.name, path.stem) != (obj["run_id"], obj["view_id"]):
+        problem = f"record names run {obj['run_id']!r} view {obj['view_id']!r} but sits at {path.parent.name}/{path.name}"
+    return (None, problem) if problem else (obj, None)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ from ltbench.workflow.plan import (
     unique,
     without_failed,
 )
+from ltbench.workflow.recovery import damaged_records, rebuild_damaged
+from ltbench.workflow.workdir import REQUEST_FILE as RETRAIN_REQUEST, request_retrain
 from ltbench.workflow.resources import (
     MAX_RUNTIME_MIN,
     PREDICT_IMAGES_PER_S,
@@ -59,5 +61,5 @@ __all__ = [
     "export_extra_columns", "export_results_dir", "gpus_for", "LAUNCHERS", "Launch", "train_launch", "light_resources", "metrics_file", "parent_workdir_args", "parse_table_target",
     "predictions_dir", "prediction_view", "record_file", "row_pairs", "run_json", "slurm_placement", "stage1_of",
     "top_k_dir", "top_k_view", "top_k_view_id", "train_done", "train_resources", "unique", "view_json", "without_failed",
-    "work_dir",
+    "work_dir", "damaged_records", "rebuild_damaged", "RETRAIN_REQUEST", "request_retrain",
 ]

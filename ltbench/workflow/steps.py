@@ -75,6 +75,16 @@ def guarded(stage: str, run_id: str, view_id: str | None, log: Path, results_dir
         return 1
 
 
+def begin_training(run_id: str, workdir: Path, out_done: Path, parents: tuple[Path | None, ...] = ()):
+    """What this training job does with ``workdir`` (``ltbench.workflow.workdir.job_decision``: train or resume,
+    train a finished run again, or only mark it), said in the log."""
+    from ltbench.workflow.workdir import REQUEST_FILE, job_decision
+
+    decision = job_decision(run_id, workdir, Path(out_done).parent / REQUEST_FILE, parents)
+    print(f"ltbench step train: {decision.message}", file=sys.stderr, flush=True)
+    return decision
+
+
 def mark_trained(run_id: str, workdir: Path, started: str, out: Path) -> None:
     """``results/runs/<run>/train.done``: the adapter's done.json plus the job's timing; clears stale notes."""
     from datetime import datetime
@@ -90,4 +100,7 @@ def mark_trained(run_id: str, workdir: Path, started: str, out: Path) -> None:
     except ValueError:
         pass
     write_json(out, {"run_id": run_id, "workdir": str(workdir), **timing, **summary})
+    from ltbench.workflow.workdir import REQUEST_FILE
+
+    (Path(out).parent / REQUEST_FILE).unlink(missing_ok=True)  # a forced retrain is done once its marker is there
     clear_failures(run_id, None, Path(out).parent.parent.parent)  # results/runs/<run>/train.done -> results

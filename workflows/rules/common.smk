@@ -117,11 +117,27 @@ def dataset_paths(wildcards):
     return resolve(PLAN.run(wildcards.run).dataset, SCALE, check=False)
 
 
+def checked_records(records):
+    """The record files a rule reads. A missing or corrupt one is made again in this run (its record job is
+    forced, and so every job after it): Snakemake itself remakes a missing intermediate file only when a later
+    job has to run anyway, and never looks inside one (ltbench.workflow.recovery)."""
+    return wf.rebuild_damaged(workflow, records)
+
+
+def retrain_request(wildcards):
+    """No input file. When the user forces this run's training job, leaves results/runs/<run>/train.retrain.json
+    while the DAG is built (not in a dry run), which tells the job, wherever it runs, to train a finished work
+    directory again; any other rerun of the job marks the finished training (ltbench.workflow.workdir)."""
+    done = wf.train_done(wildcards.run)
+    wf.request_retrain(workflow, "train", done, os.path.join(os.path.dirname(done), wf.RETRAIN_REQUEST))
+    return []
+
+
 def table_records(wildcards):
     pairs = PLAN.table_pairs(wildcards.paper, wildcards.table)
     if config["render_failed"]:  # render now: (run, view) pairs with a failure note show as failed cells
         pairs = wf.without_failed(pairs, "results")
-    return [wf.record_file(r, v) for r, v in pairs]
+    return checked_records([wf.record_file(r, v) for r, v in pairs])
 
 
 def sensitivity_frameworks():
@@ -135,7 +151,12 @@ def sensitivity_records(wildcards):
     pairs = [p for fw in sensitivity_frameworks() for p in PLAN.table_pairs(wildcards.paper, wildcards.table, framework=fw)]
     if config["render_failed"]:
         pairs = wf.without_failed(pairs, "results")
-    return [wf.record_file(r, v) for r, v in dict.fromkeys(pairs)]
+    return checked_records([wf.record_file(r, v) for r, v in dict.fromkeys(pairs)])
+
+
+def campaign_records(wildcards):
+    """Every record the plan has for the configured papers."""
+    return checked_records([wf.record_file(r, v) for r, v in PLAN.all_pairs()])
 
 
 def paper_tables(wildcards):
@@ -151,7 +172,7 @@ def regression_records(wildcards):
     if expected.scale != SCALE:
         raise ValueError(f"{expected.path} holds {expected.scale}-scale values; run with --config scale={expected.scale}")
     served = task_pairs(expected, scale=SCALE, framework=FRAMEWORK)
-    return [wf.record_file(r, v) for r, v in dict.fromkeys(p for pairs in served.values() for p in pairs)]
+    return checked_records([wf.record_file(r, v) for r, v in dict.fromkeys(p for pairs in served.values() for p in pairs)])
 
 
 # Bookkeeping steps run where Snakemake runs (not as cluster jobs).

@@ -18,7 +18,7 @@ rule collect:
         runtime=10,
         mem_mb=2000,
     shell:
-        "{params.cmd} results collect --paper {wildcards.paper} --table {wildcards.table} {params.plan}"
+        "{params.cmd} results collect --paper {wildcards.paper} --table {wildcards.table} {params.plan} --strict"
         " --out {output} > {log} 2>&1"
 
 
@@ -91,7 +91,7 @@ rule render_paper:
 rule metrics:
     # Every record the plan has for the configured papers (a whole campaign), as one parquet.
     input:
-        [wf.record_file(r, v) for r, v in PLAN.all_pairs()],
+        campaign_records,
     output:
         "results/metrics.parquet",
     log:
@@ -104,7 +104,7 @@ rule metrics:
         runtime=10,
         mem_mb=4000,
     shell:
-        "{params.cmd} results collect --out {output} > {log} 2>&1"
+        "{params.cmd} results collect --strict --out {output} > {log} 2>&1"
 
 
 rule audit:

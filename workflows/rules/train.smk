@@ -29,6 +29,8 @@ rule train:
     input:
         data=dataset_marker,
         stage1=lambda w: PLAN.stage1_inputs(w.run),
+        # no file: a forced job (--forcerun results/runs/<run>/train.done, -R train, -F) trains a finished run again
+        retrain=retrain_request,
     output:
         run=wf.run_json("{run}"),
         done=wf.train_done("{run}"),
