@@ -9,13 +9,15 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 # Two cores on the CI machines: keep the mmcv build from oversubscribing them.
 export MAX_JOBS ?= 2
 
-.PHONY: help setup setup-mmdet main test test-fast lint bench clean-results
+.PHONY: help setup setup-mmdet setup-gpu gpu-check main test test-fast lint bench clean-results
 
 help:
 	@echo "make main         set up .venv (CPU) and run the main job: tables/pcb_table2.md at smoke scale"
 	@echo "make test         set up .venv with the mmdet extra and run the whole test suite"
 	@echo "make setup        only create .venv with the default CPU stack"
 	@echo "make setup-mmdet  also build mmcv 2.1.0 (CPU ops) and install mmengine/mmdet"
+	@echo "make setup-gpu    on a GPU node: torch 2.13.0 for its driver, mmcv 2.1.0 with CUDA ops, mmdet, tests"
+	@echo "make gpu-check    on a GPU node: paper-scale train/predict speed and memory per framework (8 min)"
 	@echo "make lint         snakemake --lint"
 	@echo "make bench        run the benchmarks in benchmarks/"
 	@echo "make clean-results  remove the store and the rendered tables (kept: work/, predictions, evaluations)"
@@ -39,6 +41,36 @@ $(VENV)/.ltbench-mmdet: $(VENV)/.ltbench-core
 setup: $(VENV)/.ltbench-core
 setup-mmdet: $(VENV)/.ltbench-mmdet
 
+# --- GPU nodes ---------------------------------------------------------------------------------------
+# setup-gpu: the torch 2.13.0 build that fits this node's driver and GPUs (scripts/select_torch_build.py asks
+# nvidia-smi; it fails with the reason where none fits), mmcv 2.1.0 built with its CUDA ops for the node's
+# compute capabilities (nvcc of the same CUDA major as torch's build must be on PATH or in CUDA_HOME; no pip
+# cache, so that a CPU-ops wheel cached by setup-mmdet is never reused), then the project's other requirements
+# (test and mmdet extras) and the project itself without dependencies, so that pip never swaps the chosen torch
+# for the registry's. Run on the GPU node itself, once per environment; rerun after pyproject.toml changes.
+GPU_BUILD = $(VENV)/torch-build.env
+# nvcc jobs for the mmcv build: all of the node's CPUs (MAX_JOBS=2 above is for the CI machines)
+GPU_MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 4)
+setup-gpu:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) scripts/select_torch_build.py select > $(GPU_BUILD).tmp
+	mv $(GPU_BUILD).tmp $(GPU_BUILD)
+	$(PIP) install --quiet --upgrade "pip>=24" "setuptools<70" wheel ninja
+	. "$(abspath $(GPU_BUILD))" && $(PIP) install $$TORCH_PIP_ARGS
+	. "$(abspath $(GPU_BUILD))" && $(PY) scripts/select_torch_build.py check-nvcc --cuda "$$TORCH_CUDA"
+	. "$(abspath $(GPU_BUILD))" && MAX_JOBS=$(GPU_MAX_JOBS) MMCV_WITH_OPS=1 FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$$TORCH_CUDA_ARCH_LIST" \
+		$(PIP) install --no-build-isolation --no-cache-dir "mmcv==2.1.0"
+	$(PY) scripts/select_torch_build.py requirements --extras test,mmdet --exclude torch,torchvision,mmcv > $(VENV)/gpu-requirements.txt
+	$(PIP) install --quiet -r $(VENV)/gpu-requirements.txt
+	$(PIP) install --quiet --no-deps -e .
+	. "$(abspath $(GPU_BUILD))" && $(PY) scripts/select_torch_build.py verify --cuda "$$TORCH_CUDA" --mmcv
+	touch $(VENV)/.ltbench-core $(VENV)/.ltbench-mmdet
+
+# The 8-minute check of benchmarks/gpu_check.py at paper settings (GPU_CHECK_ARGS: e.g. --iterations 100 --out f.json).
+gpu-check:
+	test -x $(PY) || { echo "no $(PY): run make setup-gpu first"; exit 1; }
+	PYTHON=$(PY) benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
+
 # --- the two README commands ------------------------------------------------------------------------
 main: setup
 	$(VENV)/bin/snakemake --profile local tables/pcb_table2.md
@@ -55,7 +87,7 @@ lint: setup
 	$(VENV)/bin/snakemake --lint
 
 bench: setup
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/*.py; do case $$b in */gpu_check.py) continue;; esac; $(PY) $$b || exit 1; done  # gpu_check: make gpu-check
 
 # The store and everything rendered from it, so that the next run makes them again from the evaluations
 # (results/metrics/); trained models (work/), predictions and evaluations stay. Generated files only: the
