@@ -4,7 +4,8 @@
   dropped for training, so ``ClassBalancedDataset`` never sees an empty ``cat_ids``: the mmdet 3.x
   index-shift issue of open-mmlab/mmdetection#10038 cannot arise);
 - ``LtbenchStreamSampler``: ltbench's image streams (stochastic RFS, class-aware, SimCal's bi-level with
-  ``LtbenchBilevelDataset`` and ``LtbenchRoIHead`` carrying each image's sampled class to the box head);
+  ``LtbenchBilevelDataset`` and ``LtbenchRoIHead`` / ``LtbenchCascadeRoIHead`` /
+  ``LtbenchHybridTaskCascadeRoIHead`` carrying each image's sampled class to the box head of every stage);
 - ``LtbenchBBoxHead``: an mmdet ``BBoxHead`` whose classification is the ltbench ``BoxHead``, with
   ``LtbenchScores`` telling mmdet's post-processing that the head already gives probabilities;
 - the engine hooks ``ProgressGate`` and ``PeriodicWriter`` and ``LtbenchIterBasedTrainLoop`` (``Reseed``).
@@ -121,7 +122,7 @@ def register() -> None:
     _require_mmdet()
     import torch
     from mmdet.datasets.base_det_dataset import BaseDetDataset
-    from mmdet.models.roi_heads import StandardRoIHead
+    from mmdet.models.roi_heads import CascadeRoIHead, HybridTaskCascadeRoIHead, StandardRoIHead
     from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
     from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS
     from mmengine.model import MMDistributedDataParallel
@@ -232,15 +233,27 @@ def register() -> None:
             item["data_samples"].set_metainfo({"ltbench_class": int(index // self.num_images)})
             return item
 
-    @MODELS.register_module(force=True)
-    class LtbenchRoIHead(StandardRoIHead):
-        """StandardRoIHead that hands SimCal's sampled class per image (``ltbench_class`` in the data
-        samples' metainfo, from ``LtbenchBilevelDataset``) to the box head's loss."""
+    class BilevelClasses:
+        """Hands SimCal's sampled class per image (``ltbench_class`` in the data samples' metainfo, from
+        ``LtbenchBilevelDataset``) to the loss of the box head of every stage."""
 
         def loss(self, x, rpn_results_list, batch_data_samples):  # noqa: ANN001, ANN201 - mmdet signature
             classes = [sample.metainfo.get("ltbench_class") for sample in batch_data_samples]
-            self.bbox_head.bilevel_classes = classes if all(c is not None for c in classes) else None
+            for bbox_head in stage_bbox_heads(self):
+                bbox_head.bilevel_classes = classes if all(c is not None for c in classes) else None
             return super().loss(x, rpn_results_list, batch_data_samples)
+
+    @MODELS.register_module(force=True)
+    class LtbenchRoIHead(BilevelClasses, StandardRoIHead):
+        """mmdet's StandardRoIHead (Mask / Faster R-CNN) with ``BilevelClasses``."""
+
+    @MODELS.register_module(force=True)
+    class LtbenchCascadeRoIHead(BilevelClasses, CascadeRoIHead):
+        """mmdet's CascadeRoIHead (Cascade (Mask) R-CNN) with ``BilevelClasses``."""
+
+    @MODELS.register_module(force=True)
+    class LtbenchHybridTaskCascadeRoIHead(BilevelClasses, HybridTaskCascadeRoIHead):
+        """mmdet's HybridTaskCascadeRoIHead (HTC) with ``BilevelClasses``."""
 
     @MODELS.register_module(force=True)
     class LtbenchScores(nn.Module):
@@ -339,7 +352,8 @@ def register() -> None:
         def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:  # noqa: ANN001
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             epoch, epochs = epoch_progress(runner.iter, runner.max_iters, self.batch_size, self.epoch_length)
-            model.roi_head.bbox_head.box_head.set_progress(epoch, epochs, runner.iter, runner.max_iters)
+            for bbox_head in stage_bbox_heads(model.roi_head):
+                bbox_head.box_head.set_progress(epoch, epochs, runner.iter, runner.max_iters)
 
     @HOOKS.register_module(name="PeriodicWriter", force=True)
     class PeriodicWriter(Hook):
@@ -363,7 +377,7 @@ def register() -> None:
             if self.logger is None or not self.logger.due(runner.iter):
                 return
             losses = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
-                      for k, v in (outputs or {}).items() if k.startswith("loss") and k != "loss"}
+                      for k, v in (outputs or {}).items() if k.rsplit(".", 1)[-1].startswith("loss") and k != "loss"}  # s0.loss_cls: cascade stages
             if runner.world_size > 1:  # every rank takes part: the decision above depends on the iteration only
                 from mmengine.dist import all_reduce
 
@@ -457,6 +471,14 @@ def register() -> None:
             return self.runner.model
 
     _REGISTERED = True
+
+
+def stage_bbox_heads(roi_head: Any) -> list:
+    """The box heads of an mmdet RoI head: the three stages of a cascade / HTC, else the one head."""
+    import torch
+
+    heads = roi_head.bbox_head
+    return list(heads) if isinstance(heads, torch.nn.ModuleList) else [heads]
 
 
 def _subset(value: Any, keep: Any, rows: int) -> Any:

@@ -28,6 +28,8 @@ from ltbench.errors import LtbenchError
 class TorchvisionAdapter(Adapter):
     name = "torchvision"
     background = "first"
+    SUPPORTED_DETECTORS = ("mask_rcnn", "faster_rcnn")  # model.build_model; no cascade or HTC in torchvision
+    SUPPORTED_BACKBONES = ("r18_fpn", "r34_fpn", "r50_fpn", "r101_fpn")
 
     #: Prediction fast path (class-selective mask logits, chunked paste + one RLE call per chunk). False
     #: gives the straightforward torchvision path; tests compare the two.

@@ -154,7 +154,10 @@ class _Planner:
 
     # resolution ----------------------------------------------------------------------------------
     def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
-        framework = self.framework or (run["framework"] if self.scale == "paper" else scales.SMOKE_FRAMEWORK)
+        if self.scale == "paper":
+            framework = self.framework or run["framework"]
+        else:  # the override, else torchvision, whichever builds the detector first (mmdet: cascade, HTC)
+            framework = scales.smoke_framework(run["detector"], self.framework)
         stage2 = copy.deepcopy(run.get("stage2"))
         train_schedule = scales.resolve_schedule(run["schedule"], self.scale, framework, run["dataset"])
         schedule = train_schedule
