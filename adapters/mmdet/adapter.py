@@ -49,12 +49,16 @@ class MMDetAdapter(Adapter):
     def available(self) -> tuple[bool, str]:
         return mmdet_available()
 
-    def _build_model(self, run_config: dict, split: LvisSplit, data: DataPaths, *, stage1: tuple[dict, Path | None] | None) -> Any:
-        """The mmdet detector; for a stage-2 run the stage-1 detector (weights loaded when a checkpoint
-        path is given) with ``build_stage2`` around its box head and everything else frozen (fine-tuning: see ``wiring.unfreeze_for_finetune``)."""
+    def _build_model(self, run_config: dict, split: LvisSplit, data: DataPaths, *, stage1: tuple[list[dict], Path | None] | None,
+                     report_dir: Path | None = None) -> Any:
+        """The mmdet detector; for a stage-2 run the stage-1 detector (``stage1``: the stage-1 chain, and the
+        checkpoint loaded by name when given: ``adapters.stage1``, its report in ``report_dir``) with
+        ``build_stage2`` around its box head(s) and everything else frozen (fine-tuning: see ``wiring.unfreeze_for_finetune``)."""
         register()
         from mmdet.registry import MODELS
         from mmengine.runner.checkpoint import load_checkpoint
+
+        from adapters import stage1 as s1
 
         if stage1 is None:
             cfg = build_config(run_config, split, data)
@@ -63,18 +67,30 @@ class MMDetAdapter(Adapter):
             if cfg.ltbench_detector_weights:  # a COCO-trained detector: every tensor whose shape fits
                 load_checkpoint(model, cfg.ltbench_detector_weights, map_location="cpu", strict=False, logger="current")
             return model, cfg
-        stage1_config, stage1_checkpoint = stage1
-        cfg = build_config(stage1_config, split, data)
+        chain, stage1_checkpoint = stage1
+        architecture = s1.stage1_architecture(run_config, chain)
+        cfg = build_config(architecture[0], split, data)
         model = MODELS.build(cfg.model)
         quiet_init(model)
+        for config in architecture[1:]:  # the stage-2 heads the kept stage-1 model was trained with
+            for bbox_head in stage_bbox_heads(model.roi_head):
+                bbox_head.box_head = build_stage2_head(config, bbox_head.box_head, split)
+        report: dict = {}
         if stage1_checkpoint is not None:
             with trusted_checkpoints():
-                load_checkpoint(model, str(stage1_checkpoint), map_location="cpu", strict=True, logger="silent")
+                state = ckpt.load_checkpoint(stage1_checkpoint)
+            report = s1.load_stage1(model, state.get("state_dict", state), box_head_prefixes(model), what=str(chain[-1].get("id")))
+        before = [{k: v.detach().clone() for k, v in h.box_head.state_dict().items()} for h in stage_bbox_heads(model.roi_head)]
         for p in model.parameters():
             p.requires_grad_(False)
         heads = stage_bbox_heads(model.roi_head)
         for bbox_head in heads:  # a cascade: the stage-2 method on the box head of every stage
             bbox_head.box_head = build_stage2_head(run_config, bbox_head.box_head, split)
+        if stage1_checkpoint is not None:
+            for prefix, old, bbox_head in zip(box_head_prefixes(model), before, heads):
+                for key, names in s1.stage2_changes(old, bbox_head.box_head, prefix).items():
+                    report.setdefault(key, []).extend(names)
+            s1.write_report(report_dir, run_config, architecture, report)
         trains = getattr(heads[0].box_head, "requires_training", True)
         if trains and not any(p.requires_grad for h in heads for p in h.box_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
@@ -102,8 +118,8 @@ class MMDetAdapter(Adapter):
         seed = int(run_config.get("seed", 0))
         seed_everything(seed)
         stage2 = run_config.get("stage2")
-        stage1 = (start.stage1_config, start.stage1_checkpoint) if stage2 else None
-        model, cfg = self._build_model(run_config, split, data, stage1=stage1)
+        stage1 = (start.stage1_chain, start.stage1_checkpoint) if stage2 else None
+        model, cfg = self._build_model(run_config, split, data, stage1=stage1, report_dir=workdir)
         source = ckpt.init_checkpoint(run_config, init_workdir) if not stage2 else None
         if source is not None and ckpt.last_checkpoint(workdir) is None:
             with trusted_checkpoints():
@@ -225,10 +241,10 @@ class MMDetAdapter(Adapter):
                           device: str = "cpu") -> MMDetPredictionModel:
         from mmengine.runner.checkpoint import load_checkpoint
 
-        from ltbench.io import read_json
+        from adapters.stage1 import read_chain as read_stage1_chain
 
         checkpoint = ckpt.final_checkpoint(workdir)
-        stage1 = (read_json(workdir / "stage1_run_config.json"), None) if run_config.get("stage2") else None
+        stage1 = (read_stage1_chain(workdir), None) if run_config.get("stage2") else None
         model, cfg = self._build_model(run_config, train_split, data, stage1=stage1)
         with trusted_checkpoints():
             load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True, logger="silent")

@@ -297,6 +297,7 @@ def register() -> None:
             self.box_head = build_head(head, num_classes=self.num_classes, background="last", num_box_deltas=deltas,
                                        in_channels=self.in_channels, pool_size=self.roi_feat_size[0], hidden=hidden)
             self._output = None
+            self._refine_output = None  # the training output a cascade stage refines its boxes with
             self.view = None
             self.fit_pass = False
             self.bilevel_classes: list[int] | None = None
@@ -305,7 +306,7 @@ def register() -> None:
         def forward(self, x: torch.Tensor) -> tuple:
             output = self.box_head(x)
             if self.training:
-                self._output = output
+                self._output = self._refine_output = output
                 return output.final_logits, self.box_head.regression_deltas(output)
             probs = self.view(self.box_head, output) if self.view is not None else self.box_head.probabilities(output)
             return probs, self.box_head.regression_deltas(output)
@@ -328,6 +329,17 @@ def register() -> None:
             losses.update(classification_losses(self.box_head, output, labels))
             self._output = None
             return losses
+
+        def refine_bboxes(self, sampling_results, bbox_results, batch_img_metas):  # noqa: ANN001, ANN201 - mmdet signature
+            """A cascade stage's boxes for the next stage (training). mmdet reads the class scores, C or C + 1 columns,
+            for the labels of background RoIs; a head with other logits (BAGS' group "others") gives its
+            probabilities (R, C + 1) instead."""
+            scores = bbox_results["cls_score"]
+            if scores.shape[-1] not in (self.num_classes, self.num_classes + 1) and self._refine_output is not None:
+                with torch.no_grad():
+                    bbox_results = {**bbox_results, "cls_score": self.box_head.probabilities(self._refine_output)}
+            self._refine_output = None
+            return super().refine_bboxes(sampling_results, bbox_results, batch_img_metas)
 
         def _predict_by_feat_single(self, roi, cls_score, bbox_pred, img_meta, rescale=False, rcnn_test_cfg=None):  # noqa: ANN001
             boxes = roi[:, 1:].clone()
