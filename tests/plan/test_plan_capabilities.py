@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 
 from adapters import adapter_class
+from adapters.stage1 import stage1_architecture
+from ltbench.errors import LtbenchError
 from ltbench.plan import build_plan, scales
 from ltbench.plan.model import PLANNED, SERVED
 from ltbench.spec import load_all, vocab
@@ -19,6 +21,14 @@ def _closure(plan, run_id: str) -> list[str]:
         if parent:
             out += _closure(plan, parent)
     return out
+
+
+def _stage1_chain(plan, run_id: str) -> list[dict]:
+    """The configs of the runs that made ``run_id``'s model through stage-1 links, root first."""
+    chain = [plan.runs[run_id].config]
+    while chain[0].get("stage1"):
+        chain.insert(0, plan.runs[chain[0]["stage1"]].config)
+    return chain
 
 
 def _gaps(plan) -> list[str]:
@@ -40,6 +50,11 @@ def _gaps(plan) -> list[str]:
                 adapter = adapter_class(config["framework"])
                 for gap in adapter.unsupported(config, view.view_config if rid == run_id else None):
                     gaps.append(f"{where}: run {rid} through {config['framework']}: {gap}")
+                if config.get("stage1"):  # the stage-1 model it starts from can be built (keep_head names its method)
+                    try:
+                        stage1_architecture(config, _stage1_chain(plan, config["stage1"]))
+                    except LtbenchError as exc:
+                        gaps.append(f"{where}: run {rid}: stage-1 model: {exc.message}")
                 try:
                     head_for_run(config)
                 except Exception as exc:  # noqa: BLE001 - reported per row
