@@ -5,6 +5,7 @@
 #   snakemake --profile local tables/pcb_table2.md --config seeds=3   # 3 seeds per row: mean ± std (n)
 #   snakemake --profile local tables/pcb_table2_sensitivity.md        # torchvision vs mmdet, gain per framework
 #   snakemake --profile local tables/pcb.md            # every reproduced table of a paper
+#   snakemake --profile local all_tables               # every table of every paper (make all-tables)
 #   snakemake --profile local tables/audit.md          # status of every cell of every table (+ .html)
 #   snakemake --profile local regression               # smoke metrics vs workflows/regression/expected.yaml
 #
@@ -27,6 +28,12 @@ report: "workflows/report/workflow.rst"
 rule all:
     input:
         "tables/pcb_table2.md",
+
+
+# Every reproduced table of every configured paper (`make all-tables`): tables/<paper>.md, one per paper.
+rule all_tables:
+    input:
+        expand("tables/{paper}.md", paper=config["papers"]),
 
 
 include: "workflows/rules/common.smk"

@@ -22,10 +22,16 @@ ADAPTERS.register("mmdet")("adapters.mmdet:MMDetAdapter")
 ADAPTERS.register("detectron2")("adapters.detectron2:Detectron2Adapter")
 
 
+def adapter_class(framework: str):  # -> type[adapters.interface.Adapter]
+    """The adapter class of ``framework``: its ``SUPPORTED_*`` declarations and ``unsupported(run, view)``
+    without importing the framework itself."""
+    module_name, class_name = ADAPTERS.get(framework).split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def get_adapter(framework: str):  # -> adapters.interface.Adapter
     """The adapter of ``framework`` ("torchvision", "mmdet" or "detectron2")."""
-    module_name, class_name = ADAPTERS.get(framework).split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    return adapter_class(framework)()
 
 
-__all__ = ["ADAPTERS", "get_adapter"]
+__all__ = ["ADAPTERS", "adapter_class", "get_adapter"]

@@ -104,14 +104,16 @@ class TrainingStart:
 
     ``finished``: the final checkpoint when ``done.json`` already exists (return it; nothing else is
     loaded then). ``stage1_config`` / ``stage1_checkpoint``: the stage-1 run of a stage-2 run (its
-    config is also copied to ``workdir/stage1_run_config.json``: prediction rebuilds the stage-1
-    architecture from it without the stage-1 work directory)."""
+    config is also copied to ``workdir/stage1_run_config.json``); ``stage1_chain``: the configs of the runs
+    that made the stage-1 model, root first (``adapters.stage1``; also in ``workdir/stage1_chain.json``:
+    prediction rebuilds the stage-1 architecture from it without the stage-1 work directory)."""
 
     workdir: Path
     finished: Path | None = None
     split: LvisSplit | None = None
     stage1_config: dict | None = None
     stage1_checkpoint: Path | None = None
+    stage1_chain: list[dict] | None = None
 
 
 def start_training(run_config: dict, workdir: Path, data: DataPaths, stage1_workdir: Path | None) -> TrainingStart:
@@ -137,6 +139,10 @@ def start_training(run_config: dict, workdir: Path, data: DataPaths, stage1_work
         start.stage1_checkpoint = final_checkpoint(Path(stage1_workdir), what="stage-1 model")
         start.stage1_config = read_json(Path(stage1_workdir) / "run_config.json")
         write_json(workdir / "stage1_run_config.json", start.stage1_config)
+        from adapters.stage1 import CHAIN_FILE, stage1_chain
+
+        start.stage1_chain = stage1_chain(Path(stage1_workdir), start.stage1_config)
+        write_json(workdir / CHAIN_FILE, start.stage1_chain)
     return start
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ltbench.errors import LtbenchError
+from ltbench.spec import vocab
 
 
 class DataPaths(Protocol):
@@ -37,10 +38,47 @@ class DataPaths(Protocol):
 
 
 class Adapter(ABC):
-    """One framework. Subclasses set ``name`` and ``background`` and implement ``train``/``predict``."""
+    """One framework. Subclasses set ``name`` and ``background``, declare what they build
+    (``SUPPORTED_*``) and implement ``train``/``predict``.
+
+    The declarations are plain class attributes (no framework import), read by the planner to choose the
+    smoke-scale framework of a row (``ltbench.plan.scales.smoke_framework``) and by ``unsupported`` to check
+    a planned row before any job starts (tests/plan/test_plan_capabilities.py)."""
 
     name: str = ""
     background: str = "first"
+    #: detectors (spec vocabulary names) the adapter builds
+    SUPPORTED_DETECTORS: tuple[str, ...] = ()
+    #: backbones it builds as named; at smoke scale the run's ``model.backbone_depth`` (the tiny stand-in of
+    #: ``ltbench.plan.scales.SMOKE_MODEL``) replaces the named backbone, so ``r<depth>_fpn`` is what is checked
+    SUPPORTED_BACKBONES: tuple[str, ...] = ()
+    #: image samplers (``sampler.name``, also a stage-2 recipe's ``stage2.sampler``)
+    SUPPORTED_SAMPLERS: tuple[str, ...] = vocab.SAMPLERS
+    #: stage-2 methods (``stage2.name``): ``ltbench.methods.build_stage2`` around the adapter's stage-1 box head
+    SUPPORTED_STAGE2: tuple[str, ...] = vocab.STAGE2_METHODS
+    #: views (``view.name``): ``adapters.wiring.view_function`` on the adapter's box head
+    SUPPORTED_VIEWS: tuple[str, ...] = vocab.VIEWS
+
+    @classmethod
+    def unsupported(cls, run_config: dict, view_config: dict | None = None) -> list[str]:
+        """What of ``run_config`` (and ``view_config``) this adapter cannot run, one line each; [] when it can."""
+        gaps = []
+        detector = run_config.get("detector", "mask_rcnn")
+        if detector not in cls.SUPPORTED_DETECTORS:
+            gaps.append(f"detector {detector!r} (the {cls.name} adapter builds " + ", ".join(cls.SUPPORTED_DETECTORS) + ")")
+        backbone = built_backbone(run_config)
+        if backbone not in cls.SUPPORTED_BACKBONES:
+            gaps.append(f"backbone {backbone!r} (the {cls.name} adapter builds " + ", ".join(cls.SUPPORTED_BACKBONES) + ")")
+        for sampler in (run_config.get("sampler"), (run_config.get("stage2") or {}).get("sampler")):
+            name = (sampler or {}).get("name", "random") if isinstance(sampler, dict) else sampler
+            if sampler is not None and name not in cls.SUPPORTED_SAMPLERS:
+                gaps.append(f"sampler {name!r}")
+        stage2 = run_config.get("stage2")
+        if isinstance(stage2, dict) and stage2.get("name") not in cls.SUPPORTED_STAGE2:
+            gaps.append(f"stage-2 method {stage2.get('name')!r}")
+        if view_config is not None and view_config.get("name", "plain") not in cls.SUPPORTED_VIEWS:
+            gaps.append(f"view {view_config.get('name')!r}")
+        return gaps
 
     @abstractmethod
     def train(self, run_config: dict, workdir: Path, data: DataPaths, *, stage1_workdir: Path | None = None,
@@ -60,9 +98,18 @@ class Adapter(ABC):
         return True, ""
 
 
+def built_backbone(run_config: dict) -> str:
+    """The backbone an adapter builds for ``run_config``: the named one, or at smoke scale the tiny stand-in
+    ``r<model.backbone_depth>_fpn`` that replaces it (``ltbench.plan.scales.SMOKE_MODEL``)."""
+    depth = (run_config.get("model") or {}).get("backbone_depth")
+    if run_config.get("scale") == "smoke" and depth is not None:
+        return f"r{int(depth)}_fpn"
+    return str(run_config.get("backbone", "r50_fpn"))
+
+
 SCHEDULE_KEYS = ("iterations", "batch_size", "lr", "momentum", "weight_decay", "warmup_iters", "steps", "checkpoint_period")
-#: detectors each adapter builds, and which of them predict masks
-MASK_DETECTORS = ("mask_rcnn",)
+#: detectors that predict instance masks (the others give boxes only)
+MASK_DETECTORS = vocab.MASK_DETECTORS
 
 
 def require(config: dict, key: str, where: str = "run config") -> Any:

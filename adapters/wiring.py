@@ -71,14 +71,15 @@ def classification_losses(head: Any, output: Any, labels: torch.Tensor) -> dict:
         return head.classification_losses(output, labels)
 
 
-def unfreeze_for_finetune(model: Any, run_config: dict, head_prefix: str, stem_prefixes: tuple[str, ...], stage_prefix: str,
-                          first_stage: int = 1) -> None:
+def unfreeze_for_finetune(model: Any, run_config: dict, head_prefix: str | tuple[str, ...], stem_prefixes: tuple[str, ...],
+                          stage_prefix: str, first_stage: int = 1) -> None:
     """Stage-2 ``finetune`` recipes with ``frozen_stages: k`` train the whole detector except the backbone
     stem and its first k stages (mmdet's ``frozen_stages`` semantics); the box head's own trainable set is
     ``build_stage2``'s. Without ``frozen_stages`` stage 2 trains the new head only (nothing to do here).
 
-    ``stage_prefix`` is the backbone stage name pattern with ``{}`` for the stage number, counted from
-    ``first_stage`` (torchvision/mmdet ``layer1``, detectron2 ``res2``)."""
+    ``head_prefix``: the box head's parameter prefix (a tuple: one per cascade stage). ``stage_prefix`` is the
+    backbone stage name pattern with ``{}`` for the stage number, counted from ``first_stage``
+    (torchvision/mmdet ``layer1``, detectron2 ``res2``)."""
     stage2 = run_config.get("stage2") or {}
     if "frozen_stages" not in stage2:
         return

@@ -49,6 +49,8 @@ GAPS = (
 
 class Detectron2Adapter(Adapter):
     name = "detectron2"
+    SUPPORTED_DETECTORS = ("mask_rcnn", "faster_rcnn")  # config.build_cfg
+    SUPPORTED_BACKBONES = ("r18_fpn", "r50_fpn", "r101_fpn")
     background = "last"
 
     def available(self) -> tuple[bool, str]:

@@ -25,8 +25,15 @@ from typing import Any
 from adapters import checkpoints as ckpt
 from adapters.engine.randomness import seed_everything
 from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
-from adapters.mmdet.config import build_config, dataset_cfg, epoch_length, rcnn_test_cfgs, train_data
-from adapters.mmdet.registration import float32_mmcv_ops_on_cpu, mmdet_available, quiet_init, register, trusted_checkpoints
+from adapters.mmdet.config import DETECTORS, build_config, dataset_cfg, epoch_length, rcnn_test_cfgs, train_data
+from adapters.mmdet.registration import (
+    float32_mmcv_ops_on_cpu,
+    mmdet_available,
+    quiet_init,
+    register,
+    stage_bbox_heads,
+    trusted_checkpoints,
+)
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
 from adapters.records import LvisSplit
 from adapters.wiring import build_stage2_head, keep_batchnorm_in_eval, unfreeze_for_finetune
@@ -36,16 +43,22 @@ from ltbench.errors import LtbenchError
 class MMDetAdapter(Adapter):
     name = "mmdet"
     background = "last"
+    SUPPORTED_DETECTORS = DETECTORS  # config.BASE_MODELS: mmdet's own models of each, on the LVIS data config
+    SUPPORTED_BACKBONES = ("r18_fpn", "r50_fpn", "r101_fpn")
 
     def available(self) -> tuple[bool, str]:
         return mmdet_available()
 
-    def _build_model(self, run_config: dict, split: LvisSplit, data: DataPaths, *, stage1: tuple[dict, Path | None] | None) -> Any:
-        """The mmdet detector; for a stage-2 run the stage-1 detector (weights loaded when a checkpoint
-        path is given) with ``build_stage2`` around its box head and everything else frozen (fine-tuning: see ``wiring.unfreeze_for_finetune``)."""
+    def _build_model(self, run_config: dict, split: LvisSplit, data: DataPaths, *, stage1: tuple[list[dict], Path | None] | None,
+                     report_dir: Path | None = None) -> Any:
+        """The mmdet detector; for a stage-2 run the stage-1 detector (``stage1``: the stage-1 chain, and the
+        checkpoint loaded by name when given: ``adapters.stage1``, its report in ``report_dir``) with
+        ``build_stage2`` around its box head(s) and everything else frozen (fine-tuning: see ``wiring.unfreeze_for_finetune``)."""
         register()
         from mmdet.registry import MODELS
         from mmengine.runner.checkpoint import load_checkpoint
+
+        from adapters import stage1 as s1
 
         if stage1 is None:
             cfg = build_config(run_config, split, data)
@@ -54,21 +67,34 @@ class MMDetAdapter(Adapter):
             if cfg.ltbench_detector_weights:  # a COCO-trained detector: every tensor whose shape fits
                 load_checkpoint(model, cfg.ltbench_detector_weights, map_location="cpu", strict=False, logger="current")
             return model, cfg
-        stage1_config, stage1_checkpoint = stage1
-        cfg = build_config(stage1_config, split, data)
+        chain, stage1_checkpoint = stage1
+        architecture = s1.stage1_architecture(run_config, chain)
+        cfg = build_config(architecture[0], split, data)
         model = MODELS.build(cfg.model)
         quiet_init(model)
+        for config in architecture[1:]:  # the stage-2 heads the kept stage-1 model was trained with
+            for bbox_head in stage_bbox_heads(model.roi_head):
+                bbox_head.box_head = build_stage2_head(config, bbox_head.box_head, split)
+        report: dict = {}
         if stage1_checkpoint is not None:
             with trusted_checkpoints():
-                load_checkpoint(model, str(stage1_checkpoint), map_location="cpu", strict=True, logger="silent")
+                state = ckpt.load_checkpoint(stage1_checkpoint)
+            report = s1.load_stage1(model, state.get("state_dict", state), box_head_prefixes(model), what=str(chain[-1].get("id")))
+        before = [{k: v.detach().clone() for k, v in h.box_head.state_dict().items()} for h in stage_bbox_heads(model.roi_head)]
         for p in model.parameters():
             p.requires_grad_(False)
-        bbox_head = model.roi_head.bbox_head
-        bbox_head.box_head = build_stage2_head(run_config, bbox_head.box_head, split)
-        trains = getattr(bbox_head.box_head, "requires_training", True)
-        if trains and not any(p.requires_grad for p in bbox_head.box_head.parameters()):
+        heads = stage_bbox_heads(model.roi_head)
+        for bbox_head in heads:  # a cascade: the stage-2 method on the box head of every stage
+            bbox_head.box_head = build_stage2_head(run_config, bbox_head.box_head, split)
+        if stage1_checkpoint is not None:
+            for prefix, old, bbox_head in zip(box_head_prefixes(model), before, heads):
+                for key, names in s1.stage2_changes(old, bbox_head.box_head, prefix).items():
+                    report.setdefault(key, []).extend(names)
+            s1.write_report(report_dir, run_config, architecture, report)
+        trains = getattr(heads[0].box_head, "requires_training", True)
+        if trains and not any(p.requires_grad for h in heads for p in h.box_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2")
-        unfreeze_for_finetune(model, run_config, "roi_head.bbox_head.box_head.", ("backbone.conv1.", "backbone.bn1."), "backbone.layer{}.")
+        unfreeze_for_finetune(model, run_config, box_head_prefixes(model), ("backbone.conv1.", "backbone.bn1."), "backbone.layer{}.")
         keep_batchnorm_in_eval(model)
         return model, cfg
 
@@ -92,15 +118,15 @@ class MMDetAdapter(Adapter):
         seed = int(run_config.get("seed", 0))
         seed_everything(seed)
         stage2 = run_config.get("stage2")
-        stage1 = (start.stage1_config, start.stage1_checkpoint) if stage2 else None
-        model, cfg = self._build_model(run_config, split, data, stage1=stage1)
+        stage1 = (start.stage1_chain, start.stage1_checkpoint) if stage2 else None
+        model, cfg = self._build_model(run_config, split, data, stage1=stage1, report_dir=workdir)
         source = ckpt.init_checkpoint(run_config, init_workdir) if not stage2 else None
         if source is not None and ckpt.last_checkpoint(workdir) is None:
             with trusted_checkpoints():
                 state = ckpt.load_checkpoint(source)
             ckpt.load_matching(model, state.get("state_dict", state), what=f"{source} (init_from)")
         write_json(workdir / "run_config.json", run_config)
-        if stage2 and not getattr(model.roi_head.bbox_head.box_head, "requires_training", True):
+        if stage2 and not getattr(stage_bbox_heads(model.roi_head)[0].box_head, "requires_training", True):
             return self._finish_without_training(run_config, workdir, model, cfg)
         scale = str(run_config.get("scale", "smoke"))
         device = resolve_device(device, scale=scale)
@@ -189,17 +215,19 @@ class MMDetAdapter(Adapter):
         from mmdet.registry import DATASETS
         from mmengine.dataset import pseudo_collate
 
-        bbox_head = model.roi_head.bbox_head
-        if getattr(bbox_head.box_head, "fit_pass", False):
+        heads = stage_bbox_heads(model.roi_head)
+        if getattr(heads[0].box_head, "fit_pass", False):
             dataset = DATASETS.build(dataset_cfg(cfg, cfg.ltbench_data["train"], test_mode=False))
             model.train()
-            bbox_head.fit_pass = True
+            for bbox_head in heads:
+                bbox_head.fit_pass = True
             seed_everything(int(run_config.get("seed", 0)))
             with torch.no_grad():
                 for i in range(len(dataset)):
                     batch = model.data_preprocessor(pseudo_collate([dataset[i]]), True)
                     model.loss(batch["inputs"], batch["data_samples"])
-            bbox_head.fit_pass = False
+            for bbox_head in heads:
+                bbox_head.fit_pass = False
         final = Path(workdir) / "iter_0.pth"
         ckpt.save_checkpoint(workdir, final.name, {"state_dict": model.state_dict(), "meta": {"run_id": run_config.get("id")}}, update_pointer=False)
         ckpt.write_done(workdir, run_config, final.name, 0, self.name)
@@ -217,15 +245,23 @@ class MMDetAdapter(Adapter):
                           device: str = "cpu") -> MMDetPredictionModel:
         from mmengine.runner.checkpoint import load_checkpoint
 
-        from ltbench.io import read_json
+        from adapters.stage1 import read_chain as read_stage1_chain
 
         checkpoint = ckpt.final_checkpoint(workdir)
-        stage1 = (read_json(workdir / "stage1_run_config.json"), None) if run_config.get("stage2") else None
+        stage1 = (read_stage1_chain(workdir), None) if run_config.get("stage2") else None
         model, cfg = self._build_model(run_config, train_split, data, stage1=stage1)
         with trusted_checkpoints():
             load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True, logger="silent")
         model.to(device).eval()  # test_step's data preprocessor moves each batch to the model's device
         return MMDetPredictionModel(model, cfg)
+
+
+def box_head_prefixes(model: Any) -> tuple[str, ...]:
+    """State-dict prefixes of the ltbench box heads of ``model`` (one per cascade stage)."""
+    heads = stage_bbox_heads(model.roi_head)
+    if len(heads) == 1:
+        return ("roi_head.bbox_head.box_head.",)
+    return tuple(f"roi_head.bbox_head.{i}.box_head." for i in range(len(heads)))
 
 
 def optim_wrapper_type(precision: str) -> dict:
@@ -246,7 +282,11 @@ class MMDetPredictionModel:
 
     def __init__(self, model: Any, cfg: Any) -> None:
         self.model, self.cfg = model, cfg
-        self.head = model.roi_head.bbox_head
+        # a cascade: every stage reads its probabilities through the view (mmdet averages them over the
+        # stages, as detectron2's cascade does); the last stage's post-processing sees the average and
+        # records the scored RoIs
+        self.heads = stage_bbox_heads(model.roi_head)
+        self.head = self.heads[-1]
         self.detections_per_image = cfg.model.test_cfg.rcnn.max_per_img
 
     def uncap(self) -> None:
@@ -255,7 +295,8 @@ class MMDetPredictionModel:
             stage_cfg.max_per_img = UNCAPPED_DETECTIONS_PER_IMAGE
 
     def set_view(self, view: Any) -> None:
-        self.head.view = view
+        for head in self.heads:
+            head.view = view
 
     def set_detection_filter(self, keep: Any) -> bool:
         return False  # every detection gets its mask; the per-class top-k selection follows

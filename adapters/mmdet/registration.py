@@ -4,7 +4,8 @@
   dropped for training, so ``ClassBalancedDataset`` never sees an empty ``cat_ids``: the mmdet 3.x
   index-shift issue of open-mmlab/mmdetection#10038 cannot arise);
 - ``LtbenchStreamSampler``: ltbench's image streams (stochastic RFS, class-aware, SimCal's bi-level with
-  ``LtbenchBilevelDataset`` and ``LtbenchRoIHead`` carrying each image's sampled class to the box head);
+  ``LtbenchBilevelDataset`` and ``LtbenchRoIHead`` / ``LtbenchCascadeRoIHead`` /
+  ``LtbenchHybridTaskCascadeRoIHead`` carrying each image's sampled class to the box head of every stage);
 - ``LtbenchBBoxHead``: an mmdet ``BBoxHead`` whose classification is the ltbench ``BoxHead``, with
   ``LtbenchScores`` telling mmdet's post-processing that the head already gives probabilities;
 - the engine hooks ``ProgressGate`` and ``PeriodicWriter`` and ``LtbenchIterBasedTrainLoop`` (``Reseed``).
@@ -121,7 +122,7 @@ def register() -> None:
     _require_mmdet()
     import torch
     from mmdet.datasets.base_det_dataset import BaseDetDataset
-    from mmdet.models.roi_heads import StandardRoIHead
+    from mmdet.models.roi_heads import CascadeRoIHead, HybridTaskCascadeRoIHead, StandardRoIHead
     from mmdet.models.roi_heads.bbox_heads.bbox_head import BBoxHead
     from mmdet.registry import DATA_SAMPLERS, DATASETS, HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS
     from mmengine.model import MMDistributedDataParallel
@@ -232,15 +233,27 @@ def register() -> None:
             item["data_samples"].set_metainfo({"ltbench_class": int(index // self.num_images)})
             return item
 
-    @MODELS.register_module(force=True)
-    class LtbenchRoIHead(StandardRoIHead):
-        """StandardRoIHead that hands SimCal's sampled class per image (``ltbench_class`` in the data
-        samples' metainfo, from ``LtbenchBilevelDataset``) to the box head's loss."""
+    class BilevelClasses:
+        """Hands SimCal's sampled class per image (``ltbench_class`` in the data samples' metainfo, from
+        ``LtbenchBilevelDataset``) to the loss of the box head of every stage."""
 
         def loss(self, x, rpn_results_list, batch_data_samples):  # noqa: ANN001, ANN201 - mmdet signature
             classes = [sample.metainfo.get("ltbench_class") for sample in batch_data_samples]
-            self.bbox_head.bilevel_classes = classes if all(c is not None for c in classes) else None
+            for bbox_head in stage_bbox_heads(self):
+                bbox_head.bilevel_classes = classes if all(c is not None for c in classes) else None
             return super().loss(x, rpn_results_list, batch_data_samples)
+
+    @MODELS.register_module(force=True)
+    class LtbenchRoIHead(BilevelClasses, StandardRoIHead):
+        """mmdet's StandardRoIHead (Mask / Faster R-CNN) with ``BilevelClasses``."""
+
+    @MODELS.register_module(force=True)
+    class LtbenchCascadeRoIHead(BilevelClasses, CascadeRoIHead):
+        """mmdet's CascadeRoIHead (Cascade (Mask) R-CNN) with ``BilevelClasses``."""
+
+    @MODELS.register_module(force=True)
+    class LtbenchHybridTaskCascadeRoIHead(BilevelClasses, HybridTaskCascadeRoIHead):
+        """mmdet's HybridTaskCascadeRoIHead (HTC) with ``BilevelClasses``."""
 
     @MODELS.register_module(force=True)
     class LtbenchScores(nn.Module):
@@ -284,6 +297,7 @@ def register() -> None:
             self.box_head = build_head(head, num_classes=self.num_classes, background="last", num_box_deltas=deltas,
                                        in_channels=self.in_channels, pool_size=self.roi_feat_size[0], hidden=hidden)
             self._output = None
+            self._refine_output = None  # the training output a cascade stage refines its boxes with
             self.view = None
             self.fit_pass = False
             self.bilevel_classes: list[int] | None = None
@@ -292,7 +306,7 @@ def register() -> None:
         def forward(self, x: torch.Tensor) -> tuple:
             output = self.box_head(x)
             if self.training:
-                self._output = output
+                self._output = self._refine_output = output
                 return output.final_logits, self.box_head.regression_deltas(output)
             probs = self.view(self.box_head, output) if self.view is not None else self.box_head.probabilities(output)
             return probs, self.box_head.regression_deltas(output)
@@ -315,6 +329,17 @@ def register() -> None:
             losses.update(classification_losses(self.box_head, output, labels))
             self._output = None
             return losses
+
+        def refine_bboxes(self, sampling_results, bbox_results, batch_img_metas):  # noqa: ANN001, ANN201 - mmdet signature
+            """A cascade stage's boxes for the next stage (training). mmdet reads the class scores, C or C + 1 columns,
+            for the labels of background RoIs; a head with other logits (BAGS' group "others") gives its
+            probabilities (R, C + 1) instead."""
+            scores = bbox_results["cls_score"]
+            if scores.shape[-1] not in (self.num_classes, self.num_classes + 1) and self._refine_output is not None:
+                with torch.no_grad():
+                    bbox_results = {**bbox_results, "cls_score": self.box_head.probabilities(self._refine_output)}
+            self._refine_output = None
+            return super().refine_bboxes(sampling_results, bbox_results, batch_img_metas)
 
         def _predict_by_feat_single(self, roi, cls_score, bbox_pred, img_meta, rescale=False, rcnn_test_cfg=None):  # noqa: ANN001
             boxes = roi[:, 1:].clone()
@@ -339,7 +364,8 @@ def register() -> None:
         def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:  # noqa: ANN001
             model = runner.model.module if hasattr(runner.model, "module") else runner.model
             epoch, epochs = epoch_progress(runner.iter, runner.max_iters, self.batch_size, self.epoch_length)
-            model.roi_head.bbox_head.box_head.set_progress(epoch, epochs, runner.iter, runner.max_iters)
+            for bbox_head in stage_bbox_heads(model.roi_head):
+                bbox_head.box_head.set_progress(epoch, epochs, runner.iter, runner.max_iters)
 
     @HOOKS.register_module(name="PeriodicWriter", force=True)
     class PeriodicWriter(Hook):
@@ -363,7 +389,7 @@ def register() -> None:
             if self.logger is None or not self.logger.due(runner.iter):
                 return
             losses = {k: float(v.detach()) if hasattr(v, "detach") else float(v)
-                      for k, v in (outputs or {}).items() if k.startswith("loss") and k != "loss"}
+                      for k, v in (outputs or {}).items() if k.rsplit(".", 1)[-1].startswith("loss") and k != "loss"}  # s0.loss_cls: cascade stages
             if runner.world_size > 1:  # every rank takes part: the decision above depends on the iteration only
                 from mmengine.dist import all_reduce
 
@@ -457,6 +483,14 @@ def register() -> None:
             return self.runner.model
 
     _REGISTERED = True
+
+
+def stage_bbox_heads(roi_head: Any) -> list:
+    """The box heads of an mmdet RoI head: the three stages of a cascade / HTC, else the one head."""
+    import torch
+
+    heads = roi_head.bbox_head
+    return list(heads) if isinstance(heads, torch.nn.ModuleList) else [heads]
 
 
 def _subset(value: Any, keep: Any, rows: int) -> Any:

@@ -28,6 +28,8 @@ from ltbench.errors import LtbenchError
 class TorchvisionAdapter(Adapter):
     name = "torchvision"
     background = "first"
+    SUPPORTED_DETECTORS = ("mask_rcnn", "faster_rcnn")  # model.build_model; no cascade or HTC in torchvision
+    SUPPORTED_BACKBONES = ("r18_fpn", "r34_fpn", "r50_fpn", "r101_fpn")
 
     #: Prediction fast path (class-selective mask logits, chunked paste + one RLE call per chunk). False
     #: gives the straightforward torchvision path; tests compare the two.
@@ -59,7 +61,8 @@ class TorchvisionAdapter(Adapter):
         seed_everything(seed)
         stage2 = run_config.get("stage2")
         if stage2:
-            model = self._stage2_model(run_config, split, start.stage1_config, ckpt.load_checkpoint(start.stage1_checkpoint))
+            model = self._stage2_model(run_config, split, start.stage1_chain, ckpt.load_checkpoint(start.stage1_checkpoint),
+                                       report_dir=workdir)
             if not getattr(model.roi_heads.box_head, "requires_training", True):
                 write_json(workdir / "run_config.json", run_config)
                 return self._finish_without_training(run_config, workdir, model, split)
@@ -181,17 +184,29 @@ class TorchvisionAdapter(Adapter):
         trainer.train()
         return workdir / ckpt.FINAL_CHECKPOINT
 
-    def _stage2_model(self, run_config: dict, split: LvisSplit, stage1_config: dict, stage1_state: dict | None) -> Any:
-        """The stage-1 model (built from the stage-1 run config; ``stage1_state`` loaded when given) with
+    def _stage2_model(self, run_config: dict, split: LvisSplit, chain: list[dict], stage1_state: dict | None,
+                      report_dir: Path | None = None) -> Any:
+        """The stage-1 model (``adapters.stage1``: built from the stage-1 chain; ``stage1_state`` loaded by
+        name when given, box-head tensors of another layout re-initialised and named in ``report_dir``) with
         its box head replaced by ``build_stage2(run_config, stage1_head)``. Everything outside the new
         head is frozen, BatchNorm statistics included: stage 2 learns only the new head's parameters."""
-        model = build_model(stage1_config, split)
+        from adapters import stage1 as s1
+
+        architecture = s1.stage1_architecture(run_config, chain)
+        model = build_model(architecture[0], split)
+        for config in architecture[1:]:  # the stage-2 heads the kept stage-1 model was trained with
+            model.roi_heads.box_head = build_stage2_head(config, model.roi_heads.box_head, split)
+        report: dict = {}
         if stage1_state is not None:
-            model.load_state_dict(stage1_state["model"])
+            report = s1.load_stage1(model, stage1_state["model"], ("roi_heads.box_head.",), what=str(chain[-1].get("id")))
         for p in model.parameters():
             p.requires_grad_(False)
+        before = {k: v.detach().clone() for k, v in model.roi_heads.box_head.state_dict().items()}
         new_head = build_stage2_head(run_config, model.roi_heads.box_head, split)
         model.roi_heads.box_head = new_head
+        if stage1_state is not None:
+            report.update(s1.stage2_changes(before, new_head, "roi_heads.box_head."))
+            s1.write_report(report_dir, run_config, architecture, report)
         trains = getattr(new_head, "requires_training", True)
         if trains and not any(p.requires_grad for p in new_head.parameters()):
             raise LtbenchError("build_stage2 returned a head without trainable parameters", key="stage2", path=run_label(run_config))
@@ -224,13 +239,13 @@ class TorchvisionAdapter(Adapter):
 
     # -- prediction ------------------------------------------------------------------------------
     def load_for_predict(self, run_config: dict, workdir: Path, split_for_classes: LvisSplit) -> Any:
-        from ltbench.io import read_json
+        from adapters.stage1 import read_chain as read_stage1_chain
 
         workdir = Path(workdir)
         checkpoint = ckpt.final_checkpoint(workdir)
         state = ckpt.load_checkpoint(checkpoint)
         if run_config.get("stage2"):
-            model = self._stage2_model(run_config, split_for_classes, read_json(workdir / "stage1_run_config.json"), None)
+            model = self._stage2_model(run_config, split_for_classes, read_stage1_chain(workdir), None)
         else:
             model = build_model(run_config, split_for_classes)
         model.load_state_dict(state["model"])

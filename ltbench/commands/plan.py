@@ -9,7 +9,12 @@ import click
 
 def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
     c = plan.counts()
+    used: dict[str, int] = {}
+    for run in plan.runs.values():
+        used[run.config["framework"]] = used.get(run.config["framework"], 0) + 1
     fw = plan.framework or ("per paper" if plan.scale == "paper" else "torchvision")
+    if plan.scale == "smoke" and set(used) - {plan.framework or "torchvision"}:  # rows another framework serves
+        fw += " (runs: " + ", ".join(f"{name} {n}" for name, n in sorted(used.items())) + ")"
     cost = f"{plan.gpu_hours} GPU-hours" if plan.scale == "paper" else f"{plan.cpu_hours} CPU-hours"
     lines = [
         f"plan: {', '.join(plan.papers) or '(nothing)'}  scale={plan.scale}  framework={fw}"
@@ -60,7 +65,7 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
 @click.option("--all", "all_papers", is_flag=True, help="Plan every paper (the default without targets).")
 @click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["mmdet", "detectron2", "torchvision"]), default=None,
-              help="Override every run's framework.")
+              help="Override every run's framework (smoke scale: every run whose detector its adapter builds).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="N seeds for every row (overrides the specs' seeds; the workflow's `seeds` config).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

@@ -51,6 +51,10 @@ class ViewPlan:
     view_config: dict[str, Any]
     cells: list[dict[str, Any]] = field(default_factory=list)
     instance_bins: list[int] | None = None  # training-instance edges of AP1..AP4 for this evaluation
+    # IoU types the columns reading this view need (bbox/segm), and those it is evaluated for: the needed
+    # ones the run's detector produces (set by the planner; bbox alone where no column needs either)
+    needed_iou_types: list[str] = field(default_factory=list)
+    iou_types: list[str] = field(default_factory=lambda: ["bbox", "segm"])
 
     @property
     def bins(self) -> str | None:
@@ -59,7 +63,7 @@ class ViewPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "view_id": self.view_id, "view_config": self.view_config, "cells": self.cells,
-                "instance_bins": self.instance_bins, "bins": self.bins}
+                "instance_bins": self.instance_bins, "bins": self.bins, "iou_types": self.iou_types}
 
 
 @dataclass

@@ -156,7 +156,10 @@ class _Planner:
 
     # resolution ----------------------------------------------------------------------------------
     def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
-        framework = self.framework or (run["framework"] if self.scale == "paper" else scales.SMOKE_FRAMEWORK)
+        if self.scale == "paper":
+            framework = self.framework or run["framework"]
+        else:  # the override, else torchvision, whichever builds the detector first (mmdet: cascade, HTC)
+            framework = scales.smoke_framework(run["detector"], self.framework)
         # the schedule follows the paper's framework whatever framework trains it (forced-framework-schedule)
         convention = run["framework"] if self.scale == "paper" else framework
         stage2 = copy.deepcopy(run.get("stage2"))
@@ -310,6 +313,7 @@ class _Planner:
             run.cells.append(cell_ref)
         bins = scales.instance_bins(finals[0]["dataset"], table.instance_bins)
         prow.instance_bins = bins
+        needed = {c.key.split(".", 1)[0] for c in row.group.columns}  # bbox / segm (PwB, cls.*: no IoU type)
         for config in finals:
             view = self._view(config["id"], view_config)
             if view.instance_bins is None:
@@ -321,6 +325,7 @@ class _Planner:
                     path=spec.path, key=f"table {table.id}, row {row.display_label!r}: instance_bins",
                     expected="one set of AP1..AP4 edges per evaluated (run, view)")
             view.cells.append(cell_ref)
+            view.needed_iou_types = [t for t in vocab.IOU_TYPES if t in view.needed_iou_types or t in needed]
         prow.run_ids = [c["id"] for c in finals]
         prow.view_id = view_config["id"]
         for config in every:
@@ -405,6 +410,10 @@ class _Planner:
         views_per_run: dict[str, int] = {}
         for v in self.plan.views:
             views_per_run[v.run_id] = views_per_run.get(v.run_id, 0) + 1
+            # evaluate what the columns need and the detector produces (a box-only detector: bbox; a column
+            # needing masks from one is a spec error at load time, ltbench.spec.checks)
+            produced = vocab.detector_iou_types(self.plan.runs[v.run_id].config["detector"])
+            v.iou_types = [t for t in produced if t in v.needed_iou_types] or [produced[0]]
         for run in self.plan.runs.values():
             est = cost.estimate(run.config, max(1, views_per_run.get(run.id, 0)))
             run.gpu_hours, run.cpu_hours = est["gpu_hours"], est["cpu_hours"]

@@ -47,6 +47,10 @@ from ltbench.evaluation.ap_fixed import DETS_PER_CLASS
 
 SCALES = ("smoke", "paper")
 SMOKE_FRAMEWORK = "torchvision"
+# Smoke-scale frameworks in order of preference: a row trains through the first whose adapter builds its
+# detector (torchvision for Mask / Faster R-CNN; mmdet, on the CPU too, for Cascade (Mask) R-CNN and HTC),
+# with the same tiny model and schedule either way. A `--framework` override is tried first.
+SMOKE_FRAMEWORKS = (SMOKE_FRAMEWORK, "mmdet")
 
 # Training / validation images per dataset (the cost model and paper-scale epoch lengths use them).
 # LVIS counts are the official annotation files'; the COCO-LT sizes are the papers' own (DATASET_SOURCES).
@@ -121,6 +125,21 @@ def check_scale(scale: str) -> str:
         raise LtbenchError(f"unknown scale {scale!r}{did_you_mean(scale, SCALES)}", key="--scale",
                            expected="one of " + ", ".join(SCALES))
     return scale
+
+
+def smoke_framework(detector: str, requested: str | None = None) -> str:
+    """The framework a smoke-scale run of ``detector`` trains through: ``requested`` (the override) when its
+    adapter builds the detector, else the first of ``SMOKE_FRAMEWORKS`` that does (the adapters'
+    ``SUPPORTED_DETECTORS``; no framework is imported)."""
+    from adapters import adapter_class
+
+    candidates = ((requested,) if requested else ()) + SMOKE_FRAMEWORKS
+    for framework in candidates:
+        if detector in adapter_class(framework).SUPPORTED_DETECTORS:
+            return framework
+    raise LtbenchError(f"no smoke-scale framework builds detector {detector!r}", key="detector",
+                       expected="a detector of " + ", ".join(f"{fw}: {'/'.join(adapter_class(fw).SUPPORTED_DETECTORS)}"
+                                                             for fw in SMOKE_FRAMEWORKS))
 
 
 def train_images(dataset: str) -> int:

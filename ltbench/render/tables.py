@@ -173,6 +173,31 @@ def provenance_line(built: BuiltTable, store: StoreView) -> str:
     )
 
 
+def framework_note(plan: Any, paper: str, table_id: str, override: str | None = None) -> str:
+    """Which framework trained which rows of the table (from the plan's run configs): one framework for every
+    row, or per framework the rows and detectors it served (at smoke scale a detector torchvision lacks,
+    Cascade R-CNN or HTC, trains through mmdet). "" when the table has no planned row."""
+    by_framework: dict[str, list[str]] = {}
+    detectors: dict[str, set[str]] = {}
+    for row in plan.rows:
+        if row.paper != paper or str(row.table) != str(table_id) or not row.run_ids:
+            continue
+        for run_id in row.run_ids:
+            config = plan.runs[run_id].config
+            fw = config["framework"]
+            if row.label not in by_framework.setdefault(fw, []):
+                by_framework[fw].append(row.label)
+            detectors.setdefault(fw, set()).add(config["detector"])
+    if not by_framework:
+        return ""
+    suffix = " (framework override)" if override else ""
+    if len(by_framework) == 1:
+        return f"Every run trained through {next(iter(by_framework))}{suffix}."
+    parts = [f"{fw} ({', '.join(sorted(detectors[fw]))}): " + ", ".join(labels) for fw, labels in sorted(by_framework.items())]
+    requested = f"; {override} requested" if override else ""
+    return "Frameworks per row" + requested + ": " + "; ".join(parts) + "."
+
+
 def table_ids(spec: Any, scopes: Sequence[str] = ("reproduce",)) -> list[str]:
     return [t.id for t in spec.tables if t.scope in scopes]
 
@@ -237,8 +262,9 @@ def render_table(
         return by_ref.get((row.group.id, row.id))
 
     layout = layout_from_spec(spec, table_id, serve, scale=scale)
-    if framework:
-        layout.notes.append(f"Every run trained through {framework} (framework override).")
+    note = framework_note(plan, paper, table_id, framework)
+    if note:
+        layout.notes.append(note)
     store = store if store is not None else read_store(results_dir)
     failures = stage1_failures(store.failures, stage1_of(scale=scale, framework=framework, papers=[paper], plan=plan))
     config = config if config is not None else load_workflow_config()

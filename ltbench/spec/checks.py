@@ -212,12 +212,27 @@ class _Checker:
             resolved.append(("stage1", merge_run({**run, "stage2": None}, row.stage1)))
         for part_name, part_run in resolved:
             self._check_resolved_run(part_run, [*keys, part_name])
+        self._check_iou_types(run, row, keys)
         view = merge_view(merge_view(merge_view(defaults.get("view"), table_raw.get("view")), row.group.view), row.view)
         if "name" not in view:
             self.fail("the resolved view has no name", [*keys, "view"], expected="one of " + ", ".join(vocab.VIEWS))
         for param in NUMERIC_VIEW_PARAMS:
             if param in view and not _finite_number(view[param]):
                 self.fail(f"view {param} is {view[param]!r}", [*keys, "view", param], expected="a finite number")
+
+    def _check_iou_types(self, run: dict, row: Row, keys: list[str | int]) -> None:
+        """A box-only detector (Faster R-CNN, Cascade R-CNN) cannot fill a column that needs masks (``segm.*``):
+        the row's column group must not have one (else every such row would fail at evaluation)."""
+        detector = run.get("detector")
+        if detector not in vocab.DETECTORS or detector in vocab.MASK_DETECTORS:
+            return
+        produced = vocab.detector_iou_types(detector)
+        needs = [c.key for c in row.group.columns if c.key.split(".", 1)[0] in vocab.IOU_TYPES and c.key.split(".", 1)[0] not in produced]
+        if needs:
+            self.fail(f"the row's detector {detector!r} predicts boxes only, but its column group {row.group.id!r} has "
+                      + ", ".join(repr(k) for k in needs) + ", which need masks", keys,
+                      expected="a mask detector (" + ", ".join(vocab.MASK_DETECTORS) + ") for this row, or the row in a "
+                      "column group without segm.* columns")
 
     def _check_resolved_run(self, run: dict, keys: list[str | int]) -> None:
         """Required keys, finite numeric parameters, and a name for every component of one resolved run."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from ltbench.errors import LtbenchError, did_you_mean
 from ltbench.spec import vocab
@@ -44,7 +45,8 @@ def from_env() -> tuple[str, ...]:
 
 def apply(spec: PaperSpec, keys: Iterable[str]) -> PaperSpec:
     """A copy of ``spec`` whose reproduced tables carry ``keys`` as extra columns in every column group
-    (a group that already has a key keeps its own column); ``spec`` itself when ``keys`` is empty."""
+    (a group that already has a key keeps its own column; a ``segm.*`` key is left out of a group with a
+    box-only detector's row, which has no masks to evaluate); ``spec`` itself when ``keys`` is empty."""
     keys = tuple(keys)
     if not keys:
         return spec
@@ -54,5 +56,21 @@ def apply(spec: PaperSpec, keys: Iterable[str]) -> PaperSpec:
             continue
         for group in table.column_groups:
             present = {c.key for c in group.columns}
-            group.columns.extend(Column(header=key, key=key) for key in keys if key not in present)
+            masks = _group_has_masks(spec, table, group.id)
+            group.columns.extend(Column(header=key, key=key) for key in keys
+                                 if key not in present and (masks or not key.startswith("segm.")))
     return spec
+
+
+def _group_has_masks(spec: PaperSpec, table: Any, group_id: str) -> bool:
+    """Whether every row of a column group runs a detector that predicts masks."""
+    for row in table.rows:
+        if row.group.id != group_id:
+            continue
+        try:
+            detector = spec.row_run(row).get("detector")
+        except LtbenchError:
+            continue
+        if detector in vocab.DETECTORS and detector not in vocab.MASK_DETECTORS:
+            return False
+    return True

@@ -15,6 +15,17 @@ DETECTORS = (
     # out-of-scope tasks (DisAlign classification / semantic segmentation tables)
     "image_classifier", "fcn", "deeplabv3plus",
 )
+# detectors that predict instance masks: a `segm.*` column needs one (checked when a spec loads); the other
+# detection detectors give boxes only, and their rows are evaluated for `bbox` alone
+MASK_DETECTORS = ("mask_rcnn", "cascade_mask_rcnn", "htc")
+IOU_TYPES = ("bbox", "segm")
+
+
+def detector_iou_types(detector: str) -> tuple[str, ...]:
+    """The IoU types a detector's detections can be evaluated for: ("bbox", "segm") or ("bbox",)."""
+    return IOU_TYPES if detector in MASK_DETECTORS else ("bbox",)
+
+
 BACKBONES = (
     "r18_fpn", "r50_fpn", "r101_fpn", "x101_32x8d_fpn", "x101_64x4d_fpn",
     "r50_dcn_fpn", "r101_dcn_fpn", "x101_64x4d_dcn_fpn",

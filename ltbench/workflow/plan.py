@@ -59,6 +59,7 @@ class WorkflowPlan:
         self.papers = list(papers)
         self.runs: dict[str, RunInfo] = {}
         self.view_bins: dict[tuple[str, str], str | None] = {}
+        self.view_iou_types: dict[tuple[str, str], list[str]] = {}
         self._absorb(plan)
 
     @classmethod
@@ -82,6 +83,7 @@ class WorkflowPlan:
                 raise LtbenchError(f"the plan has a view {view_id!r} of unknown run {run_id!r}", expected="every view's run in plan.runs")
             self.runs[run_id].views.setdefault(view_id, dict(_get(view, "view_config") or {"id": view_id}))
             self.view_bins.setdefault((run_id, view_id), _get(view, "bins"))
+            self.view_iou_types.setdefault((run_id, view_id), list(_get(view, "iou_types") or ["bbox", "segm"]))
             pairs.append((run_id, view_id))
         return list(dict.fromkeys(pairs))
 
@@ -112,6 +114,11 @@ class WorkflowPlan:
     def bins(self, run_id: str, view_id: str) -> str | None:
         """The ``ltbench evaluate --bins`` scheme of a (run, view) (None: the evaluator's default)."""
         return self.view_bins.get((run_id, view_id))
+
+    def iou_types(self, run_id: str, view_id: str) -> str:
+        """``ltbench evaluate --iou-types`` of a (run, view): what its columns need and its detector produces
+        (``bbox`` alone for Faster / Cascade R-CNN), as the planner set it."""
+        return ",".join(self.view_iou_types.get((run_id, view_id)) or ["bbox", "segm"])
 
     def all_pairs(self) -> list[tuple[str, str]]:
         return [(r, v) for r, info in self.runs.items() for v in info.views]

@@ -106,7 +106,7 @@ def test_mmdet_finetune_frozen_stages_requires_grad(tiny_data) -> None:
     split = load_lvis_split(tiny_data.train, tiny_data.image_root)
     stage1 = family_run("mmdet", "softmax")
     run = dict(stage1, id="tiny-mmdet-ft-00000000", stage1=stage1["id"], stage2={"name": "finetune", "frozen_stages": 1})
-    model, _ = get_adapter("mmdet")._build_model(run, split, tiny_data, stage1=(stage1, None))
+    model, _ = get_adapter("mmdet")._build_model(run, split, tiny_data, stage1=([stage1], None))
     grads = {name: p.requires_grad for name, p in model.named_parameters()}
     assert not grads["backbone.conv1.weight"] and not grads["backbone.layer1.0.conv1.weight"]
     assert grads["backbone.layer2.0.conv1.weight"] and grads["neck.lateral_convs.0.conv.weight"]

@@ -54,3 +54,16 @@ def test_evaluate_gets_the_views_bins(dry_run):
         block = next(b for b in evaluate if f"results/metrics/{view.run_id}/{view.view_id}.json" in b)
         assert f"--bins {view.bins}" in block
     assert all(v.bins in ("lvis", "coco-lt") for v in plan.views)
+
+
+def test_evaluate_asks_only_for_the_iou_types_the_view_gets(dry_run):
+    """Faster R-CNN views (BAGS Tables 5, 6) are evaluated for bbox alone: their detections have no masks."""
+    full = build_plan(scale="smoke")  # the workflow plans every configured paper: a view's columns in all tables
+    types = {(v.run_id, v.view_id): v.iou_types for v in full.views}
+    asked = {}
+    for block in _jobs(dry_run, "evaluate"):
+        run_id, view_id = re.search(r"results/metrics/([^/\s]+)/([^/\s]+)\.json", block).groups()
+        asked[(run_id, view_id)] = re.search(r"--iou-types (\S+)", block).group(1)
+        assert asked[(run_id, view_id)] == ",".join(types[(run_id, view_id)])
+    detectors = {full.runs[r].config["detector"]: a for (r, _), a in asked.items()}
+    assert detectors["faster_rcnn"] == "bbox" and detectors["mask_rcnn"] in ("bbox,segm", "segm")

@@ -20,6 +20,8 @@ rule evaluate:
         train_ann=lambda w: dataset_paths(w).train,
         evaluator=config["evaluator"],
         bins=lambda w: f"--bins {PLAN.bins(w.run, w.view)}" if PLAN.bins(w.run, w.view) else "",
+        # only what the run's detector produces and the view's columns need (Faster R-CNN: bbox)
+        iou_types=lambda w: PLAN.iou_types(w.run, w.view),
         # AP-fixed / AP-pool: views of tables with such columns, or every view with config ap_fixed
         ap_fixed=lambda w: wf.evaluate_ap_fixed_args(
             PLAN.view(w.run, w.view), f"{wf.top_k_dir(w.run, w.view)}/detections.json", config["ap_fixed"], SCALE
@@ -31,7 +33,7 @@ rule evaluate:
     resources:
         **evaluate_resources(),
     shell:
-        "{params.cmd} step evaluate --run {wildcards.run} --view {wildcards.view} --threads {threads} --log {log} -- --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann} --proposal-stats {input.stats} --evaluator {params.evaluator} {params.bins} {params.ap_fixed} {params.plots} --out {output.metrics} > {log} 2>&1"
+        "{params.cmd} step evaluate --run {wildcards.run} --view {wildcards.view} --threads {threads} --log {log} -- --gt {params.gt} --detections {input.detections} --train-ann {params.train_ann} --proposal-stats {input.stats} --iou-types {params.iou_types} --evaluator {params.evaluator} {params.bins} {params.ap_fixed} {params.plots} --out {output.metrics} > {log} 2>&1"
 
 
 rule record:
