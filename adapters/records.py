@@ -2,7 +2,8 @@
 
 ``load_lvis_split(annotation_file, image_root)`` reads an LVIS (or COCO) annotation file once into
 ``ImageRecord``s: boxes as (N, 4) xyxy float32 pixels, classes as (N,) class indices (0-based, ascending
-category-id order), the raw polygons/RLE, and the image's path under ``image_root``. The split's
+category-id order), the raw polygons/RLE, and the image's path under ``image_root``
+(``ltbench.data.layout.image_relative_path``: coco_url's last two parts, else a relative file_name). The split's
 ``class_stats`` (``ltbench.data.lvis_meta.ClassStats``) are counted by the one counting function of
 ``ltbench.data.lvis_meta``; heads and views receive them as one object.
 """
@@ -71,6 +72,7 @@ def load_lvis_split(annotation_file: Path, image_root: Path, *, keep_empty: bool
 
     import numpy as np
 
+    from ltbench.data.layout import image_relative_path
     from ltbench.data.lvis_meta import class_stats
     from ltbench.io import read_json
 
@@ -97,15 +99,13 @@ def load_lvis_split(annotation_file: Path, image_root: Path, *, keep_empty: bool
         anns = [a for a in by_image.get(int(img["id"]), []) if a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
         if not anns and not keep_empty:
             continue
-        file_name = img.get("file_name")
-        if not file_name and img.get("coco_url"):
-            file_name = "/".join(img["coco_url"].split("/")[-2:])
+        relative = image_relative_path(img, source=annotation_file)
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=np.float32).reshape(-1, 4)
         classes = np.array([index[int(a["category_id"])] for a in anns], dtype=np.int64)
         images.append(
             ImageRecord(
                 image_id=int(img["id"]),
-                path=Path(image_root) / file_name,
+                path=Path(image_root) / relative,
                 width=int(img["width"]),
                 height=int(img["height"]),
                 boxes=boxes,

@@ -40,6 +40,19 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(scope="session")
+def resnet18_weights(tmp_path_factory) -> Path:
+    """A (random) ResNet-18 state dict, for ``model.weights``: it stands in for the ImageNet backbone a paper run
+    loads, and with given weights every adapter freezes the backbone's BatchNorm."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory, request):
     """A tiny synthetic LVIS-format dataset (support.tiny_lvis.make_tiny_lvis), one per test module."""

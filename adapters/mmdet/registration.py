@@ -140,7 +140,7 @@ def register() -> None:
     class LtbenchLvisDataset(BaseDetDataset):
         """An LVIS-format annotation file read by ltbench (``adapters.records.load_lvis_split``).
 
-        ``ann_file``: the JSON; ``image_root``: folder of the images' ``file_name``s. Labels are class
+        ``ann_file``: the JSON; ``image_root``: folder of the image paths (``ltbench.data.layout``). Labels are class
         indices 0..C-1 in ascending category-id order; ``metainfo.category_ids`` keeps the ids.
         """
 

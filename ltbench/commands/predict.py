@@ -21,7 +21,7 @@ def data_options(func):
         click.option("--val-ann", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Validation annotation file (overrides the dataset config)."),
         click.option("--image-root", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Folder that image file_names are relative to (overrides the dataset config)."),
+                     help="Folder that image paths are relative to: the COCO root for real data (overrides the dataset config)."),
     ]
     for option in reversed(options):
         func = option(func)

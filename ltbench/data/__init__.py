@@ -5,5 +5,6 @@ Modules (imported lazily, nothing heavy at package import):
 - ``subset``: ``make_subset(ann, n_images, seed=)`` a deterministic subset of a real LVIS file.
 - ``coco_lt``: ``build_coco_lt(coco, variant=)`` COCO-LT following BAGS or SimCal.
 - ``datasets``: ``resolve(dataset, scale) -> DatasetPaths`` and ``ensure(dataset, scale)``.
+- ``layout``: ``image_relative_path(image)``, the one place an image record becomes a path under ``image_root``.
 - ``lvis_meta``: per-class training statistics in class-index order (ascending category id).
 """

@@ -152,7 +152,7 @@ def build_coco_lt(coco: dict[str, Any], variant: str, *, lvis_categories: Any = 
                   lvis_label: str = "<lvis>") -> tuple[dict[str, Any], dict[str, Any]]:
     """(COCO-LT annotation dict, report with per-class target/available/kept)."""
     from ltbench.data.lvis_meta import lvis_frequency
-    from ltbench.data.subset import image_relative_path
+    from ltbench.data.layout import image_relative_path
 
     counts, per_image = _coco_counts(coco, coco_label)
     if variant == "bags":
@@ -183,7 +183,7 @@ def build_coco_lt(coco: dict[str, Any], variant: str, *, lvis_categories: Any = 
     images = []
     for im in sorted(coco["images"], key=lambda im: int(im["id"])):
         if int(im["id"]) in selected_set:
-            images.append({**im, "file_name": image_relative_path(im)})
+            images.append({**im, "file_name": image_relative_path(im, source=coco_label)})
     info = dict(coco.get("info") or {})
     info["ltbench_coco_lt"] = {
         "variant": variant, "seed": seed, "align": align if variant == "bags" else None,

@@ -27,8 +27,10 @@ class DatasetPaths:
     """Resolved files of one dataset at one scale.
 
     ``train`` / ``val``: LVIS-format (or COCO-format) annotation JSON files. ``image_root``: the folder
-    that image ``file_name``s are relative to (for real LVIS: coco_url's last two parts, e.g.
-    ``train2017/000000000009.jpg``).
+    image paths are relative to, as ``ltbench.data.layout.image_relative_path`` gives them: coco_url's last
+    two parts when an image has one (real LVIS v0.5/v1, COCO, COCO-LT: ``val2017/000000266409.jpg``, so at
+    paper scale ``image_root`` is the COCO 2017 root holding ``train2017/`` and ``val2017/``), else its
+    relative ``file_name`` (synthetic data: ``val/000003.png`` under ``<synth>/images``).
     """
 
     train: Path

@@ -9,8 +9,9 @@ What a subset keeps:
   r, c, f that has annotations in the source, one image containing that group is taken (in the same
   seeded order), so all three groups are represented whenever the source has them.
 
-It also names the images a user must copy: coco_url's last two parts (``train2017/000000000009.jpg``),
-relative to the COCO image root; ``file_name`` where an image has no ``coco_url``.
+It also names the images a user must copy, relative to the COCO image root, as
+``ltbench.data.layout.image_relative_path`` gives them: coco_url's last two parts
+(``train2017/000000000009.jpg``); ``file_name`` where an image has no ``coco_url``.
 """
 
 from __future__ import annotations
@@ -21,20 +22,10 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from ltbench.data.layout import image_relative_path
 from ltbench.errors import LtbenchError
 
 FREQUENCY_GROUPS = ("r", "c", "f")
-
-
-def image_relative_path(image: dict[str, Any]) -> str:
-    """Where an LVIS image lives under the COCO image root: ``<split>2017/<file>.jpg``."""
-    url = image.get("coco_url")
-    if isinstance(url, str) and url.count("/") >= 1:
-        return "/".join(url.rstrip("/").split("/")[-2:])
-    if isinstance(image.get("file_name"), str):
-        return image["file_name"]
-    raise LtbenchError("image has neither coco_url nor file_name", key=["images", f"id={image.get('id')}"],
-                       expected="coco_url or file_name")
 
 
 def make_subset(doc: dict[str, Any], n_images: int, *, seed: int = 0, label: str = "<annotations>") -> dict[str, Any]:
@@ -101,7 +92,7 @@ def write_subset(ann: str | PathLike[str], out: str | PathLike[str], *, n_images
     sub["info"] = info
     write_json(out, sub, indent=None)
     if image_list is not None:
-        write_text(image_list, "".join(image_relative_path(im) + "\n" for im in sub["images"]))
+        write_text(image_list, "".join(image_relative_path(im, source=ann) + "\n" for im in sub["images"]))
     frequency = {int(c["id"]): c.get("frequency") for c in sub["categories"]}
     with_group = {g: set() for g in FREQUENCY_GROUPS}
     for a in sub["annotations"]:

@@ -41,17 +41,6 @@ def ddp_run(framework: str, weights: Path, **schedule) -> dict:
                     model=model)
 
 
-@pytest.fixture(scope="module")
-def frozen_bn_weights(tmp_path_factory) -> Path:
-    """A (random) ResNet-18 state dict: with given weights every adapter freezes the backbone's BatchNorm."""
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "r18.pth"
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    return path
-
-
 def train_cli(run: dict, workdir: Path, data, ranks: int, tmp_path: Path, *, wait: bool = True):
     run_path = write_json(tmp_path / f"{run['id']}.json", run)
     args = [sys.executable, "-m", "ltbench", "train", "--run-config", str(run_path), "--workdir", str(workdir), "--ranks", str(ranks),
@@ -75,8 +64,8 @@ def final_checkpoint(workdir: Path) -> Path:
     return workdir / json.loads((workdir / "done.json").read_text())["checkpoint"]
 
 
-def test_two_ranks_train_the_single_rank_batch(framework, frozen_bn_weights, tiny_data, tmp_path) -> None:
-    run = ddp_run(framework, frozen_bn_weights)
+def test_two_ranks_train_the_single_rank_batch(framework, resnet18_weights, tiny_data, tmp_path) -> None:
+    run = ddp_run(framework, resnet18_weights)
     train_cli(run, tmp_path / "one", tiny_data, 1, tmp_path)
     train_cli(run, tmp_path / "two", tiny_data, 2, tmp_path)
     one, two = first_losses(tmp_path / "one"), first_losses(tmp_path / "two")
@@ -106,8 +95,8 @@ def test_two_ranks_train_the_single_rank_batch(framework, frozen_bn_weights, tin
     assert distance / size < 0.02, distance / size
 
 
-def test_two_ranks_killed_and_resumed_reach_the_uninterrupted_weights(framework, frozen_bn_weights, tiny_data, tmp_path) -> None:
-    run = ddp_run(framework, frozen_bn_weights, iterations=8, checkpoint_period=1)
+def test_two_ranks_killed_and_resumed_reach_the_uninterrupted_weights(framework, resnet18_weights, tiny_data, tmp_path) -> None:
+    run = ddp_run(framework, resnet18_weights, iterations=8, checkpoint_period=1)
     train_cli(run, tmp_path / "straight", tiny_data, 2, tmp_path)
     workdir = tmp_path / "killed"
     proc = train_cli(run, workdir, tiny_data, 2, tmp_path, wait=False)

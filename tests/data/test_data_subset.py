@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ltbench.data.subset import image_relative_path, make_subset, write_subset
+from ltbench.data.layout import image_relative_path
+from ltbench.data.subset import make_subset, write_subset
 from ltbench.errors import LtbenchError
 
 
