@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# written by ltbench tests/test_slurm_cluster.py; removed when the test ends"
 LOCK = Path("/run/ltbench-slurm-test.lock")
-DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "scontrol", "munge", "unmunge")
+DAEMONS = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo", "scontrol", "scancel", "munge", "unmunge")
 REQUIRED = os.environ.get("LTBENCH_REQUIRE_SLURM") == "1"
 
 
@@ -347,16 +347,35 @@ def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes
         "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
         "--allowed-rules", "train", "data", "--", target,
     ]
+    workdir = work / "work" / run_id
+    out_path = tmp_path / "snakemake.out"
+    signalled_by_test = False
     try:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+        with open(out_path, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+            # SLURM's timer ticks every 30 s: on a fast machine the first job may finish its ~60 iterations before
+            # SLURM's own signal. Then the test sends the same signal to the job's steps (`scancel --signal URG`,
+            # what `--signal=URG@N` does at the limit) once training is under way, so a stop always happens.
+            deadline = time.monotonic() + 1200
+            while proc.poll() is None and time.monotonic() < deadline:
+                text = (workdir / "log.txt").read_text() if (workdir / "log.txt").is_file() else ""
+                if not signalled_by_test and "SIGURG received" not in text and re.search(r"^iter (\d+)/", text, re.M):
+                    running = subprocess.run([_which("squeue"), "-h", "-t", "R", "-o", "%i"], env=env, capture_output=True,
+                                             text=True).stdout.split()
+                    for job in running:
+                        subprocess.run([_which("scancel"), "--signal=URG", job], env=env, capture_output=True)
+                    signalled_by_test = bool(running)
+                time.sleep(0.5)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
     finally:
         ref_out, _ = ref.communicate(timeout=600)
     wall = time.monotonic() - t0
-    log = proc.stdout + proc.stderr
+    log = out_path.read_text()
     assert proc.returncode == 0, log[-6000:]
     assert ref.returncode == 0, ref_out[-3000:]
 
-    workdir = work / "work" / run_id
     assert json.loads((work / "results" / "runs" / run_id / "run.json").read_text()) == config
     assert (workdir / "done.json").is_file()
     # exit 75 is no failure: the train rule wrote no failure note (`results done` would leave the folder)
@@ -385,7 +404,8 @@ def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    summary = [f"time-limit test: {wall:.0f} s, {len(job_ids)} SLURM jobs, stops at iterations {stops}"]
+    summary = [f"time-limit test: {wall:.0f} s, {len(job_ids)} SLURM jobs, stops at iterations {stops}"
+               + (" (the first signal sent by the test: scancel --signal=URG)" if signalled_by_test else " (SLURM's own signals)")]
     for j in job_ids:
         info = jobs[j]
         summary.append(f"  job {j}: TimeLimit={info.get('TimeLimit')} RunTime={info.get('RunTime')} "
