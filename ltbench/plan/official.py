@@ -161,8 +161,8 @@ RECIPES: tuple[Recipe, ...] = (
     ),
 )
 
-#: What every adapter does with images without annotations when training (adapters.records.load_lvis_split).
-LTBENCH_FILTERS = "images without instances dropped for training"
+#: The images every adapter drops from training (adapters.records.load_lvis_split; mmdet's LVIS filter_cfg).
+LTBENCH_FILTERS = "images without instances or with a short side under 32 px dropped for training"
 
 
 def _num(value: Any) -> str:
