@@ -216,7 +216,28 @@ HARNESS_ASSUMPTIONS: dict[str, dict[str, str]] = {
         ),
         "source": "ltbench/plan/scales.py paper_schedule",
     },
+    "torchvision-box-loss": {
+        "text": (
+            "The papers' box regression loss of the Fast R-CNN head is mmdet's L1 (detectron2: smooth-L1 with beta 0, "
+            "i.e. L1); torchvision's fastrcnn_loss is smooth-L1 with beta 1/9."
+        ),
+        "choice": "Runs trained through torchvision keep torchvision's smooth-L1 (beta 1/9) box loss.",
+        "source": "adapters/torchvision/roi_heads.py; research/official_implementations.md (torchvision fastrcnn_loss)",
+    },
+    "box-head-fc-init": {
+        "text": (
+            "The box head's fc6/fc7 are Xavier-initialised in mmdet's Shared2FCBBoxHead (detectron2: c2_xavier); "
+            "torchvision's TwoMLPHead keeps PyTorch's default nn.Linear initialisation (kaiming-uniform)."
+        ),
+        "choice": (
+            "Every framework trains ltbench's shared BoxHead (ltbench/methods/box_head.py), whose fc6/fc7 keep "
+            "PyTorch's default nn.Linear initialisation (kaiming-uniform, a = sqrt(5)), torchvision's convention."
+        ),
+        "source": "ltbench/methods/box_head.py; adapters/mmdet/registration.py LtbenchBBoxHead",
+    },
 }
+#: harness assumptions of every run a framework trains (listed on its rows at both scales); "*": every run
+FRAMEWORK_ASSUMPTIONS: dict[str, tuple[str, ...]] = {"*": ("box-head-fc-init",), "torchvision": ("torchvision-box-loss",)}
 
 
 def rfs_epoch_estimate(image_counts: list[int], num_images: int, t: float, rounding: str) -> float:
