@@ -37,6 +37,11 @@ class ImageRecord:
     category_ids: set[int]
 
 
+#: Training splits drop images whose short side is under this many pixels, as mmdet's LVIS configs do
+#: (``train_dataloader.dataset.filter_cfg = dict(filter_empty_gt=True, min_size=32)``), in every adapter.
+TRAIN_MIN_SIDE = 32
+
+
 @dataclass
 class LvisSplit:
     """An LVIS-format annotation file, indexed for training/prediction."""
@@ -66,7 +71,8 @@ def load_lvis_split(annotation_file: Path, image_root: Path, *, keep_empty: bool
     """Read an LVIS-format file. Boxes with width or height < 1 px are dropped from the targets (as every
     framework does); the class statistics count every annotation (``lvis_meta.count_from_annotations``).
 
-    ``keep_empty=False`` drops images without any instance (training); prediction keeps them.
+    ``keep_empty=False`` (training) drops images without any instance and images whose short side is under
+    ``TRAIN_MIN_SIDE`` px (mmdet's LVIS ``filter_cfg``); ``keep_empty=True`` (prediction) keeps every image.
     """
     import dataclasses
 
@@ -97,7 +103,7 @@ def load_lvis_split(annotation_file: Path, image_root: Path, *, keep_empty: bool
     images = []
     for img in doc["images"]:
         anns = [a for a in by_image.get(int(img["id"]), []) if a["bbox"][2] >= 1 and a["bbox"][3] >= 1]
-        if not anns and not keep_empty:
+        if not keep_empty and (not anns or min(int(img["width"]), int(img["height"])) < TRAIN_MIN_SIDE):
             continue
         relative = image_relative_path(img, source=annotation_file)
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns], dtype=np.float32).reshape(-1, 4)

@@ -1,8 +1,8 @@
 """Registration of ltbench's mmdet components in mmdet's/mmengine's registries (``register()``, idempotent).
 
-- ``LtbenchLvisDataset``: any LVIS-format file read by ``adapters.records`` (images without instances are
-  dropped for training, so ``ClassBalancedDataset`` never sees an empty ``cat_ids``: the mmdet 3.x
-  index-shift issue of open-mmlab/mmdetection#10038 cannot arise);
+- ``LtbenchLvisDataset``: any LVIS-format file read by ``adapters.records`` (images without instances, and
+  images with a short side under 32 px as mmdet's LVIS ``filter_cfg``, are dropped for training, so
+  ``ClassBalancedDataset`` never sees an empty ``cat_ids``: the mmdet 3.x index-shift issue of open-mmlab/mmdetection#10038 cannot arise);
 - ``LtbenchStreamSampler``: ltbench's image streams (stochastic RFS, class-aware, SimCal's bi-level with
   ``LtbenchBilevelDataset`` and ``LtbenchRoIHead`` / ``LtbenchCascadeRoIHead`` /
   ``LtbenchHybridTaskCascadeRoIHead`` carrying each image's sampled class to the box head of every stage);

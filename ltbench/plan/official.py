@@ -161,8 +161,8 @@ RECIPES: tuple[Recipe, ...] = (
     ),
 )
 
-#: What every adapter does with images without annotations when training (adapters.records.load_lvis_split).
-LTBENCH_FILTERS = "images without instances dropped for training"
+#: The images every adapter drops from training (adapters.records.load_lvis_split; mmdet's LVIS filter_cfg).
+LTBENCH_FILTERS = "images without instances or with a short side under 32 px dropped for training"
 
 
 def _num(value: Any) -> str:
@@ -184,7 +184,9 @@ def ltbench_values(config: dict[str, Any], framework_rounding: str | None = None
         iterations = _num(schedule["iterations"])
         steps = ", ".join(_num(s) for s in schedule["steps"]) or "none"
     lr = f"{_num(schedule['lr'])}, momentum {_num(schedule['momentum'])}, wd {_num(schedule['weight_decay'])}"
-    warmup = (f"{_num(schedule['warmup_iters'])} iterations, linear from {_num(schedule.get('warmup_factor', 0.001))}"
+    factor = schedule.get("warmup_factor", 0.001)
+    factor_text = "1/3" if abs(factor * 3 - 1) < 1e-9 else _num(factor)
+    warmup = (f"{_num(schedule['warmup_iters'])} iterations, linear from {factor_text}"
               if schedule["warmup_iters"] else "none")
     sides = model["min_size"] if isinstance(model["min_size"], list) else [model["min_size"]]
     scales_text = (f"short side {sides[0]}..{sides[-1]} ({len(sides)} sizes)" if len(sides) > 1 else f"short side {sides[0]}")

@@ -204,6 +204,7 @@ class _Planner:
             harness.append("rfs-epoch-size")
         if self.scale == "paper" and framework != convention:
             harness.append("forced-framework-schedule")
+        harness += [*scales.FRAMEWORK_ASSUMPTIONS["*"], *scales.FRAMEWORK_ASSUMPTIONS.get(framework, ())]
         self.harness_assumptions[config["id"]] = harness
         return config
 

@@ -6,7 +6,9 @@ never changes which methods or views a table needs.
 Paper schedules, per framework (facts: research/ecosystem_facts.md, official_implementations.md §0.1):
 
 - mmdet / torchvision (epoch based): ``1x`` = 12 epochs (LR steps 8, 11), ``2x`` = 24 (16, 22),
-  ``3x`` = 36 (27, 33); SGD lr 0.02 momentum 0.9 wd 1e-4, batch 16, linear warm-up 500 iterations.
+  ``3x`` = 36 (27, 33); SGD lr 0.02 momentum 0.9 wd 1e-4, batch 16, linear warm-up 500 iterations
+  (from 0.001 unless the schedule states ``warmup_factor``; no gradient clip unless it states ``grad_clip``:
+  BAGS and SimCal's mmdet-1.x configs warm up from 1/3 and clip at 35).
   ``iterations`` is epochs x ceil(epoch images / batch), i.e. one pass of the sampler's real epoch per
   epoch (``epoch_images``): the training images, or under repeat-factor sampling sum_I repeat(I) over the
   training images (mmdet's ``ClassBalancedDataset`` repeats each image ceil(r(I)) times; detectron2's
@@ -32,7 +34,8 @@ LR steps at the same fractions of the schedule as at paper scale, and a tiny R-1
 in about 10 minutes on 2 CPU cores (~0.5 s per iteration with one thread per job).
 Smoke-only deviations, each for CPU time or stability, never for which method runs: the paper's
 lr 0.02 is kept at batch 4 with gradient-norm clipping at 10 (without it the recurrent PCB head's raw
-multiplicative gate and Seesaw diverged to NaN within 20-80 iterations), and 100 instead of 300
+multiplicative gate and Seesaw diverged to NaN within 20-80 iterations; a paper schedule's own
+``warmup_factor`` / ``grad_clip`` are not used at smoke scale), and 100 instead of 300
 detections per image (mask pasting and RLE encoding of 300 near-random detections dominated
 prediction time). Paper scale keeps every paper setting.
 """
@@ -213,7 +216,28 @@ HARNESS_ASSUMPTIONS: dict[str, dict[str, str]] = {
         ),
         "source": "ltbench/plan/scales.py paper_schedule",
     },
+    "torchvision-box-loss": {
+        "text": (
+            "The papers' box regression loss of the Fast R-CNN head is mmdet's L1 (detectron2: smooth-L1 with beta 0, "
+            "i.e. L1); torchvision's fastrcnn_loss is smooth-L1 with beta 1/9."
+        ),
+        "choice": "Runs trained through torchvision keep torchvision's smooth-L1 (beta 1/9) box loss.",
+        "source": "adapters/torchvision/roi_heads.py; research/official_implementations.md (torchvision fastrcnn_loss)",
+    },
+    "box-head-fc-init": {
+        "text": (
+            "The box head's fc6/fc7 are Xavier-initialised in mmdet's Shared2FCBBoxHead (detectron2: c2_xavier); "
+            "torchvision's TwoMLPHead keeps PyTorch's default nn.Linear initialisation (kaiming-uniform)."
+        ),
+        "choice": (
+            "Every framework trains ltbench's shared BoxHead (ltbench/methods/box_head.py), whose fc6/fc7 keep "
+            "PyTorch's default nn.Linear initialisation (kaiming-uniform, a = sqrt(5)), torchvision's convention."
+        ),
+        "source": "ltbench/methods/box_head.py; adapters/mmdet/registration.py LtbenchBBoxHead",
+    },
 }
+#: harness assumptions of every run a framework trains (listed on its rows at both scales); "*": every run
+FRAMEWORK_ASSUMPTIONS: dict[str, tuple[str, ...]] = {"*": ("box-head-fc-init",), "torchvision": ("torchvision-box-loss",)}
 
 
 def rfs_epoch_estimate(image_counts: list[int], num_images: int, t: float, rounding: str) -> float:
@@ -259,7 +283,7 @@ def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str,
         raise LtbenchError(f"schedule {schedule!r} is neither a name nor a mapping", key="schedule",
                            expected="1x, 2x, 3x, or {epochs: E} / {iterations: N}")
     spec = {"name": schedule} if isinstance(schedule, str) else dict(schedule)
-    for key in ("epochs", "iterations", "batch_size", "lr"):
+    for key in ("epochs", "iterations", "batch_size", "lr", "warmup_factor", "grad_clip"):
         value = spec.get(key)
         if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                       and math.isfinite(value) and value > 0):
@@ -308,6 +332,11 @@ def paper_schedule(schedule: str | dict[str, Any], framework: str, dataset: str,
     out["momentum"] = spec.get("momentum", PAPER_OPTIMIZER["momentum"])
     out["weight_decay"] = spec.get("weight_decay", PAPER_OPTIMIZER["weight_decay"])
     out["warmup_iters"] = spec.get("warmup_iters", 1000 if framework == "detectron2" else 500)
+    # the official recipe's warm-up start and gradient clip, where the spec states them (BAGS, SimCal: 1/3 and
+    # 35); only when set, so every other run's config (and id) is unchanged. The adapters read both keys.
+    for key in ("warmup_factor", "grad_clip"):
+        if spec.get(key) is not None:
+            out[key] = spec[key]
     if out["iterations"] < 1:
         raise LtbenchError(f"schedule {schedule!r} gives {out['iterations']} iterations", key="schedule",
                            expected="at least one iteration")

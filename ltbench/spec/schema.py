@@ -55,6 +55,9 @@ def _schedule() -> dict[str, Any]:
                     "momentum": {"type": "number"},
                     "weight_decay": {"type": "number"},
                     "warmup_iters": {"type": "integer", "minimum": 0},
+                    # paper scale only (smoke keeps its own warm-up start and clip, scales.smoke_schedule)
+                    "warmup_factor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                    "grad_clip": {"type": "number", "exclusiveMinimum": 0},
                 },
                 "additionalProperties": False,
             },

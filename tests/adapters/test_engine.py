@@ -177,6 +177,21 @@ def test_load_lvis_split_rejects_unknown_category(tmp_path) -> None:
         load_lvis_split(path, tmp_path)
 
 
+def test_training_split_drops_images_with_a_short_side_under_32_px(tmp_path) -> None:
+    """mmdet's LVIS filter_cfg (filter_empty_gt=True, min_size=32), for every adapter: training drops images
+    without instances or with min(width, height) < 32; prediction keeps every image."""
+    sizes = {1: (31, 500), 2: (500, 31), 3: (32, 32), 4: (640, 480), 5: (640, 480)}  # 5 has no annotation
+    doc = {"images": [{"id": i, "file_name": f"{i}.png", "width": w, "height": h} for i, (w, h) in sizes.items()],
+           "annotations": [{"id": i, "image_id": i, "category_id": 1, "bbox": [0, 0, 8, 8]} for i in (1, 2, 3, 4)],
+           "categories": [{"id": 1}]}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(doc))
+    train = load_lvis_split(path, tmp_path)
+    assert [r.image_id for r in train.images] == [3, 4]
+    assert train.class_stats.num_images == 2
+    assert [r.image_id for r in load_lvis_split(path, tmp_path, keep_empty=True).images] == [1, 2, 3, 4, 5]
+
+
 def test_proposal_stats_add_up_over_images() -> None:
     """Accumulating image by image equals one call on all RoIs (the sums are evaluation.confusion's)."""
     rng = np.random.default_rng(0)

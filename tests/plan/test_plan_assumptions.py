@@ -135,4 +135,17 @@ def test_forced_framework_and_rfs_epoch_assumptions_are_listed_where_they_apply(
         assert ("rfs-epoch-size" in row.assumptions) == rfs
     smoke = build_plan(["tables/pcb_table2.md"], scale="smoke", framework="mmdet")
     assert not any({"rfs-epoch-size", "forced-framework-schedule"} & set(r.assumptions) for r in smoke.rows)
-    assert set(scales.HARNESS_ASSUMPTIONS) == {"rfs-epoch-size", "forced-framework-schedule"}
+    assert set(scales.HARNESS_ASSUMPTIONS) == {"rfs-epoch-size", "forced-framework-schedule",
+                                               "torchvision-box-loss", "box-head-fc-init"}
+
+
+def test_torchvision_box_loss_and_fc_init_are_listed_where_they_apply():
+    names = {"torchvision-box-loss"}
+    for plan in (build_plan(["tables/pcb_table2.md"], scale="smoke"),
+                 build_plan(["tables/pcb_table2.md"], scale="paper", framework="torchvision"),
+                 build_plan(["tables/pcb_table2.md"], scale="paper")):
+        for row in plan.rows:
+            if row.run_ids:
+                torchvision = plan.runs[row.run_ids[0]].config["framework"] == "torchvision"
+                assert (names <= set(row.assumptions)) == torchvision, (row.label, row.assumptions)
+                assert "box-head-fc-init" in row.assumptions  # ltbench's own BoxHead in every framework

@@ -177,3 +177,22 @@ def test_rfs_enlarges_epoch_schedules_only():
     with pytest.raises(LtbenchError, match="no estimate of the RFS epoch of coco_lt_bags"):
         scales.paper_schedule({"epochs": 12}, "mmdet", "coco_lt_bags", rfs)
     assert scales.smoke_schedule("2x", "torchvision", "lvis_v1")["iterations"] == 60  # smoke scale: unchanged
+
+
+def test_bags_and_simcal_paper_schedules_warm_up_from_a_third_and_clip_at_35():
+    """Their mmdet-1.x configs (warmup_ratio 1/3, grad_clip max_norm 35); smoke keeps its own; other papers unset."""
+    from ltbench.plan import build_plan
+
+    paper = build_plan(papers=["bags", "simcal", "pcb"], scale="paper")
+    smoke = build_plan(papers=["bags", "simcal"], scale="smoke")
+    for row in paper.rows:
+        if not row.run_ids or row.paper == "pcb":
+            continue
+        schedule = paper.runs[row.run_ids[0]].config["schedule"]
+        if schedule["warmup_iters"]:  # SimCal's calibration trains without warm-up and clip (officially too)
+            assert schedule["warmup_factor"] == pytest.approx(1 / 3) and schedule["grad_clip"] == 35, (row.paper, row.label)
+    pcb = [paper.runs[r.run_ids[0]].config["schedule"] for r in paper.rows if r.paper == "pcb" and r.run_ids and not r.served_by]
+    assert pcb and not any("warmup_factor" in s or "grad_clip" in s for s in pcb)
+    for run in smoke.runs.values():
+        assert "warmup_factor" not in run.config["schedule"]
+        assert run.config["schedule"].get("grad_clip", scales.SMOKE_GRAD_CLIP) == scales.SMOKE_GRAD_CLIP  # post-hoc: none

@@ -362,7 +362,8 @@ def test_stage2_rows_resolve_to_their_recipes(specs):
     assert ours["schedule"]["lr"] == 0.01 and ours["schedule"]["epochs"] == 12
     assert ours["stage2"] == {"name": "bags", "groups": [10, 100, 1000], "background_group": True, "others": True,
                               "beta": 8, "trainable": "fc_cls",
-                              "schedule": {"epochs": 12, "lr": 0.01, "steps": [8, 11], "batch_size": 16, "warmup_iters": 500}}
+                              "schedule": {"epochs": 12, "lr": 0.01, "steps": [8, 11], "batch_size": 16, "warmup_iters": 500,
+                                           "warmup_factor": 1 / 3, "grad_clip": 35}}
     tune = _find_row(bags, "5", "(3) tune head")
     assert tune.stage1 is not None and tune.stage1["stage2"]["beta"] == 1
 
