@@ -12,6 +12,7 @@ from typing import Any
 from ltbench import io, paths
 from ltbench.render.model import VERDICT_MARK
 from ltbench.render.tables import Rendered, read_store, render_table
+from ltbench.store.provenance import training_machine
 
 
 @dataclass
@@ -113,7 +114,7 @@ def build_audit(
             "run": run_id, "view": view_id, "seed": record.get("seed"),
             "framework": f"{fw} {(prov.get('versions') or {}).get(fw) or ''}".strip() if fw else "?",
             "commit": (git.get("commit") or "?")[:10] + ("+dirty" if git.get("dirty") else ""),
-            "host": prov.get("host") or "?", "device": ", ".join(prov.get("gpu") or []) or "CPU",
+            "host": training_machine(record)[0] or "?", "device": ", ".join(training_machine(record)[1]),
             "wall_s": "" if prov.get("wall_time_s") is None else f"{float(prov['wall_time_s']):.0f}",
             "config_hash": (record.get("config_hash") or "")[:12],
         })

@@ -14,6 +14,7 @@ from typing import Any
 
 from ltbench import io, paths
 from ltbench.render.model import BuiltTable, Column, ColumnGroup, LayoutRow, TableLayout, build_table
+from ltbench.store.provenance import training_machine
 
 # How a spec row is served: an object with ``pairs`` ((run_id, view_id) per seed; empty when nothing
 # is run for it) and ``reason`` (why not), e.g. ``ltbench.workflow.RowServe``; None = pending plan.
@@ -159,15 +160,16 @@ def provenance_line(built: BuiltTable, store: StoreView) -> str:
             version = (prov.get("versions") or {}).get(fw) if fw else None
             if fw:
                 frameworks.add(f"{fw} {version}" if version else fw)
-            if prov.get("host"):
-                hosts.add(prov["host"])
-            gpus.update(prov.get("gpu") or ["CPU"])
+            host, devices = training_machine(record)  # the machine that trained, not the one that recorded
+            if host:
+                hosts.add(host)
+            gpus.update(devices)
     if not (commits or frameworks):
         return "Provenance: no measured cells yet."
     return (
         "Provenance: ltbench commit " + (", ".join(sorted(commits)) or "unknown")
         + " · " + ", ".join(sorted(frameworks))
-        + " · hosts " + ", ".join(sorted(hosts))
+        + " · trained on hosts " + ", ".join(sorted(hosts))
         + " · devices " + ", ".join(sorted(gpus))
         + ". Full provenance per record in results/records/ and `ltbench results`."
     )

@@ -76,3 +76,13 @@ def test_a_corrupt_record_renders_as_corrupt_with_its_path_not_as_pending(tmp_pa
     assert "pending" not in text.split("**Summary:**")[0]
     assert "corrupt record" in text and str(record) in text
     assert "(0 pending, 5 failed)" in text
+
+
+def test_provenance_names_the_machine_that_trained_not_the_one_that_recorded():
+    from ltbench.store.provenance import training_machine
+
+    record = {"provenance": {"host": "login1", "gpu": []},
+              "train": {"training": {"host": "gpu-node-7", "device": "cuda", "device_names": ["NVIDIA H100"] * 2}}}
+    assert training_machine(record) == ("gpu-node-7", ["NVIDIA H100", "NVIDIA H100"])
+    assert training_machine({"provenance": {"host": "old", "gpu": []}}) == ("old", ["CPU"])
+    assert training_machine({"provenance": {}, "train": {"training": {"host": "vm", "device": "cpu"}}}) == ("vm", ["CPU"])
