@@ -262,19 +262,38 @@ def _perfect_detections(gt_path: Path, out_dir: Path) -> None:
              cls_pred=np.arange(n, dtype=np.int64), cls_target=np.arange(n, dtype=np.int64))
 
 
-def test_snakemake_slurm_profile_runs_a_smoke_job_through_sbatch(slurm_cluster, tmp_path):
+def _smoke_v05_run(slurm_env: dict, tmp_path: Path):
+    """(environment for the workflow, the plan's first v0.5 row, its run config, its dataset paths): PCB
+    Table 2 planned at smoke scale and its synthetic data generated under ``tmp_path/data``."""
     from ltbench.data.datasets import ensure
     from ltbench.plan import build_plan
 
-    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
+    env = {**slurm_env, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
     os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]  # for ensure() below, in this process
     try:
         plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
         row = next(r for r in plan.rows if r.run_ids and r.group == "v0.5")
-        run_id, view_id = row.run_ids[0], row.view_id
-        data = ensure(plan.runs[run_id].config["dataset"], "smoke")
+        config = plan.runs[row.run_ids[0]].config
+        data = ensure(config["dataset"], "smoke")
     finally:
         os.environ.pop("LTBENCH_DATA", None)
+    return env, row, config, data
+
+
+def _train_through_slurm(config_file: str, target: str) -> list[str]:
+    """The snakemake command that trains ``target`` through the slurm profile with ``config_file`` on top."""
+    return [
+        sys.executable, "-m", "snakemake", "--profile", "slurm",
+        "--configfile", "workflows/config/config.yaml", config_file, "--config", "scale=smoke",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
+        "--allowed-rules", "train", "data", "--", target,
+    ]
+
+
+def test_snakemake_slurm_profile_runs_a_smoke_job_through_sbatch(slurm_cluster, tmp_path):
+    env, row, _, data = _smoke_v05_run(slurm_cluster, tmp_path)
+    run_id, view_id = row.run_ids[0], row.view_id
     work = _scratch_workflow(tmp_path)
     _perfect_detections(data.val, work / "results" / "predictions" / run_id / view_id)
     target = f"results/metrics/{run_id}/{view_id}.json"
@@ -312,18 +331,8 @@ def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes
 
     import torch
 
-    from ltbench.data.datasets import ensure
-    from ltbench.plan import build_plan
-
-    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
-    os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]
-    try:
-        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
-        run_id = next(r.run_ids[0] for r in plan.rows if r.run_ids and r.group == "v0.5")
-        config = plan.runs[run_id].config
-        ensure(config["dataset"], "smoke")
-    finally:
-        os.environ.pop("LTBENCH_DATA", None)
+    env, _, config, _ = _smoke_v05_run(slurm_cluster, tmp_path)
+    run_id = config["id"]
     iterations = int(config["schedule"]["iterations"])
     work = _scratch_workflow(tmp_path)
     # 1-minute jobs; SLURM's signal comes 10 s before the limit, or up to 30 s earlier (its timer ticks
@@ -340,13 +349,7 @@ def test_training_job_signalled_before_its_time_limit_is_resubmitted_and_resumes
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t0 = time.monotonic()
     target = f"results/runs/{run_id}/train.done"
-    cmd = [
-        sys.executable, "-m", "snakemake", "--profile", "slurm",
-        "--configfile", "workflows/config/config.yaml", "limits.yaml", "--config", "scale=smoke",
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
-        "--allowed-rules", "train", "data", "--", target,
-    ]
+    cmd = _train_through_slurm("limits.yaml", target)
     workdir = work / "work" / run_id
     out_path = tmp_path / "snakemake.out"
     signalled_by_test = False
@@ -419,28 +422,12 @@ def test_training_with_two_srun_tasks_runs_two_gloo_ranks(slurm_cluster, tmp_pat
     """A smoke training run through `--profile slurm` with `training: {ranks: 2, launcher: srun}`: one SLURM
     job of 2 tasks (the plugin's `tasks` with `mpi: srun`), the rule's command starts the ranks with srun,
     each rank joins the gloo group from SLURM's variables, and the run records 2 ranks that split its batch."""
-    from ltbench.data.datasets import ensure
-    from ltbench.plan import build_plan
-
-    env = {**slurm_cluster, "LTBENCH_DATA": str(tmp_path / "data"), "SLURM_PARTITION": "ltbench"}
-    os.environ["LTBENCH_DATA"] = env["LTBENCH_DATA"]
-    try:
-        plan = build_plan(targets=["tables/pcb_table2.md"], scale="smoke")
-        run_id = next(r.run_ids[0] for r in plan.rows if r.run_ids and r.group == "v0.5")
-        config = plan.runs[run_id].config
-        ensure(config["dataset"], "smoke")
-    finally:
-        os.environ.pop("LTBENCH_DATA", None)
+    env, _, config, _ = _smoke_v05_run(slurm_cluster, tmp_path)
+    run_id = config["id"]
     work = _scratch_workflow(tmp_path)
     (work / "ranks.yaml").write_text("training: {ranks: 2, launcher: srun}\n")
     target = f"results/runs/{run_id}/train.done"
-    cmd = [
-        sys.executable, "-m", "snakemake", "--profile", "slurm",
-        "--configfile", "workflows/config/config.yaml", "ranks.yaml", "--config", "scale=smoke",
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-        "--slurm-no-account", "--slurm-keep-successful-logs", "--jobs", "2", "--latency-wait", "10",
-        "--allowed-rules", "train", "data", "--", target,
-    ]
+    cmd = _train_through_slurm("ranks.yaml", target)
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
