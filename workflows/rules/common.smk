@@ -86,29 +86,36 @@ def train_resources():
     return {name: get(name) for name in SLURM_RESOURCES}
 
 
+def val_images_of(wildcards):
+    """Val images of the job's run's dataset (the size prediction and evaluation jobs are sized from)."""
+    from ltbench.plan.scales import val_images
+
+    return val_images(PLAN.run(wildcards.run).dataset)
+
+
+def per_job_resources(need, keys):
+    """``resources`` whose every value is ``need(wildcards)[key]``: sized per job (the keys are the scale's)."""
+    return {**{key: (lambda w, key=key: need(w)[key]) for key in keys}, **PLACEMENT}
+
+
 def predict_resources():
     """``resources: **predict_resources()``: each run's prediction sized from its val set (one GPU at paper scale)."""
 
     def need(wildcards):
-        from ltbench.plan.scales import val_images
+        return wf.predict_resources(SCALE, SLURM, num_val_images=val_images_of(wildcards))
 
-        return wf.predict_resources(SCALE, SLURM, num_val_images=val_images(PLAN.run(wildcards.run).dataset))
-
-    keys = wf.predict_resources(SCALE, SLURM, num_val_images=1000)
-    return {**{key: (lambda w, key=key: need(w)[key]) for key in keys}, **PLACEMENT}
+    return per_job_resources(need, wf.predict_resources(SCALE, SLURM, num_val_images=1))
 
 
 def evaluate_resources():
     """``resources: **evaluate_resources()``: each (run, view)'s evaluation sized from its val set."""
 
     def need(wildcards):
-        from ltbench.plan.scales import val_images
+        return wf.evaluate_resources(SCALE, SLURM, num_val_images=val_images_of(wildcards), evaluator=config["evaluator"],
+                                     ap_fixed=ap_fixed_budget(wildcards) is not None)
 
-        return wf.evaluate_resources(SCALE, SLURM, num_val_images=val_images(PLAN.run(wildcards.run).dataset),
-                                     evaluator=config["evaluator"], ap_fixed=ap_fixed_budget(wildcards) is not None)
-
-    keys = wf.evaluate_resources(SCALE, SLURM, num_val_images=1000, evaluator=config["evaluator"], ap_fixed=False)
-    return {**{key: (lambda w, key=key: need(w)[key]) for key in keys}, **PLACEMENT}
+    return per_job_resources(need, wf.evaluate_resources(SCALE, SLURM, num_val_images=1, evaluator=config["evaluator"],
+                                                         ap_fixed=False))
 
 
 def dataset_paths(wildcards):
