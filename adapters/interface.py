@@ -102,7 +102,7 @@ def built_backbone(run_config: dict) -> str:
     """The backbone an adapter builds for ``run_config``: the named one, or at smoke scale the tiny stand-in
     ``r<model.backbone_depth>_fpn`` that replaces it (``ltbench.plan.scales.SMOKE_MODEL``)."""
     depth = (run_config.get("model") or {}).get("backbone_depth")
-    if run_config.get("scale") == "smoke" and depth is not None:
+    if run_config.get("scale") in ("smoke", "mini") and depth is not None:
         return f"r{int(depth)}_fpn"
     return str(run_config.get("backbone", "r50_fpn"))
 

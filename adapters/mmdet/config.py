@@ -95,7 +95,7 @@ def build_config(run_config: dict, split: LvisSplit, data: DataPaths) -> Any:
     found = resolve_weights(run_config)
     m = cfg.model
     m.backbone.depth = depth
-    if pretrain == "coco" and "coco" not in found and run_config.get("scale") != "smoke":  # smoke: random init (resolve: {})
+    if pretrain == "coco" and "coco" not in found and run_config.get("scale") == "paper":  # smoke/mini: no COCO file (resolve: {})
         raise LtbenchError(
             "pretrain 'coco' needs a checkpoint", path=run_label(run_config), key="model.weights",
             expected="a path to the COCO-trained detector's checkpoint in model.weights",

@@ -47,6 +47,8 @@ def model_settings(run_config: dict) -> dict:
         "detections_per_img": int(model.get("detections_per_img", 300)),
         "score_thresh": float(model.get("score_thresh", 1e-4)),
         "weights": model.get("weights", run_config.get("weights")),
+        # one anchor size per FPN level (P2..P6); None: torchvision's 32..512, sized for 800-px images
+        "anchor_sizes": tuple(int(v) for v in model["anchor_sizes"]) if model.get("anchor_sizes") else None,
     }
 
 
@@ -112,6 +114,10 @@ def build_model(run_config: dict, split: LvisSplit) -> Any:
         box_predictor=torch.nn.Identity(),
         box_head=torch.nn.Identity(),
     )
+    if s["anchor_sizes"]:
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+        common["rpn_anchor_generator"] = AnchorGenerator(tuple((a,) for a in s["anchor_sizes"]), ((0.5, 1.0, 2.0),) * len(s["anchor_sizes"]))
     agnostic = bool(run_config.get("class_agnostic", False))
     if detector == "mask_rcnn":
         m = s["mask_head_channels"]

@@ -188,7 +188,7 @@ def values_from_store(
 
 # Frameworks compared when none are given: the issue's choice per scale (torchvision is the CPU smoke
 # framework; mmdet and detectron2 are the papers' own).
-DEFAULT_FRAMEWORKS = {"smoke": ("torchvision", "mmdet"), "paper": ("mmdet", "detectron2")}
+DEFAULT_FRAMEWORKS = {"smoke": ("torchvision", "mmdet"), "mini": ("torchvision", "mmdet"), "paper": ("mmdet", "detectron2")}
 
 
 def parse_frameworks(text: str | Sequence[str] | None, scale: str) -> list[str]:

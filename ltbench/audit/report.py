@@ -242,7 +242,9 @@ def render_markdown(audit: Audit, *, site_prefix: str = "site/") -> str:
         "",
         f"Scale: **{audit.scale}**; framework: {audit.framework or 'per spec'}."
         + (" Smoke scale checks the pipeline, not the papers: differences to their numbers say nothing about the methods."
-           if audit.scale == "smoke" else ""),
+           if audit.scale == "smoke" else
+           " Mini scale: converged tiny models on synthetic data; method effects show in miniature, paper numbers are"
+           " not expected." if audit.scale == "mini" else ""),
         "",
         f"Cells: {c['within']} within tolerance / {c['reproduced']} reproduced / {c['total']} total"
         f" ({c['pending']} pending, {c['failed']} failed, {c['undefined']} undefined)."

@@ -22,6 +22,9 @@ Modes (what a verdict means):
   its sign is (the measured size is in the evidence).
 - ``smoke``: reproduced results at smoke scale: a directional sanity check on the means only (tiny
   models on synthetic data; seed intervals there say nothing about the paper).
+- ``mini``: reproduced results at mini scale (converged tiny models on synthetic data): judged as in
+  ``paper`` mode, with the seeds' 95 % interval, so that "holds" means the effect shows in miniature
+  beyond the seed spread; it says nothing about the size of the paper's numbers.
 
 Every cell a claim touches is in the evidence (paper, table, group, row, metric, values, mean, std, n).
 """
@@ -37,7 +40,9 @@ from ltbench.errors import LtbenchError
 from ltbench.analysis.seeds import aggregate, difference_stats
 
 HOLDS, FAILS, UNDETERMINED = "holds", "fails", "undetermined"
-MODES = ("reported", "paper", "smoke")
+MODES = ("reported", "paper", "mini", "smoke")
+#: modes judged with the seeds' interval (the others on point differences)
+INTERVAL_MODES = ("paper", "mini")
 REPORTED_TOLERANCE = 0.051  # differences of printed numbers carry the papers' rounding (0.05) + float noise
 
 # a value source: (spec row, metric key) -> the cell's values (one per seed; [] when missing)
@@ -144,7 +149,7 @@ class _Evaluator:
         if out is None:
             return None
         d, low, high = out
-        if self.mode != "paper":
+        if self.mode not in INTERVAL_MODES:
             return d, d, d, False
         return d, low, high, low != high
 
@@ -164,7 +169,7 @@ class _Evaluator:
             verdict = FAILS if high < 0 else HOLDS
         sign = op if op in (">", ">=") else {"<": "<", "<=": "<="}[op]
         how = f"difference {d:+.3f}" + (f", 95% interval [{low:+.3f}, {high:+.3f}]" if spread else "")
-        if self.mode == "paper" and not spread:
+        if self.mode in INTERVAL_MODES and not spread:
             how += " (n = 1: no seed spread known, sign of the point difference)"
         self.details.append(f"{metric}: {a_name} {sign} {b_name}: {verdict} ({how})")
         return verdict
@@ -306,6 +311,9 @@ def evaluate_claim(spec: Any, claim: Mapping[str, Any], values: ValuesFn, mode: 
         ev.details.append(f"the spec expects this claim to fail on the paper's own numbers: {note}")
     if mode == "smoke":
         ev.details.append("smoke scale: directional sanity check on seed means, not evidence about the paper")
+    if mode == "mini":
+        ev.details.append("mini scale: the effect in miniature (seed interval of converged tiny models on synthetic "
+                          "data), not evidence about the paper's numbers")
     return ClaimResult(str(claim["id"]), " ".join(str(claim.get("text", "")).split()), str(claim.get("where", "")),
                        mode, verdict, list(ev.evidence.values()), ev.details, on_reported, note)
 

@@ -16,7 +16,7 @@ def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = N
                  results_dir: str | Path | None = None, with_reported: bool = True, seeds: int | None = None) -> list[tuple[ClaimResult | None, ClaimResult]]:
     """Every claim of ``papers``: (verdict on the paper's numbers, verdict on the current results).
 
-    Paper scale evaluates with seed intervals (mode ``paper``), any other scale directionally (``smoke``).
+    Paper and mini scale evaluate with seed intervals (modes ``paper``, ``mini``), smoke scale directionally (``smoke``).
     A paper whose spec does not load is skipped (the audit reports spec errors on its own).
     """
     from ltbench.claims.results import load_reproduced
@@ -30,7 +30,7 @@ def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = N
         except LtbenchError:
             continue
         values = load_reproduced(spec, scale=scale, framework=framework, results_dir=results_dir, seeds=seeds)
-        reproduced = evaluate_claims(spec, values, mode="paper" if scale == "paper" else "smoke")
+        reproduced = evaluate_claims(spec, values, mode=scale if scale in ("paper", "mini") else "smoke")
         reported = evaluate_claims(spec) if with_reported else [None] * len(reproduced)
         out += list(zip(reported, reproduced))
     return out

@@ -10,7 +10,7 @@ import click
 @click.command(name="audit")
 @click.option("--paper", "papers", multiple=True, type=click.Choice(["pcb", "disalign", "bags", "simcal"]),
               help="Repeat for several papers (default: all four).")
-@click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
+@click.option("--scale", type=click.Choice(["smoke", "mini", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None)
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="N seeds for every row (overrides the specs' seeds; the workflow's `seeds` config).")

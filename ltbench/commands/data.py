@@ -42,6 +42,50 @@ def synth_command(out: str, seed: int, preset: str, force: bool) -> None:
     )
 
 
+@command.command("backbone")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (resnet18.pth and its marker backbone.json).")
+@click.option("--dataset", default=None, help="Instead of --out/--recipe/--seed: the `backbone` block of this dataset "
+              "in workflows/config/datasets.yaml (with --scale).")
+@click.option("--scale", default="mini", show_default=True, help="With --dataset: the scale whose entry to read.")
+@click.option("--recipe", default="mini", show_default=True, type=click.Choice(["mini", "tiny"]),
+              help="mini: 1000 steps of 32 object images (the mini scale's); tiny: 8 steps (tests).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--force", is_flag=True, help="Train again even when a verified identical backbone is there.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="CPU threads of torch.")
+def backbone_command(out: str | None, dataset: str | None, scale: str, recipe: str, seed: int, force: bool,
+                     threads: int) -> None:
+    """Pre-train the mini scale's ResNet-18 on image-level labels of the synthetic classes (its "ImageNet")."""
+    import torch
+
+    if dataset is not None:
+        from ltbench.data.datasets import backbone_dir
+
+        folder, recipe, seed = backbone_dir(dataset, scale)
+        out = str(folder)
+    elif out is None:
+        raise click.UsageError("give --out (or --dataset with --scale)")
+    torch.set_num_threads(threads)
+    import fcntl
+    from pathlib import Path
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / ".train.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # datasets that share the backbone: one trains it, the others wait
+        _backbone(out, recipe, seed, force)
+
+
+def _backbone(out: str, recipe: str, seed: int, force: bool) -> None:
+    from ltbench.data.backbone import is_complete, pretrain
+
+    if not force and is_complete(out, recipe, seed):
+        click.echo(f"{out}: up to date (recipe {recipe}, seed {seed}); nothing to do")
+        return
+    marker = pretrain(out, recipe=recipe, seed=seed, force=force, log=lambda line: click.echo(line, err=True))
+    click.echo(f"wrote {out}: held-out accuracy {marker['held_out_accuracy']:.3f} over {marker['classes']} classes, "
+               f"sha256 {marker['sha256'][:12]} ({marker['seconds']} s)")
+
+
 @command.command("subset")
 @click.option("--ann", required=True, type=click.Path(dir_okay=False), help="A real LVIS annotation file.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Subset annotation file to write.")

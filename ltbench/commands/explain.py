@@ -15,7 +15,7 @@ _OPTIONS = ("--group", "--column", "--where", "--scale", "--framework", "--forma
 @click.option("--column", default=None, help="Column header as printed (AP_r) or metric key (segm.APr).")
 @click.option("--where", "where", multiple=True, metavar="ATTR=VALUE",
               help="Only rows whose attribute column ATTR is VALUE (repeatable; yes/no stand for ✓/✗).")
-@click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
+@click.option("--scale", type=click.Choice(["smoke", "mini", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["mmdet", "detectron2", "torchvision"]), default=None,
               help="Override every run's framework (as `ltbench plan --framework`).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

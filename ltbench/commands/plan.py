@@ -13,7 +13,7 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
     for run in plan.runs.values():
         used[run.config["framework"]] = used.get(run.config["framework"], 0) + 1
     fw = plan.framework or ("per paper" if plan.scale == "paper" else "torchvision")
-    if plan.scale == "smoke" and set(used) - {plan.framework or "torchvision"}:  # rows another framework serves
+    if plan.scale != "paper" and set(used) - {plan.framework or "torchvision"}:  # rows another framework serves
         fw += " (runs: " + ", ".join(f"{name} {n}" for name, n in sorted(used.items())) + ")"
     cost = f"{plan.gpu_hours} GPU-hours" if plan.scale == "paper" else f"{plan.cpu_hours} CPU-hours"
     lines = [
@@ -63,7 +63,7 @@ def plan_text(plan) -> str:  # noqa: ANN001 (ltbench.plan.Plan; imported lazily)
 @click.argument("targets", nargs=-1)
 @click.option("--paper", "papers", multiple=True, help="Plan whole papers (repeatable).")
 @click.option("--all", "all_papers", is_flag=True, help="Plan every paper (the default without targets).")
-@click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
+@click.option("--scale", type=click.Choice(["smoke", "mini", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["mmdet", "detectron2", "torchvision"]), default=None,
               help="Override every run's framework (smoke scale: every run whose detector its adapter builds).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,

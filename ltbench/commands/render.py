@@ -11,7 +11,7 @@ import click
 @click.option("--paper", required=True, type=click.Choice(["pcb", "disalign", "bags", "simcal"]))
 @click.option("--table", "table_id", default=None, help="Table number as printed (e.g. 2).")
 @click.option("--all-tables", is_flag=True, help="Every reproduced table of the paper into one Markdown file.")
-@click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
+@click.option("--scale", type=click.Choice(["smoke", "mini", "paper"]), default="smoke", show_default=True)
 @click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None)
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="N seeds for every row (overrides the specs' seeds; the workflow's `seeds` config).")

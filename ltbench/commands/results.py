@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-SCALE = click.option("--scale", type=click.Choice(["smoke", "paper"]), default="smoke", show_default=True)
+SCALE = click.option("--scale", type=click.Choice(["smoke", "mini", "paper"]), default="smoke", show_default=True)
 FRAMEWORK = click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None,
                          help="Override every run's framework (as the workflow's `framework` config).")
 SEEDS = click.option("--seeds", type=click.IntRange(min=1), default=None,

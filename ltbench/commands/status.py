@@ -12,7 +12,7 @@ import click
 @click.option("--paper", "papers", multiple=True, type=click.Choice(["pcb", "disalign", "bags", "simcal"]),
               help="Repeat for several papers (default: all four, as the `audit` target).")
 @click.option("--table", default=None, help="One table of the one --paper (e.g. 2).")
-@click.option("--scale", type=click.Choice(["auto", "smoke", "paper"]), default="auto", show_default=True,
+@click.option("--scale", type=click.Choice(["auto", "smoke", "mini", "paper"]), default="auto", show_default=True,
               help="auto: the scale whose runs the results and work directories hold.")
 @click.option("--framework", type=click.Choice(["torchvision", "mmdet", "detectron2"]), default=None,
               help="The workflow's `framework` override, if the campaign used one.")

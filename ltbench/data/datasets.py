@@ -168,3 +168,28 @@ def ensure(dataset: str, scale: str, *, config: str | Path | None = None) -> Dat
                     hint="set LTBENCH_DATA to a writable folder",
                 ) from None
     return resolve(dataset, scale, config=config)
+
+
+def backbone_dir(dataset: str, scale: str, *, config: str | Path | None = None) -> tuple[Path, str, int]:
+    """(folder, recipe, seed) of the synthetic backbone that ``dataset``'s runs at ``scale`` start from: the
+    entry's ``backbone`` block (mini scale; ``ltbench.data.backbone``)."""
+    config_path, entry = _entry(dataset, scale, config)
+    block = entry.get("backbone")
+    if not isinstance(block, dict) or "out" not in block:
+        raise LtbenchError(f"dataset {dataset!r} (scale {scale!r}) names no synthetic backbone", path=config_path,
+                           key=[scale, dataset, "backbone"], expected="{out: DIR, recipe: mini, seed: INT}")
+    return Path(block["out"]), str(block.get("recipe", "mini")), int(block.get("seed", 0))
+
+
+def backbone_path(dataset: str, scale: str, *, config: str | Path | None = None) -> Path:
+    """The verified backbone file of ``dataset`` at ``scale`` (its checksum checked); never trains one."""
+    from ltbench.data.backbone import is_complete, verified_path
+
+    out, recipe, seed = backbone_dir(dataset, scale, config=config)
+    if not is_complete(out, recipe, seed):
+        config_path, _ = _entry(dataset, scale, config)
+        raise LtbenchError(f"the synthetic backbone of {dataset!r} (scale {scale!r}) is not trained: {out}",
+                           path=config_path, key=[scale, dataset, "backbone"],
+                           expected=f"a finished backbone (recipe {recipe}, seed {seed})",
+                           hint=f"run: ltbench data backbone --dataset {dataset} --scale {scale}")
+    return verified_path(out)

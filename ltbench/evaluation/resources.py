@@ -44,7 +44,7 @@ from typing import Any
 from ltbench.errors import LtbenchError, did_you_mean
 
 EVALUATORS = ("lvis-api", "fast")
-SCALES = ("smoke", "paper")
+SCALES = ("smoke", "mini", "paper")  # ltbench.plan.scales.SCALES (not imported: this module stays light)
 
 # Fitted by benchmarks/eval_scale.py (see the module docstring):
 # cpu_c, cpu_p: CPU seconds = cpu_c * (N / 1000) ** cpu_p; mem_a, mem_b: peak MB = mem_a + mem_b * N.

@@ -215,9 +215,9 @@ _RUN_NOTES: dict[str, tuple[str, str, str]] = {
 
 def _framework_note(scale: str, framework: str | None) -> str:
     if framework is not None:
-        return f"--framework {framework} overrides the spec" + (" where its adapter builds the detector" if scale == "smoke" else "")
-    if scale == "smoke":
-        return "smoke runs use torchvision, or mmdet for detectors torchvision lacks (scales.smoke_framework)"
+        return f"--framework {framework} overrides the spec" + (" where its adapter builds the detector" if scale != "paper" else "")
+    if scale != "paper":
+        return f"{scale} runs use torchvision, or mmdet for detectors torchvision lacks (scales.smoke_framework)"
     return "the spec's framework at paper scale"
 
 

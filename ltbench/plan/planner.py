@@ -156,6 +156,9 @@ class _Planner:
 
     # resolution ----------------------------------------------------------------------------------
     def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
+        shared_dataset = self.scale == "mini" and run["dataset"] in scales.MINI_SHARED_DATASETS
+        if shared_dataset:
+            run = {**run, "dataset": scales.MINI_SHARED_DATASETS[run["dataset"]]}
         if self.scale == "paper":
             framework = self.framework or run["framework"]
         else:  # the override, else torchvision, whichever builds the detector first (mmdet: cascade, HTC)
@@ -186,7 +189,7 @@ class _Planner:
             "pretrain": pretrain,
             "sampler": run.get("sampler"), "classifier": run.get("classifier"), "loss": run.get("loss"),
             "head": run.get("head"), "regularizer": regularizer, "mask_head": run.get("mask_head"),
-            "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)) and self.scale == "paper",  # CPU smoke runs train in fp32
+            "class_agnostic": bool(run.get("class_agnostic", False)), "fp16": bool(run.get("fp16", False)) and self.scale == "paper",  # CPU smoke/mini runs train in fp32
             "stage2": stage2, "stage1": stage1, "seed": seed,
             "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework, run.get("train_scales")),
         }
@@ -204,6 +207,8 @@ class _Planner:
             harness.append("rfs-epoch-size")
         if self.scale == "paper" and framework != convention:
             harness.append("forced-framework-schedule")
+        if self.scale == "mini" and run["dataset"] in scales.MINI_SHARED_DATASETS.values():
+            harness.append("mini-one-dataset")  # on the shared run whichever row planned it first
         harness += [*scales.FRAMEWORK_ASSUMPTIONS["*"], *scales.FRAMEWORK_ASSUMPTIONS.get(framework, ())]
         self.harness_assumptions[config["id"]] = harness
         return config

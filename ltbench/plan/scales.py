@@ -48,7 +48,9 @@ from typing import Any
 from ltbench.errors import LtbenchError, did_you_mean
 from ltbench.evaluation.ap_fixed import DETS_PER_CLASS
 
-SCALES = ("smoke", "paper")
+SCALES = ("smoke", "mini", "paper")
+#: the scales that run on a CPU on generated data (everything but ``paper``)
+EMBEDDED_SCALES = ("smoke", "mini")
 SMOKE_FRAMEWORK = "torchvision"
 # Smoke-scale frameworks in order of preference: a row trains through the first whose adapter builds its
 # detector (torchvision for Mask / Faster R-CNN; mmdet, on the CPU too, for Cascade (Mask) R-CNN and HTC),
@@ -111,6 +113,17 @@ SMOKE_MIN_ITERATIONS = 10
 SMOKE_MAX_ITERATIONS = 90
 SMOKE_BATCH = 4
 SMOKE_GRAD_CLIP = 10.0
+# Mini scale: long enough for the detectors to converge on the synthetic data from the synthetic backbone
+# (ltbench.data.backbone), on a CPU in minutes: 1x = 100 iterations of 8 images (1.3 epochs of the 600 images).
+MINI_ITERATIONS_PER_1X = 100
+MINI_MIN_ITERATIONS = 30
+MINI_MAX_ITERATIONS = 300
+MINI_BATCH = 8
+#: per embedded scale: (iterations per 12 epochs, min, max, batch, warm-up cap)
+EMBEDDED_SCHEDULES: dict[str, tuple[int, int, int, int, int]] = {
+    "smoke": (SMOKE_ITERATIONS_PER_1X, SMOKE_MIN_ITERATIONS, SMOKE_MAX_ITERATIONS, SMOKE_BATCH, 10),
+    "mini": (MINI_ITERATIONS_PER_1X, MINI_MIN_ITERATIONS, MINI_MAX_ITERATIONS, MINI_BATCH, 20),
+}
 
 SMOKE_MODEL: dict[str, Any] = {
     "min_size": 96, "max_size": 128, "backbone_depth": 18, "fpn_channels": 64,
@@ -118,9 +131,17 @@ SMOKE_MODEL: dict[str, Any] = {
     "rpn_pre_nms_top_n_test": 200, "rpn_post_nms_top_n_test": 100,
     "box_batch_size_per_image": 32, "detections_per_img": 100, "score_thresh": 0.0001,
 }
+# Mini scale: the smoke model with anchors sized for its objects (10-27 px at 96 px, where torchvision's
+# default 32..512 anchors of 800-px images match few of them), starting from the synthetic backbone.
+MINI_MODEL: dict[str, Any] = {**SMOKE_MODEL, "anchor_sizes": [8, 16, 32, 64, 128]}
 # mmdet LVIS configs (1333, 640..800, 'value') and detectron2 LVIS MIN_SIZE_TRAIN (research/official_implementations.md)
 DEFAULT_TRAIN_SCALES = (640, 672, 704, 736, 768, 800)
 _BACKBONE_DEPTH = {"r18": 18, "r50": 50, "r101": 101, "x101": 101, "r152": 152, "x50": 50}
+
+
+def is_embedded(scale: str | None) -> bool:
+    """True for the CPU scales on synthetic data (``smoke``, ``mini``): a tiny model, one framework per detector."""
+    return scale in EMBEDDED_SCALES
 
 
 def check_scale(scale: str) -> str:
@@ -236,6 +257,20 @@ HARNESS_ASSUMPTIONS: dict[str, dict[str, str]] = {
         "source": "ltbench/methods/box_head.py; adapters/mmdet/registration.py LtbenchBBoxHead",
     },
 }
+# At mini scale the LVIS v0.5 and v1.0 rows train on one synthetic dataset (their synthetic files share images
+# and instances): a v0.5 row is planned as the v1.0 run of the same config, so each model trains once.
+MINI_SHARED_DATASETS = {"lvis_v0.5": "lvis_v1"}
+HARNESS_ASSUMPTIONS["mini-one-dataset"] = {
+    "text": (
+        "The synthetic LVIS v0.5-like and v1.0-like annotation files hold the same images and instances (only the "
+        "category ids and names differ), so their runs would train the same model twice."
+    ),
+    "choice": (
+        "At mini scale a v0.5 row is served by the v1.0 run of the same config: the v0.5 and v1.0 column groups "
+        "show the same measured models (one training each); they differ only at paper scale."
+    ),
+    "source": "ltbench/plan/scales.py MINI_SHARED_DATASETS",
+}
 #: harness assumptions of every run a framework trains (listed on its rows at both scales); "*": every run
 FRAMEWORK_ASSUMPTIONS: dict[str, tuple[str, ...]] = {"*": ("box-head-fc-init",), "torchvision": ("torchvision-box-loss",)}
 
@@ -349,24 +384,26 @@ def schedule_units(paper: dict[str, Any], dataset: str) -> float:
     return paper["iterations"] * paper["batch_size"] / (12 * train_images(dataset))
 
 
-def smoke_schedule(schedule: str | dict[str, Any], framework: str, dataset: str) -> dict[str, Any]:
-    """A tiny CPU schedule with the paper schedule's shape (LR steps at the same fractions)."""
+def smoke_schedule(schedule: str | dict[str, Any], framework: str, dataset: str, scale: str = "smoke") -> dict[str, Any]:
+    """A tiny CPU schedule of an embedded ``scale`` with the paper schedule's shape (LR steps at the same
+    fractions): ``EMBEDDED_SCHEDULES[scale]`` gives its iterations per 12 epochs, their bounds and the batch."""
+    per_1x, least, most, batch, warmup = EMBEDDED_SCHEDULES[scale]
     if isinstance(schedule, str) and schedule in NAMED_MULTIPLIER:
-        units = float(NAMED_MULTIPLIER[schedule])  # framework-independent at smoke scale
+        units = float(NAMED_MULTIPLIER[schedule])  # framework-independent at the embedded scales
         paper = paper_schedule(schedule, "mmdet", dataset)
     else:
         paper = paper_schedule(schedule, framework, dataset)
         units = schedule_units(paper, dataset)
-    iterations = min(SMOKE_MAX_ITERATIONS, max(SMOKE_MIN_ITERATIONS, int(round(SMOKE_ITERATIONS_PER_1X * units))))
+    iterations = min(most, max(least, int(round(per_1x * units))))
     fractions = [s / paper["iterations"] for s in paper["steps"]]
     return {
         "name": paper["name"],
         "iterations": iterations,
-        "batch_size": SMOKE_BATCH,
+        "batch_size": batch,
         "lr": 0.02 * paper["lr"] / PAPER_OPTIMIZER["lr"],
         "momentum": paper["momentum"],
         "weight_decay": paper["weight_decay"],
-        "warmup_iters": min(10, iterations // 6),
+        "warmup_iters": min(warmup, iterations // 6),
         "steps": [int(round(f * iterations)) for f in fractions],
         "checkpoint_period": max(10, iterations // 3),
         "grad_clip": SMOKE_GRAD_CLIP,
@@ -382,7 +419,7 @@ def post_hoc_schedule(scale: str) -> dict[str, Any]:
     """
     check_scale(scale)
     return {
-        "name": "post_hoc", "iterations": 0, "batch_size": SMOKE_BATCH if scale == "smoke" else PAPER_OPTIMIZER["batch_size"],
+        "name": "post_hoc", "iterations": 0, "batch_size": EMBEDDED_SCHEDULES[scale][3] if is_embedded(scale) else PAPER_OPTIMIZER["batch_size"],
         "lr": 0, "momentum": 0, "weight_decay": 0, "warmup_iters": 0, "steps": [], "checkpoint_period": 1,
     }
 
@@ -394,7 +431,7 @@ def resolve_schedule(schedule: str | dict[str, Any], scale: str, framework: str,
     check_scale(scale)
     if scale == "paper":
         return paper_schedule(schedule, framework, dataset, sampler)
-    return smoke_schedule(schedule, framework, dataset)
+    return smoke_schedule(schedule, framework, dataset, scale)
 
 
 def model_block(scale: str, backbone: str, framework: str, train_scales: int | list[int] | None = None) -> dict[str, Any]:
@@ -406,8 +443,8 @@ def model_block(scale: str, backbone: str, framework: str, train_scales: int | l
     by 96/800, so single- and multi-scale runs stay different runs there too.
     """
     check_scale(scale)
-    if scale == "smoke":
-        block = dict(SMOKE_MODEL)
+    if is_embedded(scale):
+        block = dict(MINI_MODEL if scale == "mini" else SMOKE_MODEL)
         if train_scales is not None:
             sides = train_scales if isinstance(train_scales, list) else [train_scales]
             small = sorted({max(16, int(round(s * SMOKE_MODEL["min_size"] / 800))) for s in sides})

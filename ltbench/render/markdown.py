@@ -89,7 +89,8 @@ def render_markdown(built: BuiltTable, *, heading_level: int = 2, provenance: st
         "",
         f"> {layout.caption}" if layout.caption else "",
         "",
-        f"Scale: **{layout.scale}**" + (" (tiny data and schedules: differences to the paper are expected and say nothing about the method)" if layout.scale == "smoke" else "")
+        f"Scale: **{layout.scale}**" + (" (tiny data and schedules: differences to the paper are expected and say nothing about the method)" if layout.scale == "smoke" else
+                                            " (converged tiny models on synthetic data: the methods' effects in miniature; the paper's numbers are not expected)" if layout.scale == "mini" else "")
         + f" · seeds combined by {layout.statistic} · tolerances: {tol}",
         "",
         table,

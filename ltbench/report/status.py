@@ -251,13 +251,12 @@ def detect_scale(results_dir: Path, work_dir: Path, *, papers: Sequence[str], fr
         if folder.is_dir():
             present.update(p.name for p in folder.iterdir() if p.is_dir())
     hits = {}
-    for scale in ("smoke", "paper"):
+    for scale in ("smoke", "mini", "paper"):
         plan = build_plan(papers=list(papers), scale=scale, framework=framework, seeds=seeds)
         hits[scale] = len(present & set(plan.runs))
-    if hits["paper"] > hits["smoke"]:
-        return "paper", f"detected: {hits['paper']} run directories of the paper-scale plan"
-    if hits["smoke"]:
-        return "smoke", f"detected: {hits['smoke']} run directories of the smoke-scale plan"
+    best = max(("paper", "mini", "smoke"), key=lambda s: hits[s])  # ties: the first of paper, mini, smoke
+    if hits[best]:
+        return best, f"detected: {hits[best]} run directories of the {best}-scale plan"
     return "smoke", "no run directory found: smoke assumed (pass --scale)"
 
 

@@ -6,7 +6,9 @@
 
 from ltbench.workflow.paths import (
     ID_PATTERN,
+    backbone_marker,
     data_marker,
+    training_inputs,
     metrics_file,
     predictions_dir,
     record_file,
@@ -57,7 +59,7 @@ from ltbench.workflow.resources import (
 )
 
 __all__ = [
-    "ID_PATTERN", "MAX_RUNTIME_MIN", "PREDICT_IMAGES_PER_S", "PAPERS", "RESUBMIT_EXIT_CODE", "cap_runtime", "evaluate_resources", "predict_resources", "checkpoint_signal", "retry_runtime", "train_retries", "RowServe", "RunInfo", "WorkflowPlan", "ap_fixed_k", "data_marker", "evaluate_ap_fixed_args",
+    "ID_PATTERN", "MAX_RUNTIME_MIN", "PREDICT_IMAGES_PER_S", "PAPERS", "RESUBMIT_EXIT_CODE", "cap_runtime", "evaluate_resources", "predict_resources", "checkpoint_signal", "retry_runtime", "train_retries", "RowServe", "RunInfo", "WorkflowPlan", "ap_fixed_k", "backbone_marker", "data_marker", "training_inputs", "evaluate_ap_fixed_args",
     "export_extra_columns", "export_results_dir", "gpus_for", "LAUNCHERS", "Launch", "train_launch", "light_resources", "metrics_file", "parent_workdir_args", "parse_table_target",
     "predictions_dir", "prediction_view", "record_file", "row_pairs", "run_json", "slurm_placement", "stage1_of",
     "top_k_dir", "top_k_view", "top_k_view_id", "train_done", "train_resources", "unique", "view_json", "without_failed",

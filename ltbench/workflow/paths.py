@@ -40,6 +40,16 @@ def data_marker(scale: str, dataset: str) -> str:
     return f"results/data/{scale}/{dataset}.txt"
 
 
+def backbone_marker(scale: str, dataset: str) -> str:
+    """Mini scale: the marker of the synthetic backbone ``dataset``'s runs start from (``rule backbone``)."""
+    return f"results/data/{scale}/backbone/{dataset}.txt"
+
+
+def training_inputs(scale: str, dataset: str) -> list[str]:
+    """The data a run's training needs: the dataset, and at mini scale its pre-trained synthetic backbone."""
+    return [data_marker(scale, dataset)] + ([backbone_marker(scale, dataset)] if scale == "mini" else [])
+
+
 def predictions_dir(run_id: str, view_id: str) -> str:
     return f"results/predictions/{run_id}/{view_id}"
 

@@ -92,9 +92,11 @@ def test_bad_entry(tmp_path: Path) -> None:
 
 def test_repository_config_is_complete() -> None:
     path, doc = load_config()
-    assert set(doc) == {"smoke", "paper"}
+    assert set(doc) == {"smoke", "mini", "paper"}
     names = {"lvis_v0.5", "lvis_v1", "coco_lt_bags", "coco_lt_simcal"}  # FORMAT.md's dataset names
-    for scale in ("smoke", "paper"):
+    for name in names:  # every mini run starts from the synthetic backbone
+        assert doc["mini"][name]["backbone"]["recipe"] == "mini", name
+    for scale in ("smoke", "mini", "paper"):
         assert set(doc[scale]) == names, scale
         for name, entry in doc[scale].items():
             assert {"train", "val", "image_root"} <= set(entry), (scale, name)

@@ -136,7 +136,22 @@ def test_forced_framework_and_rfs_epoch_assumptions_are_listed_where_they_apply(
     smoke = build_plan(["tables/pcb_table2.md"], scale="smoke", framework="mmdet")
     assert not any({"rfs-epoch-size", "forced-framework-schedule"} & set(r.assumptions) for r in smoke.rows)
     assert set(scales.HARNESS_ASSUMPTIONS) == {"rfs-epoch-size", "forced-framework-schedule",
-                                               "torchvision-box-loss", "box-head-fc-init"}
+                                               "torchvision-box-loss", "box-head-fc-init", "mini-one-dataset"}
+
+
+def test_mini_scale_trains_each_v05_row_as_the_v1_run_and_says_so():
+    smoke = build_plan(["tables/pcb_table2.md"], scale="smoke")
+    mini = build_plan(["tables/pcb_table2.md"], scale="mini")
+    assert len(smoke.runs) == 16 and len(mini.runs) == 8  # the v0.5 and v1.0 groups share their 8 runs
+    assert {run.config["dataset"] for run in mini.runs.values()} == {"lvis_v1"}
+    by_label = {row.label: row for row in mini.rows}
+    assert by_label["Softmax (LVIS v0.5)"].run_ids == by_label["Softmax (LVIS v1.0)"].run_ids
+    assert all("mini-one-dataset" in row.assumptions for row in mini.rows if row.run_ids)
+    assert not any("mini-one-dataset" in row.assumptions for row in smoke.rows)
+    # the mini model: anchors for its small objects, the synthetic backbone's batch and a converging schedule
+    config = next(iter(mini.runs.values())).config
+    assert config["model"]["anchor_sizes"] == [8, 16, 32, 64, 128]
+    assert config["schedule"]["batch_size"] == scales.MINI_BATCH and config["schedule"]["iterations"] == 200
 
 
 def test_torchvision_box_loss_and_fc_init_are_listed_where_they_apply():

@@ -53,7 +53,7 @@ wildcard_constraints:
     paper="|".join(wf.PAPERS),
     table=r"[0-9A-Za-z.]+",
     dataset=r"[A-Za-z0-9._-]+",
-    scale="smoke|paper",
+    scale="smoke|mini|paper",
 
 
 def ap_fixed_budget(wildcards):
@@ -63,6 +63,11 @@ def ap_fixed_budget(wildcards):
 
 def dataset_marker(wildcards):
     return wf.data_marker(SCALE, PLAN.run(wildcards.run).dataset)
+
+
+def training_data(wildcards):
+    # the dataset, and at mini scale the synthetic backbone its runs start from
+    return wf.training_inputs(SCALE, PLAN.run(wildcards.run).dataset)
 
 
 SLURM_RESOURCES = ("runtime", "mem_mb", "cpus_per_task", "gpu", "gpu_model", "slurm_partition", "slurm_account", "slurm_extra",

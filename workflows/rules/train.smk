@@ -22,12 +22,34 @@ rule data:
         "{params.cmd} data resolve {wildcards.dataset} --scale {wildcards.scale} --ensure > {output} 2> {log}"
 
 
+rule backbone:
+    # Mini scale: the ResNet-18 pre-trained once on image-level labels of the synthetic classes (the runs'
+    # "ImageNet"; ltbench.data.backbone), cached beside the data with its sha256; a lock serialises datasets
+    # that share it.
+    input:
+        wf.data_marker("{scale}", "{dataset}"),
+    output:
+        wf.backbone_marker("{scale}", "{dataset}"),
+    log:
+        "results/logs/data/{scale}_{dataset}.backbone.log",
+    conda:
+        "../envs/ltbench.yaml"
+    params:
+        cmd=LTBENCH,
+    threads: 1
+    resources:
+        runtime=30,
+        mem_mb=4000,
+    shell:
+        "{params.cmd} data backbone --dataset {wildcards.dataset} --scale {wildcards.scale} --threads {threads} > {output} 2> {log}"
+
+
 rule train:
     # Checkpoints live in work/<run>/ (not an output: a failed job's outputs are deleted, and the
     # resume needs them). The declared outputs are the resolved run config (written first, from the
     # plan) and a small marker copied from the adapter's done.json (ltbench step train).
     input:
-        data=dataset_marker,
+        data=training_data,
         stage1=lambda w: PLAN.stage1_inputs(w.run),
         # no file: a forced job (--forcerun results/runs/<run>/train.done, -R train, -F) trains a finished run again
         retrain=retrain_request,
