@@ -114,6 +114,15 @@ def build_config(run_config: dict, split: LvisSplit, data: DataPaths) -> Any:
     m.neck.out_channels = fpn
     m.rpn_head.in_channels = fpn
     m.rpn_head.feat_channels = fpn
+    anchor_sizes = model.get("anchor_sizes")
+    if anchor_sizes:  # mini scale: one size per FPN level, as in the torchvision adapter (size = scale x stride)
+        strides = list(m.rpn_head.anchor_generator.strides)
+        scales = {size / stride for size, stride in zip(anchor_sizes, strides)}
+        if len(anchor_sizes) != len(strides) or len(scales) != 1:
+            raise LtbenchError(f"anchor sizes {anchor_sizes} are not one multiple of the FPN strides {strides}",
+                               path=run_label(run_config), key="model.anchor_sizes",
+                               expected=f"{len(strides)} sizes k x {strides}")
+        m.rpn_head.anchor_generator.scales = [scales.pop()]
     rh = m.roi_head
     rh.type = ROI_HEADS[rh.type]
     agnostic = bool(run_config.get("class_agnostic", False))

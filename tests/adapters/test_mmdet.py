@@ -199,3 +199,18 @@ def test_pcb_gate_opens_at_the_planned_iteration_in_torchvision_and_mmdet() -> N
         opened.setdefault(framework, []).append(seen)
     expected = [False, False, True, True, True]
     assert all(seen == expected for runs in opened.values() for seen in runs), opened
+
+
+def test_mmdet_anchor_sizes_of_the_mini_model(tiny_data) -> None:
+    """The mini model's anchors (one size per FPN level) become mmdet's anchor scale: size = scale x stride."""
+    from adapters.records import load_lvis_split
+    from adapters.mmdet.config import build_config
+    from adapters.mmdet.registration import register
+
+    register()
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
+    cfg = build_config(mm_run(model={"anchor_sizes": [8, 16, 32, 64, 128]}), split, tiny_data)
+    assert list(cfg.model.rpn_head.anchor_generator.strides) == [4, 8, 16, 32, 64]
+    assert list(cfg.model.rpn_head.anchor_generator.scales) == [2]
+    with pytest.raises(LtbenchError, match="not one multiple of the FPN strides"):
+        build_config(mm_run(model={"anchor_sizes": [8, 16, 32, 64, 100]}), split, tiny_data)

@@ -107,6 +107,16 @@ def test_multiscale_min_size_list_reaches_the_transform(tiny_data) -> None:
     assert model.roi_heads.detections_per_img == 300 and model.roi_heads.score_thresh == pytest.approx(1e-4)
 
 
+def test_mini_model_anchor_sizes_reach_the_rpn(tiny_data) -> None:
+    """The mini model's anchors (8..128 px, one size per FPN level) replace torchvision's 32..512."""
+    split = load_lvis_split(tiny_data.train, tiny_data.image_root)
+    default = build_model(tiny_run(), split).rpn.anchor_generator
+    assert [s[0] for s in default.sizes] == [32, 64, 128, 256, 512]
+    mini = build_model(tiny_run(model={"anchor_sizes": [8, 16, 32, 64, 128]}), split).rpn.anchor_generator
+    assert [s[0] for s in mini.sizes] == [8, 16, 32, 64, 128]
+    assert all(tuple(r) == (0.5, 1.0, 2.0) for r in mini.aspect_ratios)
+
+
 def test_paper_scale_weights_come_from_the_cache_never_downloaded(tiny_data, tmp_path, monkeypatch) -> None:
     """Paper scale: no download in a job (torch.hub is cut off here); the cache's or the user's file for the
     run's weight id is loaded, a missing one is an error naming the weight id and `ltbench weights fetch`."""

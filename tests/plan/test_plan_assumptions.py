@@ -152,6 +152,7 @@ def test_mini_scale_trains_each_v05_row_as_the_v1_run_and_says_so():
     config = next(iter(mini.runs.values())).config
     assert config["model"]["anchor_sizes"] == [8, 16, 32, 64, 128]
     assert config["schedule"]["batch_size"] == scales.MINI_BATCH and config["schedule"]["iterations"] == 200
+    assert config["schedule"]["lr"] == scales.MINI_LR
 
 
 def test_torchvision_box_loss_and_fc_init_are_listed_where_they_apply():
