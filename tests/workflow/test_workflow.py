@@ -94,7 +94,7 @@ def test_schema_fills_defaults():
 
     config: dict = {}
     validate(config, str(paths.WORKFLOWS / "schemas" / "config.schema.yaml"))
-    assert config["scale"] == "smoke" and config["framework"] is None and config["evaluator"] == {"smoke": "lvis-api", "paper": "fast"}
+    assert config["scale"] == "smoke" and config["framework"] is None and config["evaluator"] == {"smoke": "lvis-api", "mini": "lvis-api", "paper": "fast"}
 
 
 @pytest.mark.slow
