@@ -40,6 +40,17 @@ def test_local_dry_run_of_the_main_target_plans_every_run_once():
     assert outputs and not [o for o in outputs if "work/" in o or o.rstrip("/").endswith(tuple(plan.runs))]
 
 
+def test_mini_dry_run_trains_the_backbone_once_before_the_eight_shared_runs():
+    from ltbench.plan import build_plan
+
+    plan = build_plan(targets=["tables/pcb_table2.md"], scale="mini")
+    proc = snakemake("--profile", "local", "-n", "--forceall", "tables/pcb_table2.md", "--config", "scale=mini")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = jobs_of(proc.stdout)
+    assert jobs["backbone"] == 1 and jobs["data"] == 1 and jobs["train"] == len(plan.runs) == 8
+    assert "results/data/mini/backbone/lvis_v1.txt" in proc.stdout
+
+
 def test_extra_ap_fixed_columns_add_one_top_k_prediction_per_view():
     """`extra_columns` with AP-fixed: the same trains and predicts, plus predict_top_k for every view."""
     from ltbench.plan import build_plan
