@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from adapters.interface import schedule_of
+from adapters.interface import run_label, schedule_of
 from adapters.records import LvisSplit
 from adapters.wiring import head_config, mask_head_name
 from ltbench.errors import LtbenchError
@@ -57,6 +57,10 @@ def build_cfg(run_config: dict, split: LvisSplit, workdir: Path, device: str = "
         cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64  # basic blocks
     # The run's pretrained file: a path in its config, else at paper scale the weight cache's (detectron2's
     # R-50.pkl or a COCO model, `ltbench weights fetch` beforehand); a missing one is an error naming the fetch.
+    if run_config.get("scale") == "mini":
+        # the synthetic backbone is a torchvision state dict and the mini anchors are not wired here
+        raise LtbenchError("the detectron2 adapter does not run mini-scale models", path=run_label(run_config),
+                           key="framework", expected="torchvision or mmdet at mini scale (the default)")
     weights = next(iter(resolve_weights(run_config).values()), None)
     cfg.MODEL.WEIGHTS = str(weights) if weights else ""
     if not weights:

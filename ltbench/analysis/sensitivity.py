@@ -270,6 +270,8 @@ def render_sensitivity(
     ]
     if scale == "smoke":
         lines += ["Smoke scale: tiny models on synthetic data; a directional sanity check, not evidence about the paper.", ""]
+    elif scale == "mini":
+        lines += ["Mini scale: converged tiny models on synthetic data; the effects in miniature, not the paper's numbers.", ""]
     for key in keys:
         values = values_from_store(spec, table_id, fws, scale=scale, metric=key, seeds=seeds, results=results)
         frame = sensitivity_frame(values, pairs, fws, metric=key)

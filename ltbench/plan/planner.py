@@ -156,9 +156,6 @@ class _Planner:
 
     # resolution ----------------------------------------------------------------------------------
     def make_config(self, run: dict[str, Any], seed: int, stage1: str | None) -> dict[str, Any]:
-        shared_dataset = self.scale == "mini" and run["dataset"] in scales.MINI_SHARED_DATASETS
-        if shared_dataset:
-            run = {**run, "dataset": scales.MINI_SHARED_DATASETS[run["dataset"]]}
         if self.scale == "paper":
             framework = self.framework or run["framework"]
         else:  # the override, else torchvision, whichever builds the detector first (mmdet: cascade, HTC)
@@ -185,7 +182,10 @@ class _Planner:
             regularizer["start_iteration"] = scales.regularizer_start_iteration(regularizer, train_schedule)
         config = {
             "scale": self.scale, "framework": framework,
-            "detector": run["detector"], "backbone": run["backbone"], "dataset": run["dataset"],
+            # mini scale: a v0.5 row trains on the v1.0 data (its schedule stays the row's own: the run is shared
+            # with the v1.0 row where both resolve to the same config)
+            "detector": run["detector"], "backbone": run["backbone"],
+            "dataset": scales.MINI_SHARED_DATASETS.get(run["dataset"], run["dataset"]) if self.scale == "mini" else run["dataset"],
             "pretrain": pretrain,
             "sampler": run.get("sampler"), "classifier": run.get("classifier"), "loss": run.get("loss"),
             "head": run.get("head"), "regularizer": regularizer, "mask_head": run.get("mask_head"),
@@ -207,7 +207,7 @@ class _Planner:
             harness.append("rfs-epoch-size")
         if self.scale == "paper" and framework != convention:
             harness.append("forced-framework-schedule")
-        if self.scale == "mini" and run["dataset"] in scales.MINI_SHARED_DATASETS.values():
+        if self.scale == "mini" and config["dataset"] in scales.MINI_SHARED_DATASETS.values():
             harness.append("mini-one-dataset")  # on the shared run whichever row planned it first
         harness += [*scales.FRAMEWORK_ASSUMPTIONS["*"], *scales.FRAMEWORK_ASSUMPTIONS.get(framework, ())]
         self.harness_assumptions[config["id"]] = harness

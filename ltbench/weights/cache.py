@@ -249,7 +249,8 @@ def resolve(run_config: Mapping[str, Any], *, settings: Settings | None = None) 
     - A path in the run config (``model.weights`` or ``weights``) wins, under the run's ``pretrain`` kind.
     - Smoke scale, ``pretrain`` lvis (``init_from``) or none: ``{}`` (random init / the source run's
       checkpoint).
-    - Mini scale, ``pretrain`` imagenet: the synthetic backbone of the run's dataset (``ltbench data backbone``).
+    - Mini scale, ``pretrain`` imagenet or coco: the synthetic backbone of the run's dataset (``ltbench data
+      backbone``), as ``{"imagenet": Path}``.
     - Otherwise the file of the run's weight id (``manifest.weight_id``): the user's own (``weights.files`` /
       ``$LTBENCH_WEIGHT_FILES``), else the cache's. A stage-2 run gets its stage-1 run's file (adapters may
       skip loading it: the stage-1 checkpoint replaces the model).
@@ -268,8 +269,9 @@ def resolve(run_config: Mapping[str, Any], *, settings: Settings | None = None) 
         if not path.is_file():
             raise LtbenchError("weights file not found", path=path, key=key, expected="an existing weight file")
         return {pretrain: path}
-    if run_config.get("scale") == "mini" and pretrain == "imagenet":
-        # the mini scale's "ImageNet": the ResNet-18 pre-trained on the synthetic classes (ltbench.data.backbone)
+    if run_config.get("scale") == "mini" and pretrain in manifest.KINDS:
+        # the mini scale's "ImageNet": the ResNet-18 pre-trained on the synthetic classes (ltbench.data.backbone);
+        # COCO-initialised rows start from it too (there is no synthetic COCO detector), as a backbone only
         from ltbench.data.datasets import backbone_path
 
         return {"imagenet": backbone_path(str(run_config.get("dataset")), "mini")}

@@ -42,7 +42,10 @@ def data_marker(scale: str, dataset: str) -> str:
 
 def backbone_marker(scale: str, dataset: str) -> str:
     """Mini scale: the marker of the synthetic backbone ``dataset``'s runs start from (``rule backbone``)."""
-    return f"results/data/{scale}/backbone/{dataset}.txt"
+    from ltbench.data.backbone import BACKBONE_VERSION
+
+    # the version in the path: a new backbone recipe makes the rule run again
+    return f"results/data/{scale}/backbone/v{BACKBONE_VERSION}/{dataset}.txt"
 
 
 def training_inputs(scale: str, dataset: str) -> list[str]:

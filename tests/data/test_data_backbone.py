@@ -98,3 +98,10 @@ def test_mini_runs_resolve_their_backbone_and_name_the_command_when_it_is_missin
     with pytest.raises(LtbenchError, match="names no synthetic backbone") as err:
         resolve({**run, "dataset": "lvis_v0.5"})
     assert "backbone" in str(err.value)
+
+
+def test_mini_run_configs_name_the_backbone_version() -> None:
+    """A new backbone recipe (BACKBONE_VERSION) changes every mini run's config, hence its id: no stale reuse."""
+    from ltbench.plan import scales
+
+    assert scales.MINI_MODEL["synthetic_backbone"] == backbone.BACKBONE_VERSION

@@ -118,6 +118,10 @@ def test_paper_scale_gain_within_seed_spread_is_undetermined_but_smoke_says_hold
     assert evaluate_claim(specs["pcb"], c, values, "paper").verdict == UNDETERMINED
     smoke = evaluate_claim(specs["pcb"], c, values, "smoke")
     assert smoke.verdict == HOLDS and "directional sanity check" in smoke.details[-1]
+    mini = evaluate_claim(specs["pcb"], c, values, "mini")  # mini scale: the seed interval, as at paper scale
+    assert mini.verdict == UNDETERMINED and "in miniature" in mini.details[-1]
+    beyond = evaluate_claim(specs["pcb"], c, t2_values((1.5, 1.4, 1.6)), "mini")
+    assert beyond.verdict == HOLDS
 
 
 def test_a_clear_loss_fails_with_evidence(specs):

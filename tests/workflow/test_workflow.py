@@ -48,7 +48,7 @@ def test_mini_dry_run_trains_the_backbone_once_before_the_eight_shared_runs():
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = jobs_of(proc.stdout)
     assert jobs["backbone"] == 1 and jobs["data"] == 1 and jobs["train"] == len(plan.runs) == 8
-    assert "results/data/mini/backbone/lvis_v1.txt" in proc.stdout
+    assert "results/data/mini/backbone/v1/lvis_v1.txt" in proc.stdout
 
 
 def test_extra_ap_fixed_columns_add_one_top_k_prediction_per_view():
