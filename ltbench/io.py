@@ -7,6 +7,7 @@ same directory, flushes and fsyncs it, then ``os.replace``s it into place (atomi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -70,6 +71,15 @@ def install_file(tmp: str | os.PathLike[str], target: str | os.PathLike[str]) ->
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

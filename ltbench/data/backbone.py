@@ -22,7 +22,6 @@ checks the sha256 before a run loads the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -30,7 +29,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ltbench.data.synth import params_hash  # the same hash of a parameter dict as the synthetic data
 from ltbench.errors import LtbenchError
+from ltbench.io import file_sha256
 
 BACKBONE_VERSION = 1  # bump on any change to what is trained
 WEIGHTS_FILE = "resnet18.pth"
@@ -68,18 +69,6 @@ def params_for(recipe: str, seed: int) -> dict[str, Any]:
     return {"backbone_version": BACKBONE_VERSION, "seed": int(seed), "recipe": asdict(RECIPES[recipe])}
 
 
-def params_hash(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def object_images(classes: list[Any], n: int, size: int, rng: Any) -> tuple[Any, Any]:
     """``n`` object-centric images: float tensor (n, 3, size, size), normalised; labels (n,) = class rank."""
     import numpy as np
@@ -111,18 +100,26 @@ def object_images(classes: list[Any], n: int, size: int, rng: Any) -> tuple[Any,
     return x, torch.tensor(labels)
 
 
+def _marker(out: str | Path, recipe: str, seed: int) -> dict[str, Any] | None:
+    """``out``'s marker when it says the backbone was trained with these parameters, else None."""
+    path = Path(out) / MARKER_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) and doc.get("params_hash") == params_hash(params_for(recipe, seed)) else None
+
+
+def trained_with(out: str | Path, recipe: str = "mini", seed: int = 0) -> bool:
+    """True when ``out``'s marker says its backbone was trained with these parameters (the file is not read)."""
+    return _marker(out, recipe, seed) is not None
+
+
 def is_complete(out: str | Path, recipe: str = "mini", seed: int = 0) -> bool:
     """True when ``out`` holds a finished backbone of these parameters whose file matches its checksum."""
-    marker = Path(out) / MARKER_FILE
-    if not marker.is_file():
-        return False
-    try:
-        doc = json.loads(marker.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return False
+    doc = _marker(out, recipe, seed)
     weights = Path(out) / WEIGHTS_FILE
-    return (doc.get("params_hash") == params_hash(params_for(recipe, seed)) and weights.is_file()
-            and doc.get("sha256") == _sha256(weights))
+    return doc is not None and weights.is_file() and doc.get("sha256") == file_sha256(weights)
 
 
 def verified_path(out: str | Path) -> Path:
@@ -135,7 +132,7 @@ def verified_path(out: str | Path) -> Path:
                            expected="the marker written by `ltbench data backbone`",
                            hint=f"run: ltbench data backbone --out {Path(out)}")
     doc = json.loads(marker.read_text(encoding="utf-8"))
-    if not weights.is_file() or doc.get("sha256") != _sha256(weights):
+    if not weights.is_file() or doc.get("sha256") != file_sha256(weights):
         raise LtbenchError("the synthetic backbone does not match its checksum", path=weights, key="sha256",
                            expected=f"sha256 {doc.get('sha256')} (backbone.json)",
                            hint=f"train it again: ltbench data backbone --out {Path(out)} --force")
@@ -185,7 +182,7 @@ def pretrain(out: str | Path, *, recipe: str = "mini", seed: int = 0, force: boo
     with atomic_open(out / WEIGHTS_FILE, "wb") as handle:
         torch.save(state, handle)
     marker = {
-        "params": params, "params_hash": params_hash(params), "sha256": _sha256(out / WEIGHTS_FILE),
+        "params": params, "params_hash": params_hash(params), "sha256": file_sha256(out / WEIGHTS_FILE),
         "classes": len(classes), "held_out_accuracy": round(accuracy, 4),
         "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__,
     }

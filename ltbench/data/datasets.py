@@ -183,13 +183,13 @@ def backbone_dir(dataset: str, scale: str, *, config: str | Path | None = None) 
 
 def backbone_path(dataset: str, scale: str, *, config: str | Path | None = None) -> Path:
     """The verified backbone file of ``dataset`` at ``scale`` (its checksum checked); never trains one."""
-    from ltbench.data.backbone import is_complete, verified_path
+    from ltbench.data.backbone import trained_with, verified_path
 
     out, recipe, seed = backbone_dir(dataset, scale, config=config)
-    if not is_complete(out, recipe, seed):
+    if not trained_with(out, recipe, seed):
         config_path, _ = _entry(dataset, scale, config)
         raise LtbenchError(f"the synthetic backbone of {dataset!r} (scale {scale!r}) is not trained: {out}",
                            path=config_path, key=[scale, dataset, "backbone"],
                            expected=f"a finished backbone (recipe {recipe}, seed {seed})",
                            hint=f"run: ltbench data backbone --dataset {dataset} --scale {scale}")
-    return verified_path(out)
+    return verified_path(out)  # the one sha256 check, with its own error

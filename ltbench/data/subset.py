@@ -16,7 +16,6 @@ It also names the images a user must copy, relative to the COCO image root, as
 
 from __future__ import annotations
 
-import hashlib
 import random
 from os import PathLike
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 from ltbench.data.layout import image_relative_path
 from ltbench.errors import LtbenchError
+from ltbench.io import file_sha256
 
 FREQUENCY_GROUPS = ("r", "c", "f")
 
@@ -70,14 +70,6 @@ def make_subset(doc: dict[str, Any], n_images: int, *, seed: int = 0, label: str
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_subset(ann: str | PathLike[str], out: str | PathLike[str], *, n_images: int, seed: int = 0,
                  image_list: str | PathLike[str] | None = None) -> dict[str, Any]:
     """Write the subset of ``ann`` to ``out`` (and the image list); returns a summary dict."""
@@ -88,7 +80,7 @@ def write_subset(ann: str | PathLike[str], out: str | PathLike[str], *, n_images
         raise LtbenchError("not an LVIS annotation file", path=ann, expected="a JSON object with images, annotations, categories")
     sub = make_subset(doc, n_images, seed=seed, label=str(ann))
     info = dict(sub.get("info") or {})
-    info["ltbench_subset"] = {"source": Path(ann).name, "source_sha256": _sha256(Path(ann)), "images": n_images, "seed": seed}
+    info["ltbench_subset"] = {"source": Path(ann).name, "source_sha256": file_sha256(Path(ann)), "images": n_images, "seed": seed}
     sub["info"] = info
     write_json(out, sub, indent=None)
     if image_list is not None:
