@@ -9,11 +9,12 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 # Two cores on the CI machines: keep the mmcv build from oversubscribing them.
 export MAX_JOBS ?= 2
 
-.PHONY: help setup setup-mmdet setup-gpu gpu-check main smoke all-tables test test-fast lint bench clean-results
+.PHONY: help setup setup-mmdet setup-gpu gpu-check main smoke regression all-tables test test-fast lint bench clean-results
 
 help:
 	@echo "make main         set up .venv (CPU) and run the main job: tables/pcb_table2.md at mini scale, 3 seeds"
 	@echo "make test         set up .venv with the mmdet extra and run the whole test suite"
+	@echo "make regression   the regression check: 3 rows of PCB Table 2 at mini scale against committed values"
 	@echo "make smoke        PCB Table 2 at smoke scale: 60-iteration models, one seed (the plumbing, not the methods)"
 	@echo "make all-tables   every table of every paper at smoke scale (mmdet extra: cascade and HTC rows)"
 	@echo "make setup        only create .venv with the default CPU stack"
@@ -79,6 +80,11 @@ gpu-check:
 main: setup
 	$(VENV)/bin/snakemake --profile local --config scale=mini seeds=3 -- tables/pcb_table2.md
 	@echo; cat tables/pcb_table2.md
+
+# The regression check (README, "Regression check"): PCB Table 2's Softmax, RFS and Softmax + PCB rows at mini
+# scale, seed 0, against workflows/regression/expected.yaml; exits 1 on any entry out of tolerance.
+regression: setup
+	$(VENV)/bin/snakemake --profile local --config scale=mini -- regression
 
 # PCB Table 2 at smoke scale: 16 runs of 60 iterations, one seed: checks the plumbing in minutes.
 smoke: setup

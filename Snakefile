@@ -7,7 +7,7 @@
 #   snakemake --profile local tables/pcb.md            # every reproduced table of a paper
 #   snakemake --profile local all_tables               # every table of every paper (make all-tables)
 #   snakemake --profile local tables/audit.md          # status of every cell of every table (+ .html)
-#   snakemake --profile local regression               # smoke metrics vs workflows/regression/expected.yaml
+#   snakemake --profile local --config scale=mini -- regression   # mini metrics vs workflows/regression/expected.yaml
 #
 # Runs and views come from the plan (ltbench.plan); the decisions live in ltbench.workflow.
 from snakemake.utils import min_version, validate

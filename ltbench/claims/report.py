@@ -36,17 +36,37 @@ def audit_claims(papers: Sequence[str], *, scale: str, framework: str | None = N
     return out
 
 
+def table_claims(spec: Any, table_id: str, serves: dict[tuple[str, str, str], Sequence[tuple[str, str]]],
+                 results: dict, *, scale: str) -> list[tuple[ClaimResult, ClaimResult]]:
+    """(verdict on the paper's numbers, verdict on ``results``) of each claim of ``spec`` that reads table
+    ``table_id`` and no other, so that a rendered table can end with them.
+
+    ``serves``: (table id, group id, row id) -> the (run, view) pairs of that row, one per seed.
+    """
+    from ltbench.claims.evaluate import evaluate_claim, reported_values
+    from ltbench.claims.results import mapping_from_store
+    from ltbench.spec.claims import referenced_tables
+
+    claims = [c for c in spec.claims if referenced_tables(c["predicate"]) == {str(table_id)}]
+    if not claims:
+        return []
+    values = mapping_from_store(spec, serves, results)
+    mode = scale if scale in ("paper", "mini") else "smoke"
+    return [(evaluate_claim(spec, c, reported_values, "reported"), evaluate_claim(spec, c, values, mode)) for c in claims]
+
+
 def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, evidence: bool = True,
-                    compact: bool = False) -> str:
+                    compact: bool = False, heading: str = "## Claims") -> str:
     """A Markdown section: a summary line, one table row per claim, then the evidence per claim.
 
-    ``compact``: the table without column padding (the audit report)."""
+    ``compact``: the table without column padding (the audit report). ``heading``: the section's heading line;
+    each claim's evidence is one level below it."""
     from tabulate import tabulate
 
     from ltbench.render.markdown import compact_pipe
 
     counts = Counter(r.verdict for _, r in pairs)
-    lines = ["## Claims", "",
+    lines = [heading, "",
              f"{len(pairs)} claims: {counts['holds']} hold, {counts['fails']} fail, {counts['undetermined']} undetermined "
              "on the current results.", ""]
     rows = []
@@ -62,7 +82,7 @@ def claims_markdown(pairs: Sequence[tuple[ClaimResult | None, ClaimResult]], *, 
     lines.append(compact_pipe(headers, rows) if compact else tabulate(rows, headers=headers, tablefmt="pipe"))
     if evidence:
         for _, result in pairs:
-            lines += ["", f"### {result.id}: {MARK[result.verdict]}", ""]
+            lines += ["", f"{heading.split()[0]}# {result.id}: {MARK[result.verdict]}", ""]
             if result.note:
                 lines.append(f"- note: {result.note}")
             lines += [f"- {d}" for d in result.details]

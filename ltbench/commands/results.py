@@ -7,6 +7,7 @@
     ltbench results record --run-config R --view-config V --metrics M --out FILE     one record
     ltbench results collect [--paper P --table N] --out FILE.parquet                 aggregate
     ltbench results regression --expected FILE --out FILE                            CI check
+    ltbench results regression-expected --scale mini --seeds 3 --task T --metric M --out FILE   its values
 """
 
 from __future__ import annotations
@@ -223,3 +224,28 @@ def regression(expected, scale, framework, results_dir, out) -> None:
     if not report.ok:
         raise SystemExit(1)
     write_text(out, text)
+
+
+@command.command("regression-expected")
+@SCALE
+@FRAMEWORK
+@SEEDS
+@RESULTS
+@click.option("--task", "tasks", multiple=True, required=True, help="A row, <paper>/table<N>/<group>/<row id> (repeat).")
+@click.option("--metric", "metrics", multiple=True, required=True, help="A metric key, e.g. segm.APr (repeat).")
+@click.option("--k", type=click.FloatRange(min=0), default=None, help="Tolerance = max(k x seed std, floor) (default 3).")
+@click.option("--floor", type=click.FloatRange(min=0), default=None, help="Smallest tolerance (default 1.0).")
+@click.option("--note", default="", help="A header comment: how and where the seeds were measured.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def regression_expected(scale, framework, seeds, results_dir, tasks, metrics, k, floor, note, out) -> None:
+    """Write the regression check's expected values from the seeds in the store (mean; tolerance from their spread)."""
+    from ltbench.io import write_text
+    from ltbench.store.regression import SPREAD_K, TOLERANCE_FLOOR, derive_entries, derived_yaml, measured_values
+
+    k = SPREAD_K if k is None else k
+    floor = TOLERANCE_FLOOR if floor is None else floor
+    values = measured_values(list(tasks), scale=scale, framework=framework, seeds=seeds, results_dir=results_dir)
+    derived = derive_entries(values, list(metrics), k=k, floor=floor)
+    text = derived_yaml(derived, scale=scale, framework=framework, header=note, k=k, floor=floor)
+    write_text(out, text)
+    click.echo(text)

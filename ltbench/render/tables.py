@@ -274,7 +274,15 @@ def render_table(
     prov = provenance_line(built, store)
     if store.corrupt:
         prov += f" Skipped {len(store.corrupt)} corrupt record(s): " + "; ".join(store.corrupt[:3])
-    return Rendered(built, render_markdown(built, heading_level=heading_level, provenance=prov), render_latex(built), store)
+    markdown = render_markdown(built, heading_level=heading_level, provenance=prov)
+    # The claims that read this table alone, judged on the same records (seed intervals at mini and paper scale)
+    from ltbench.claims.report import claims_markdown, table_claims
+
+    serves = {(str(table_id), group, row): tuple(s.pairs) for (group, row), s in by_ref.items() if s is not None}
+    claims = table_claims(spec, table_id, serves, store.results, scale=scale)
+    if claims:
+        markdown = markdown.rstrip("\n") + "\n\n" + claims_markdown(claims, heading="#" * (heading_level + 1) + " Claims on this table")
+    return Rendered(built, markdown, render_latex(built), store)
 
 
 def write_table(paper: str, table_id: str, *, md: Path, tex: Path | None, **kwargs: Any) -> Rendered:

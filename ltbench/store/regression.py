@@ -1,19 +1,25 @@
-"""CI regression check: smoke metrics against committed expected values (detectron2 style).
+"""Regression check: mini-scale metrics against committed expected values (detectron2 style).
 
 ``workflows/regression/expected.yaml``::
 
-    scale: smoke
+    scale: mini
     framework: torchvision
     entries:               # [task, metric, expected, tolerance]; task = a spec row reference
-      - [pcb/table2/v0.5/softmax, segm.AP, 1.23, 0.5]
+      - [pcb/table2/v1.0/softmax, segm.AP, 26.2, 3.1]
 
 A task names a spec row (``<paper>/table<N>[/<group>]/<row id>``, the row's ``ref``); its value is the
-row's measured metric (mean over seeds). An entry fails when the record is missing or
-``|measured - expected| > tolerance``.
+row's measured metric (mean over the seeds checked: the check runs one). An entry fails when the record is
+missing or ``|measured - expected| > tolerance``.
+
+``derive_entries`` makes the entries from a store holding several seeds of each task: expected = the seeds'
+mean, tolerance = max(k x their sample standard deviation, floor), rounded up to 0.1, so that one seed on
+another machine passes and a broken method (a sampler off, a flipped background index, a wrong target) fails.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,3 +159,78 @@ def check(expected: Expected, *, scale: str, framework: str | None, results_dir:
                 metrics.setdefault(key, []).append(value)
         row_values[task] = metrics
     return evaluate_entries(expected, row_values)
+
+
+#: derive_entries' defaults: tolerance = max(SPREAD_K x seed std, TOLERANCE_FLOOR)
+SPREAD_K = 3.0
+TOLERANCE_FLOOR = 1.0
+MIN_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class Derived:
+    entry: Entry
+    values: tuple[float, ...]  # one per seed, in seed order
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values)
+
+
+def derive_entries(row_values: dict[str, dict[str, list[float]]], metrics: list[str], *, k: float = SPREAD_K,
+                   floor: float = TOLERANCE_FLOOR, min_seeds: int = MIN_SEEDS) -> list[Derived]:
+    """Entries from measured seeds: ``row_values`` task -> metric -> values (one per seed).
+
+    Raises when a task has fewer than ``min_seeds`` values of a metric (a spread of fewer seeds says too little).
+    """
+    out = []
+    for task, by_metric in row_values.items():
+        for metric in metrics:
+            values = [float(v) for v in by_metric.get(metric, []) if v is not None]
+            if len(values) < min_seeds:
+                raise LtbenchError(f"{len(values)} measured value(s) of {metric}", key=task,
+                                   expected=f"at least {min_seeds} seeds in the store (snakemake ... --config seeds={min_seeds})")
+            mean, std = statistics.fmean(values), statistics.stdev(values)
+            tolerance = math.ceil(max(k * std, floor) * 10 - 1e-9) / 10
+            out.append(Derived(Entry(task, metric, round(mean, 2), tolerance), tuple(values)))
+    return out
+
+
+def derived_yaml(derived: list[Derived], *, scale: str, framework: str | None, header: str, k: float, floor: float) -> str:
+    """The expected.yaml text of ``derived``, each entry's seeds in a comment beside it."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    lines += [f"# Tolerance = max({k:g} x the seeds' sample standard deviation, {floor:g}), rounded up to 0.1.",
+              f"scale: {scale}", f"framework: {framework or 'null'}", "entries:"]
+    for d in derived:
+        e = d.entry
+        seeds = ", ".join(f"{v:.2f}" for v in d.values)
+        lines.append(f"  - [{e.task}, {e.metric}, {e.expected:.2f}, {e.tolerance:.1f}]   # seeds {seeds} (std {d.std:.2f})")
+    return "\n".join(lines) + "\n"
+
+
+def measured_values(expected_tasks: list[str], *, scale: str, framework: str | None, seeds: int | None,
+                    results_dir: str | Path | None = None) -> dict[str, dict[str, list[float]]]:
+    """task -> metric -> the store's values of that row, one per seed of the plan (``seeds`` per row)."""
+    from ltbench.render.tables import read_store
+    from ltbench.workflow import row_pairs
+
+    store = read_store(results_dir)
+    tables = list(dict.fromkeys(tuple(t.split("/")[:2]) for t in expected_tasks))
+    out: dict[str, dict[str, list[float]]] = {}
+    for paper, table in tables:
+        table_id = table.removeprefix("table")
+        for (group, row_id), serve in row_pairs(paper, table_id, scale=scale, framework=framework, seeds=seeds).items():
+            task = f"{paper}/{table}/{group}/{row_id}"
+            if task not in expected_tasks:
+                continue
+            metrics: dict[str, list[float]] = {}
+            for pair in serve.pairs:
+                for key, value in store.results.get(pair, {}).items():
+                    if isinstance(value, (int, float)):
+                        metrics.setdefault(key, []).append(float(value))
+            out[task] = metrics
+    missing = [t for t in expected_tasks if t not in out]
+    if missing:
+        raise LtbenchError(f"no such row in the plan: {', '.join(missing)}", key="--task",
+                           expected="<paper>/table<N>/<group>/<row id> of a reproduced table")
+    return out

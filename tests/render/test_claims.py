@@ -76,7 +76,8 @@ def test_claims_quote_the_paper_text(specs):
     if not papers_dir.is_dir():
         pytest.skip(f"paper texts not available at {papers_dir}")
     for paper, spec in specs.items():
-        body = _letters((papers_dir / f"{paper}.txt").read_text(encoding="utf-8"))
+        # bracketed citations ([5, 12]) are dropped on both sides, like the claims' editorial insertions
+        body = _letters(re.sub(r"\[[^\]]*\]", " ", (papers_dir / f"{paper}.txt").read_text(encoding="utf-8")))
         checked = 0
         for c in spec.claims:
             for fragment in re.split(r"\.\.\.|…", c["text"]):
@@ -351,3 +352,32 @@ def test_pearson_option_and_zero_difference_without_tolerance(specs):
         "kind": "difference", "metric": "segm.APr", "value": 0, "a": rows[0], "b": rows[1]}}
     result = evaluate_claim(pcb, zero, values, "paper")
     assert result.verdict == UNDETERMINED and "without a tolerance" in result.details[0]
+
+
+def test_a_table_ends_with_the_claims_that_read_it_alone(specs):
+    """Table 2's claims (and not Table 1's, nor the ones reading Tables 7 and 2) judged on the table's records:
+    RFS, EQL v2 and Seesaw raise APr over Softmax beyond three seeds' spread; PCB lowers AP."""
+    from ltbench.claims.report import table_claims
+
+    pcb = specs["pcb"]
+    serves, results = {}, {}
+    apr = {"softmax": 3.0, "rfs-12": 10.0, "eql-v2-29": 8.0, "seesaw-34": 12.0}
+    for row in pcb.table("2").rows:
+        base = row.id.removesuffix("-plus-pcb")
+        pairs = tuple((f"{base}{'-pcb' if base != row.id else ''}-s{s}", "plain") for s in range(3))
+        serves[("2", row.group.id, row.id)] = pairs
+        for s, pair in enumerate(pairs):
+            results[pair] = {"segm.AP": 25.0 - 5.0 * (base != row.id) + 0.2 * s, "segm.APr": apr[base] + 0.3 * s,
+                             "PwB": 3.0}
+    pairs = table_claims(pcb, "2", serves, results, scale="mini")
+    verdicts = {result.id: result.verdict for _, result in pairs}
+    assert {"resampling-raises-rare-ap", "eqlv2-raises-rare-ap", "seesaw-raises-rare-ap", "pcb-improves-every-base"} <= set(verdicts)
+    assert "first-step-beats-base" not in verdicts  # reads Table 7 too
+    assert all(reported.verdict == HOLDS for reported, _ in pairs)
+    assert verdicts["resampling-raises-rare-ap"] == verdicts["seesaw-raises-rare-ap"] == HOLDS
+    assert verdicts["pcb-improves-every-base"] == FAILS
+    assert all(result.mode == "mini" for _, result in pairs)
+    md = claims_markdown(pairs, heading="### Claims on this table")
+    assert md.startswith("### Claims on this table") and "#### resampling-raises-rare-ap: ✓ holds" in md
+    no_records = table_claims(pcb, "5", {}, {}, scale="mini")
+    assert [(r.id, r.verdict) for _, r in no_records] == [("pcb-momentum-trades-rare-for-common", UNDETERMINED)]

@@ -13,8 +13,8 @@ def test_shipped_expected_file_loads_and_names_real_rows():
     from ltbench.store.regression import task_pairs
 
     expected = load_expected(paths.WORKFLOWS / "regression" / "expected.yaml")
-    assert expected.scale == "smoke"
-    served = task_pairs(expected, scale="smoke", framework=None)
+    assert expected.scale == "mini"
+    served = task_pairs(expected, scale="mini", framework=None)
     assert all(served[e.task] for e in expected.entries), "every task must be a planned row"
 
 
@@ -58,3 +58,22 @@ def test_scale_mismatch_is_an_error(tmp_path):
 
     with pytest.raises(LtbenchError, match="scale"):
         check(Expected(tmp_path / "e.yaml", "smoke", None, []), scale="paper", framework=None, results_dir=tmp_path)
+
+
+def test_derived_entries_take_the_seed_mean_and_a_tolerance_from_their_spread(tmp_path):
+    from ltbench.store.regression import derive_entries, derived_yaml
+
+    values = {"pcb/table2/v1.0/softmax": {"segm.AP": [26.2, 25.0, 27.1], "segm.APr": [2.8, 2.9, 3.0]}}
+    derived = derive_entries(values, ["segm.AP", "segm.APr"], k=3.0, floor=1.0)
+    ap, apr = (d.entry for d in derived)
+    assert ap.expected == pytest.approx(26.1) and ap.tolerance == pytest.approx(3.2)  # 3 x 1.054 = 3.16 -> 3.2
+    assert apr.expected == pytest.approx(2.9) and apr.tolerance == 1.0  # 3 x 0.1 is below the floor
+    f = tmp_path / "expected.yaml"
+    f.write_text(derived_yaml(derived, scale="mini", framework="torchvision", header="measured here", k=3.0, floor=1.0))
+    loaded = load_expected(f)
+    assert loaded.scale == "mini" and loaded.framework == "torchvision"
+    assert [(e.task, e.metric, e.expected, e.tolerance) for e in loaded.entries] == [
+        ("pcb/table2/v1.0/softmax", "segm.AP", 26.1, 3.2), ("pcb/table2/v1.0/softmax", "segm.APr", 2.9, 1.0)]
+    assert "# seeds 26.20, 25.00, 27.10" in f.read_text()
+    with pytest.raises(LtbenchError, match="2 measured value"):
+        derive_entries({"t/table2/x": {"segm.AP": [1.0, 2.0]}}, ["segm.AP"])

@@ -1,5 +1,5 @@
-# CI regression: a tiny smoke matrix checked against committed expected values with tolerances
-# (detectron2-style [task, metric, expected, tolerance] in workflows/regression/expected.yaml).
+# Regression check: a tiny mini-scale matrix checked against committed expected values with tolerances
+# (detectron2-style [task, metric, expected, tolerance] in workflows/regression/expected.yaml; `make regression`).
 
 
 rule regression:
