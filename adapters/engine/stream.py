@@ -73,6 +73,27 @@ def epoch_order(sampler: dict | None, image_categories: Sequence[set[int]], seed
                                default_rounding=default_rounding).epoch_indices
 
 
+def drawn_images(order: Callable[[int], list], image_categories: Sequence[set[int]], class_stats: Any, images: int) -> dict[str, Any]:
+    """What the sampler feeds a run: of its first ``images`` stream items (iterations x global batch, epoch after
+    epoch), how many hold a category of each LVIS frequency group, in percent (an image counts once in each group
+    it holds). Recorded in done.json (``training.sampler``), so that a broken sampler shows in the regression check
+    (``train.sampler.rare_pct``) without waiting for its effect on AP. ``image_categories``: category ids per image."""
+    group_of = dict(zip(class_stats.category_ids, class_stats.frequencies))
+    counts = {"r": 0, "c": 0, "f": 0}
+    drawn, epoch = 0, 0
+    while drawn < images:
+        items = order(epoch)[: images - drawn]
+        if not items:
+            break
+        for index in items:
+            for group in {group_of.get(c) for c in image_categories[index]} & counts.keys():
+                counts[group] += 1
+        drawn += len(items)
+        epoch += 1
+    share = (lambda n: round(100.0 * n / drawn, 3)) if drawn else (lambda n: 0.0)
+    return {"images": drawn, "rare_pct": share(counts["r"]), "common_pct": share(counts["c"]), "frequent_pct": share(counts["f"])}
+
+
 def rank_slice(items: list, rank: int, world_size: int) -> list:
     """This rank's share of one global batch: contiguous, ``len(items) / world_size`` items each."""
     per_rank, rest = divmod(len(items), world_size)

@@ -15,7 +15,7 @@ from typing import Any
 from adapters import checkpoints as ckpt
 from adapters.engine import hooks, preemption
 from adapters.engine.randomness import iteration_seed, rng_state, seed_everything, set_rng_state
-from adapters.engine.stream import IndexStream, RankBatches, epoch_order, rank_slice
+from adapters.engine.stream import IndexStream, RankBatches, drawn_images, epoch_order, rank_slice
 from adapters.engine.trainer import Trainer
 from adapters.interface import Adapter, DataPaths, has_masks, run_label, schedule_of, training_sampler
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
@@ -97,6 +97,8 @@ class TorchvisionAdapter(Adapter):
         categories = [set(r.classes.tolist()) for r in split.images] if bilevel else [r.category_ids for r in split.images]
         # torchvision follows detectron2's RFS (stochastic rounding) unless the run says otherwise
         order = epoch_order(sampler, categories, seed, batch_size=global_batch, default_rounding="stochastic")
+        if not bilevel:  # what the sampler feeds the whole run, per frequency group (regression check: train.sampler.*)
+            training["sampler"] = drawn_images(order, categories, split.class_stats, int(schedule["iterations"]) * global_batch)
         if "epoch_images" in schedule:  # the exact epoch of this data vs the plan's (assumption rfs-epoch-size)
             epoch_text = epoch_note(schedule, sampler_epoch_images(sampler, categories, default_rounding="stochastic"))
             training["notes"] += [epoch_text] if epoch_text else []

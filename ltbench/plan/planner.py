@@ -193,6 +193,13 @@ class _Planner:
             "stage2": stage2, "stage1": stage1, "seed": seed,
             "schedule": schedule, "model": scales.model_block(self.scale, run["backbone"], framework, run.get("train_scales")),
         }
+        scaled_rfs = False
+        if self.scale == "mini":  # RFS's threshold in images, not as a fraction of the 600 synthetic ones
+            for block in (config, config["stage2"] or {}):
+                if block.get("sampler") is not None:
+                    scaled = scales.mini_sampler(block["sampler"], config["dataset"])
+                    scaled_rfs |= scaled != block["sampler"]
+                    block["sampler"] = scaled
         # only on the run that loads the checkpoint (a stage-2 run starts from its stage-1 run), and only when
         # set, so the configs (and ids) of every other run are unchanged
         if init_from is not None and not stage2:
@@ -209,6 +216,8 @@ class _Planner:
             harness.append("forced-framework-schedule")
         if self.scale == "mini" and config["dataset"] in scales.MINI_SHARED_DATASETS.values():
             harness.append("mini-one-dataset")  # on the shared run whichever row planned it first
+        if scaled_rfs:
+            harness.append("mini-rfs-threshold")
         harness += [*scales.FRAMEWORK_ASSUMPTIONS["*"], *scales.FRAMEWORK_ASSUMPTIONS.get(framework, ())]
         self.harness_assumptions[config["id"]] = harness
         return config

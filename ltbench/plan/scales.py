@@ -278,6 +278,32 @@ HARNESS_ASSUMPTIONS["mini-one-dataset"] = {
     ),
     "source": "ltbench/plan/scales.py MINI_SHARED_DATASETS",
 }
+# Repeat-factor sampling's threshold t is a fraction of the training images: LVIS v1's t = 0.001 repeats the
+# classes in fewer than 100 of its 100,170 images (r = sqrt(100 / n) for a class in n images). Of the 600
+# synthetic training images that is 0.6 of an image, so RFS would repeat nothing (measured: 8.4-8.7 % of the
+# images drawn over a mini run hold a rare class, with RFS and without). At mini scale the threshold keeps its
+# number of images: t x (the dataset's paper training images) / MINI_TRAIN_IMAGES.
+MINI_TRAIN_IMAGES = 600  # ltbench.data.synth's "smoke" preset, the data of both embedded scales
+HARNESS_ASSUMPTIONS["mini-rfs-threshold"] = {
+    "text": (
+        "RFS's threshold t = 0.001 is a fraction of LVIS's training images (a class in fewer than t x N images is "
+        "repeated); on the 600 synthetic training images it would repeat no class at all."
+    ),
+    "choice": (
+        "At mini scale t is scaled to keep its number of images: t x N_paper / 600 (LVIS v1: 0.001 x 100,170 / 600 "
+        "= 0.167, so a class in n < 100 of the 600 images is repeated sqrt(100 / n) times, as in LVIS v1)."
+    ),
+    "source": "ltbench/plan/scales.py mini_sampler",
+}
+
+
+def mini_sampler(sampler: dict[str, Any] | None, dataset: str) -> dict[str, Any] | None:
+    """The sampler a mini-scale run of ``dataset`` uses: RFS with its threshold kept in images (see above)."""
+    if not isinstance(sampler, dict) or sampler.get("name") != "rfs" or "t" not in sampler:
+        return sampler
+    return {**sampler, "t": round(float(sampler["t"]) * train_images(dataset) / MINI_TRAIN_IMAGES, 6)}
+
+
 #: harness assumptions of every run a framework trains (listed on its rows at both scales); "*": every run
 FRAMEWORK_ASSUMPTIONS: dict[str, tuple[str, ...]] = {"*": ("box-head-fc-init",), "torchvision": ("torchvision-box-loss",)}
 

@@ -153,12 +153,34 @@ def check(expected: Expected, *, scale: str, framework: str | None, results_dir:
     for task, pairs in task_pairs(expected, scale=scale, framework=framework).items():
         if not pairs:
             continue  # reported as "no such row in the plan"
-        metrics: dict[str, list[Any]] = {}
-        for pair in pairs:
-            for key, value in store.results.get(pair, {}).items():
-                metrics.setdefault(key, []).append(value)
-        row_values[task] = metrics
+        row_values[task] = row_metrics(store, pairs)
     return evaluate_entries(expected, row_values)
+
+
+def _numbers(prefix: str, tree: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_numbers(f"{prefix}.{key}", value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{prefix}.{key}"] = float(value)
+    return out
+
+
+def row_metrics(store: Any, pairs: list[tuple[str, str]]) -> dict[str, list[float]]:
+    """metric -> one value per (run, view) pair of a row (its seeds): the record's evaluation metrics, and the
+    numbers of its training as ``train.<key>`` (done.json's ``training``, e.g. ``train.sampler.rare_pct``: the
+    percentage of the images the sampler fed the run that hold a rare category)."""
+    metrics: dict[str, list[float]] = {}
+    for pair in pairs:
+        values: dict[str, Any] = dict(store.results.get(pair, {}))
+        record = store.records.get(pair)
+        if record is not None:
+            values.update(_numbers("train", (record.get("train") or {}).get("training") or {}))
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics.setdefault(key, []).append(float(value))
+    return metrics
 
 
 #: derive_entries' defaults: tolerance = max(SPREAD_K x seed std, TOLERANCE_FLOOR)
@@ -223,12 +245,7 @@ def measured_values(expected_tasks: list[str], *, scale: str, framework: str | N
             task = f"{paper}/{table}/{group}/{row_id}"
             if task not in expected_tasks:
                 continue
-            metrics: dict[str, list[float]] = {}
-            for pair in serve.pairs:
-                for key, value in store.results.get(pair, {}).items():
-                    if isinstance(value, (int, float)):
-                        metrics.setdefault(key, []).append(float(value))
-            out[task] = metrics
+            out[task] = row_metrics(store, list(serve.pairs))
     missing = [t for t in expected_tasks if t not in out]
     if missing:
         raise LtbenchError(f"no such row in the plan: {', '.join(missing)}", key="--task",
