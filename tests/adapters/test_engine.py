@@ -301,3 +301,21 @@ def test_keep_top_k_per_class_keeps_the_best_in_file_order() -> None:
     assert prediction.keep_top_k_per_class(dets, 2) == [dets[1], dets[2], dets[3], dets[4]]
     assert prediction.keep_top_k_per_class(dets, None) is dets
     assert "_order" not in dets[0]
+
+
+def test_drawn_images_counts_what_the_sampler_feeds_a_run_per_frequency_group():
+    """Of the images a run draws, the percentage holding a rare / common / frequent class: uniform sampling gives the
+    data's own shares, RFS raises the rare share (r = sqrt(t / f) per class)."""
+    from adapters.engine.stream import drawn_images, epoch_order
+    from types import SimpleNamespace
+
+    # 100 images: class 1 (rare) in 2 of them, class 2 (common) in 20, class 3 (frequent) in all
+    images = [{1, 3} if i < 2 else ({2, 3} if i < 22 else {3}) for i in range(100)]
+    stats = SimpleNamespace(category_ids=[1, 2, 3], frequencies=["r", "c", "f"])
+    uniform = drawn_images(epoch_order(None, images, 0), images, stats, 300)  # 3 epochs
+    assert uniform["images"] == 300 and uniform["frequent_pct"] == 100.0
+    assert uniform["rare_pct"] == 2.0 and uniform["common_pct"] == 20.0  # 6 of 300; 60 of 300
+    rfs = drawn_images(epoch_order({"name": "rfs", "t": 0.5, "rounding": "ceil"}, images, 0), images, stats, 5 * 128)
+    # r(rare) = sqrt(0.5 / 0.02) = 5, r(common) = sqrt(0.5 / 0.2) = 1.58 -> ceil 2: an epoch of 2 x 5 + 20 x 2 + 78 = 128
+    assert rfs["images"] == 640 and rfs["rare_pct"] == pytest.approx(100 * 10 / 128, abs=1e-3)
+    assert rfs["common_pct"] == pytest.approx(100 * 40 / 128, abs=1e-3)

@@ -136,7 +136,8 @@ def test_forced_framework_and_rfs_epoch_assumptions_are_listed_where_they_apply(
     smoke = build_plan(["tables/pcb_table2.md"], scale="smoke", framework="mmdet")
     assert not any({"rfs-epoch-size", "forced-framework-schedule"} & set(r.assumptions) for r in smoke.rows)
     assert set(scales.HARNESS_ASSUMPTIONS) == {"rfs-epoch-size", "forced-framework-schedule",
-                                               "torchvision-box-loss", "box-head-fc-init", "mini-one-dataset"}
+                                               "torchvision-box-loss", "box-head-fc-init", "mini-one-dataset",
+                                               "mini-rfs-threshold"}
 
 
 def test_mini_scale_trains_each_v05_row_as_the_v1_run_and_says_so():
@@ -153,6 +154,22 @@ def test_mini_scale_trains_each_v05_row_as_the_v1_run_and_says_so():
     assert config["model"]["anchor_sizes"] == [8, 16, 32, 64, 128]
     assert config["schedule"]["batch_size"] == scales.MINI_BATCH and config["schedule"]["iterations"] == 200
     assert config["schedule"]["lr"] == scales.MINI_LR
+
+
+def test_mini_scale_keeps_the_rfs_threshold_in_images_and_says_so():
+    """t = 0.001 of 600 synthetic images would repeat nothing: at mini scale t x 100,170 / 600 (LVIS v1's count)."""
+    smoke = build_plan(["tables/pcb_table2.md"], scale="smoke")
+    mini = build_plan(["tables/pcb_table2.md"], scale="mini")
+    for plan, t in ((smoke, 0.001), (mini, round(0.001 * 100170 / 600, 6))):
+        rfs = [run.config["sampler"] for run in plan.runs.values() if (run.config["sampler"] or {}).get("name") == "rfs"]
+        assert rfs and all(s["t"] == pytest.approx(t) for s in rfs)
+    for row in mini.rows:
+        if row.run_ids:
+            uses_rfs = (mini.runs[row.run_ids[0]].config["sampler"] or {}).get("name") == "rfs"
+            assert ("mini-rfs-threshold" in row.assumptions) == uses_rfs, row.label
+    assert not any("mini-rfs-threshold" in row.assumptions for row in smoke.rows)
+    assert scales.mini_sampler({"name": "random"}, "lvis_v1") == {"name": "random"}
+    assert scales.mini_sampler(None, "lvis_v1") is None
 
 
 def test_torchvision_box_loss_and_fc_init_are_listed_where_they_apply():

@@ -77,3 +77,15 @@ def test_derived_entries_take_the_seed_mean_and_a_tolerance_from_their_spread(tm
     assert "# seeds 26.20, 25.00, 27.10" in f.read_text()
     with pytest.raises(LtbenchError, match="2 measured value"):
         derive_entries({"t/table2/x": {"segm.AP": [1.0, 2.0]}}, ["segm.AP"])
+
+
+def test_training_numbers_of_a_record_are_train_metrics():
+    from types import SimpleNamespace
+
+    from ltbench.store.regression import row_metrics
+
+    pair = ("run-s0", "plain")
+    record = {"train": {"training": {"ranks": 1, "precision": "32-true", "sampler": {"images": 1600, "rare_pct": 21.5}}}}
+    store = SimpleNamespace(results={pair: {"segm.AP": 26.2}}, records={pair: record})
+    metrics = row_metrics(store, [pair, ("run-s1", "plain")])  # the second seed has no record yet
+    assert metrics == {"segm.AP": [26.2], "train.ranks": [1.0], "train.sampler.images": [1600.0], "train.sampler.rare_pct": [21.5]}
