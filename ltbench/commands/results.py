@@ -232,8 +232,10 @@ def regression(expected, scale, framework, results_dir, out) -> None:
 @SEEDS
 @RESULTS
 @click.option("--task", "tasks", multiple=True, required=True, help="A row, <paper>/table<N>/<group>/<row id> (repeat).")
-@click.option("--metric", "metrics", multiple=True, required=True, help="A metric key, e.g. segm.APr (repeat).")
-@click.option("--k", type=click.FloatRange(min=0), default=None, help="Tolerance = max(k x seed std, floor) (default 3).")
+@click.option("--metric", "metrics", multiple=True, required=True,
+              help="A metric key checked on every task, e.g. segm.APr, or <task>:<key> for one task (repeat).")
+@click.option("--k", type=click.FloatRange(min=0), default=None,
+              help="Tolerance = max(k x the metric's seed std pooled over the tasks, floor) (default 3).")
 @click.option("--floor", type=click.FloatRange(min=0), default=None, help="Smallest tolerance (default 1.0).")
 @click.option("--note", default="", help="A header comment: how and where the seeds were measured.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)

@@ -12,8 +12,9 @@ row's measured metric (mean over the seeds checked: the check runs one). An entr
 missing or ``|measured - expected| > tolerance``.
 
 ``derive_entries`` makes the entries from a store holding several seeds of each task: expected = the seeds'
-mean, tolerance = max(k x their sample standard deviation, floor), rounded up to 0.1, so that one seed on
-another machine passes and a broken method (a sampler off, a flipped background index, a wrong target) fails.
+mean, tolerance = max(k x the metric's seed standard deviation pooled over the tasks, floor), rounded up to 0.1,
+so that one seed on another machine passes and a broken method (a sampler off, a flipped background index, a
+wrong target) fails.
 """
 
 from __future__ import annotations
@@ -193,6 +194,7 @@ MIN_SEEDS = 3
 class Derived:
     entry: Entry
     values: tuple[float, ...]  # one per seed, in seed order
+    pooled_std: float  # the metric's seed spread pooled over the tasks that check it
 
     @property
     def std(self) -> float:
@@ -203,30 +205,44 @@ def derive_entries(row_values: dict[str, dict[str, list[float]]], metrics: list[
                    floor: float = TOLERANCE_FLOOR, min_seeds: int = MIN_SEEDS) -> list[Derived]:
     """Entries from measured seeds: ``row_values`` task -> metric -> values (one per seed).
 
-    Raises when a task has fewer than ``min_seeds`` values of a metric (a spread of fewer seeds says too little).
+    ``metrics``: metric keys checked on every task, or ``<task>:<metric>`` for one task only. A metric's spread
+    is pooled over the tasks that check it (the root mean square of their seed standard deviations), since
+    three seeds of one row can agree by chance: tolerance = max(k x pooled std, floor), rounded up to 0.1.
+    Raises when a task has fewer than ``min_seeds`` values of a metric (fewer seeds say too little).
     """
-    out = []
-    for task, by_metric in row_values.items():
+    wanted: list[tuple[str, str]] = []
+    for task in row_values:
         for metric in metrics:
-            values = [float(v) for v in by_metric.get(metric, []) if v is not None]
-            if len(values) < min_seeds:
-                raise LtbenchError(f"{len(values)} measured value(s) of {metric}", key=task,
-                                   expected=f"at least {min_seeds} seeds in the store (snakemake ... --config seeds={min_seeds})")
-            mean, std = statistics.fmean(values), statistics.stdev(values)
-            tolerance = math.ceil(max(k * std, floor) * 10 - 1e-9) / 10
-            out.append(Derived(Entry(task, metric, round(mean, 2), tolerance), tuple(values)))
+            only, _, key = metric.rpartition(":")
+            if not only or only == task:
+                wanted.append((task, key))
+    values: dict[tuple[str, str], list[float]] = {}
+    for task, metric in wanted:
+        got = [float(v) for v in row_values[task].get(metric, []) if v is not None]
+        if len(got) < min_seeds:
+            raise LtbenchError(f"{len(got)} measured value(s) of {metric}", key=task,
+                               expected=f"at least {min_seeds} seeds in the store (snakemake ... --config seeds={min_seeds})")
+        values[(task, metric)] = got
+    pooled: dict[str, float] = {}
+    for metric in dict.fromkeys(m for _, m in wanted):
+        variances = [statistics.variance(v) for (_, m), v in values.items() if m == metric]
+        pooled[metric] = math.sqrt(statistics.fmean(variances))
+    out = []
+    for (task, metric), got in values.items():
+        tolerance = math.ceil(max(k * pooled[metric], floor) * 10 - 1e-9) / 10
+        out.append(Derived(Entry(task, metric, round(statistics.fmean(got), 2), tolerance), tuple(got), pooled[metric]))
     return out
 
 
 def derived_yaml(derived: list[Derived], *, scale: str, framework: str | None, header: str, k: float, floor: float) -> str:
     """The expected.yaml text of ``derived``, each entry's seeds in a comment beside it."""
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
-    lines += [f"# Tolerance = max({k:g} x the seeds' sample standard deviation, {floor:g}), rounded up to 0.1.",
+    lines += [f"# Tolerance = max({k:g} x the metric's seed standard deviation pooled over the tasks, {floor:g}), rounded up to 0.1.",
               f"scale: {scale}", f"framework: {framework or 'null'}", "entries:"]
     for d in derived:
         e = d.entry
         seeds = ", ".join(f"{v:.2f}" for v in d.values)
-        lines.append(f"  - [{e.task}, {e.metric}, {e.expected:.2f}, {e.tolerance:.1f}]   # seeds {seeds} (std {d.std:.2f})")
+        lines.append(f"  - [{e.task}, {e.metric}, {e.expected:.2f}, {e.tolerance:.1f}]   # seeds {seeds} (std {d.std:.2f}, pooled {d.pooled_std:.2f})")
     return "\n".join(lines) + "\n"
 
 

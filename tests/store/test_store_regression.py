@@ -60,21 +60,25 @@ def test_scale_mismatch_is_an_error(tmp_path):
         check(Expected(tmp_path / "e.yaml", "smoke", None, []), scale="paper", framework=None, results_dir=tmp_path)
 
 
-def test_derived_entries_take_the_seed_mean_and_a_tolerance_from_their_spread(tmp_path):
+def test_derived_entries_take_the_seed_mean_and_a_tolerance_from_the_pooled_spread(tmp_path):
     from ltbench.store.regression import derive_entries, derived_yaml
 
-    values = {"pcb/table2/v1.0/softmax": {"segm.AP": [26.2, 25.0, 27.1], "segm.APr": [2.8, 2.9, 3.0]}}
-    derived = derive_entries(values, ["segm.AP", "segm.APr"], k=3.0, floor=1.0)
-    ap, apr = (d.entry for d in derived)
-    assert ap.expected == pytest.approx(26.1) and ap.tolerance == pytest.approx(3.2)  # 3 x 1.054 = 3.16 -> 3.2
-    assert apr.expected == pytest.approx(2.9) and apr.tolerance == 1.0  # 3 x 0.1 is below the floor
+    values = {"pcb/table2/v1.0/softmax": {"segm.AP": [26.2, 25.0, 27.1], "segm.APr": [2.8, 2.9, 3.0], "train.x": [1.0, 1.0, 1.0]},
+              "pcb/table2/v1.0/rfs-12": {"segm.AP": [30.0, 30.0, 30.0], "segm.APr": [10.0, 10.1, 9.9]}}
+    derived = derive_entries(values, ["segm.AP", "segm.APr", "pcb/table2/v1.0/softmax:train.x"], k=3.0, floor=1.0)
+    entries = {(d.entry.task, d.entry.metric): d.entry for d in derived}
+    assert set(entries) == {(t, m) for t in values for m in ("segm.AP", "segm.APr")} | {("pcb/table2/v1.0/softmax", "train.x")}
+    ap = entries[("pcb/table2/v1.0/softmax", "segm.AP")]
+    # pooled std: sqrt((1.11 + 0) / 2) = 0.744 -> 3 x 0.744 = 2.23 -> 2.3, on both rows (three equal seeds say little)
+    assert ap.expected == pytest.approx(26.1) and ap.tolerance == pytest.approx(2.3)
+    assert entries[("pcb/table2/v1.0/rfs-12", "segm.AP")].tolerance == pytest.approx(2.3)
+    assert entries[("pcb/table2/v1.0/softmax", "segm.APr")].tolerance == 1.0  # 3 x 0.1 is below the floor
     f = tmp_path / "expected.yaml"
     f.write_text(derived_yaml(derived, scale="mini", framework="torchvision", header="measured here", k=3.0, floor=1.0))
     loaded = load_expected(f)
-    assert loaded.scale == "mini" and loaded.framework == "torchvision"
-    assert [(e.task, e.metric, e.expected, e.tolerance) for e in loaded.entries] == [
-        ("pcb/table2/v1.0/softmax", "segm.AP", 26.1, 3.2), ("pcb/table2/v1.0/softmax", "segm.APr", 2.9, 1.0)]
-    assert "# seeds 26.20, 25.00, 27.10" in f.read_text()
+    assert loaded.scale == "mini" and loaded.framework == "torchvision" and len(loaded.entries) == 5
+    assert ("pcb/table2/v1.0/softmax", "segm.AP", 26.1, 2.3) in [(e.task, e.metric, e.expected, e.tolerance) for e in loaded.entries]
+    assert "# seeds 26.20, 25.00, 27.10 (std 1.05, pooled 0.74)" in f.read_text()
     with pytest.raises(LtbenchError, match="2 measured value"):
         derive_entries({"t/table2/x": {"segm.AP": [1.0, 2.0]}}, ["segm.AP"])
 
