@@ -33,20 +33,23 @@ def repeat_factors(image_categories, t):
 
 samplers.repeat_factors = repeat_factors
 ''',
-    # The box head is told the opposite background convention from the labels torchvision gives it
-    # (background first): background RoIs train as the first class, the last class trains as background.
+    # The background index flipped between the framework and the method: the box head's classification loss gets
+    # the RoI labels in the other convention (torchvision's background 0 becomes class C, class k becomes k - 1),
+    # while inference still reads column 0 as background.
     "background-flipped": '''
-from adapters import wiring
+from ltbench.methods import heads
+from ltbench.methods.conventions import convert_labels
 
-_build_head = wiring.build_head
+_classification_losses = heads.LogitsBoxHead.classification_losses
 
 
-def build_head(*args, background, **kwargs):
+def classification_losses(self, output, labels):
     _mark("background-flipped")
-    return _build_head(*args, background={"first": "last", "last": "first"}[background], **kwargs)
+    other = "last" if self.background == "first" else "first"
+    return _classification_losses(self, output, convert_labels(labels, self.num_classes, self.background, other))
 
 
-wiring.build_head = build_head
+heads.LogitsBoxHead.classification_losses = classification_losses
 ''',
     # PCB's fight-back soft targets (a column of the confusion matrix) replaced by the one-hot ground truth:
     # the PCB term becomes a second cross-entropy.

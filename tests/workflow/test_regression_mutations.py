@@ -78,7 +78,14 @@ def test_the_check_passes_on_the_code_as_it_is(checked):
     [
         ("rfs-disabled", lambda: ["--forcerun", f"results/runs/{_run_of(RFS)}/train.done"], {RFS}),
         ("background-flipped", lambda: ["--forcerun", f"results/runs/{_run_of(SOFTMAX)}/train.done"], {SOFTMAX}),
-        ("pcb-one-hot", lambda: ["--forcerun", f"results/runs/{_run_of(PCB)}/train.done"], {PCB}),
+        pytest.param(
+            "pcb-one-hot", lambda: ["--forcerun", f"results/runs/{_run_of(PCB)}/train.done"], {PCB},
+            # Measured (seed 0, CI fresh clone of 7624ca4): one-hot targets moved Softmax + PCB's cls.ACC 86.83 -> 87.88
+            # (tolerance +-1.5 around 86.99), PwB 2.40 -> 3.31 (+-1.1 around 2.92), segm AP 19.04 -> 19.79: PCB's term is
+            # on for the last 67 of 200 iterations only, at lr <= 0.004, and its effect stays within the seeds' spread.
+            marks=pytest.mark.xfail(strict=True, reason="not caught at mini scale: PCB's soft targets move the metrics "
+                                                         "less than three seeds do (issue 14 stays open on this)"),
+        ),
         ("federated-rule-removed", lambda: ["--forcerun", "evaluate"], None),
     ],
 )
