@@ -102,6 +102,9 @@ def test_each_mutation_makes_the_check_fail(checked, tmp_path, mutation, force, 
     proc = run_workflow(root, *MINI, *force(), "--", "regression", env=env, timeout=1800)
     assert log.exists() and mutation in log.read_text(), f"the mutation never ran:\n{proc.stderr[-3000:]}"
     report = (root / "results" / "logs" / "regression.log").read_text()
+    kept = checked / "mutations"  # beside the unmutated run, which pytest keeps: each mutation's report, to read
+    kept.mkdir(exist_ok=True)
+    (kept / f"{mutation}.md").write_text(report)
     assert proc.returncode != 0 and not (root / "results" / "regression.md").exists(), report
     failed = {task for (task, _), result in _outcomes(report).items() if result == "FAIL"}
     assert failed, report
