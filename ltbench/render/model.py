@@ -255,6 +255,7 @@ def build_table(
     *,
     failures: Mapping[tuple[str, str | None], str] | None = None,
     tolerances: Mapping[str, float] | None = None,
+    run_notes: Mapping[tuple[str, str], Sequence[str]] | None = None,
 ) -> BuiltTable:
     """Fill ``layout`` with measured values.
 
@@ -263,6 +264,7 @@ def build_table(
         failures: (run_id, view_id) -> reason; a key with view None means the run's training failed
             (every view of it fails).
         tolerances: metric key (or bare name, or "default") -> allowed |difference| in points.
+        run_notes: (run_id, view_id) -> notes on that run (``ltbench.render.run_notes``), footnoted on its rows.
     """
     failures = failures or {}
     tolerances = dict(tolerances or {"default": 1.0})
@@ -298,6 +300,11 @@ def build_table(
             mark = footnote(text)
             if mark not in out.footnotes:
                 out.footnotes.append(mark)
+        for pair in row.pairs:
+            for text in (run_notes or {}).get(pair, ()):
+                mark = footnote(f"{row.label} [{groups[row.group].label}], {text}")
+                if mark not in out.footnotes:
+                    out.footnotes.append(mark)
         failure_reasons = []
         for pair in row.pairs:
             reason = failures.get(pair) or failures.get((pair[0], None))

@@ -270,7 +270,10 @@ def render_table(
     store = store if store is not None else read_store(results_dir)
     failures = stage1_failures(store.failures, stage1_of(scale=scale, framework=framework, papers=[paper], plan=plan))
     config = config if config is not None else load_workflow_config()
-    built = build_table(layout, store.results, failures=failures, tolerances=tolerances_for(scale, config))
+    from ltbench.render.run_notes import run_notes
+
+    built = build_table(layout, store.results, failures=failures, tolerances=tolerances_for(scale, config),
+                        run_notes=run_notes(store.records))
     prov = provenance_line(built, store)
     if store.corrupt:
         prov += f" Skipped {len(store.corrupt)} corrupt record(s): " + "; ".join(store.corrupt[:3])

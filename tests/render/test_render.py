@@ -148,6 +148,25 @@ def test_failed_runs_show_reason_and_count():
     assert "3 cells within tolerance / 3 reproduced / 15 total (6 pending, 6 failed)" in md
 
 
+def test_a_pcb_run_whose_regulariser_never_turned_on_is_footnoted_on_its_row():
+    """The record says PCB's gate never opened (training.pcb.regularised_iterations == 0): the row says so, with
+    the seed and the category that kept it shut; a run whose regulariser ran gets no note."""
+    from ltbench.render.run_notes import run_notes
+
+    results = {("pcb1", "plain"): {"segm.AP": 20.0, "segm.APr": 0.0, "PwB": 3.0}, ("pcb05", "plain"): {"segm.AP": 20.0}}
+    training = lambda pcb: {"train": {"training": {"notes": [], "pcb": pcb}}}  # noqa: E731
+    records = {("pcb1", "plain"): {"seed": 1, **training({"regularised_iterations": 0, "targets": 0, "classes_never_seen": [458]})},
+               ("pcb05", "plain"): {"seed": 0, **training({"regularised_iterations": 67, "targets": 8576, "offlabel_pct": 81.6,
+                                                             "classes_never_seen": []})},
+               ("sm1", "plain"): {"seed": 0, "train": {"training": {"notes": []}}}}
+    notes = run_notes(records)
+    assert list(notes) == [("pcb1", "plain")]
+    md = render_markdown(build_table(pcb_like_layout(), results, run_notes=notes))
+    assert ("Softmax+PCB [LVIS v1.0], seed 1: PCB's regulariser never turned on: category 458 never sampled as a foreground "
+            "RoI (the official gate waits for every class); the run is the recurrent head without PCB's loss") in md
+    assert md.count("regulariser never turned on") == 1
+
+
 def test_a_record_wins_over_a_stale_failure():
     results = {("sm05", "plain"): {"segm.AP": 21.9, "segm.APr": 4.6, "PwB": 13.8}}
     built = build_table(pcb_like_layout(), results, failures={("sm05", None): "old crash"})
