@@ -21,12 +21,17 @@ Heavy imports (torch, numpy, pycocotools) are inside functions: ``ltbench --help
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from ltbench.errors import LtbenchError
+from ltbench.render.run_notes import pcb_never_on_note
 from ltbench.spec import vocab
+
+_LOG = logging.getLogger(__name__)
 
 
 class DataPaths(Protocol):
@@ -146,3 +151,24 @@ def training_sampler(run_config: dict) -> dict | None:
 def has_masks(run_config: dict) -> bool:
     """Whether the run's detector predicts instance masks (Faster R-CNN does not)."""
     return run_config.get("detector", "mask_rcnn") in MASK_DETECTORS
+
+
+def record_regulariser(training: dict, model: Any, category_ids: Sequence[int]) -> None:
+    """Puts what a training regulariser of ``model`` did (PCB: ``IterativeBoxHead.regulariser_statistics``) into
+    done.json's ``training`` block as ``training.pcb`` (read by the regression check as ``train.pcb.*``), with the
+    classes never seen as LVIS category ids (class index k is ``category_ids[k]``, ascending in every adapter).
+    A regulariser that never turned on is logged as a warning and noted in ``training.notes`` (the table marks
+    such runs). Nothing for models without one. Every rank must call it: the statistics sum over processes."""
+    for module in model.modules():
+        statistics = getattr(module, "regulariser_statistics", None)
+        out = statistics() if callable(statistics) else None
+        if not out:  # not a head, or a head without PCB
+            continue
+        out["classes_never_seen"] = [int(category_ids[k]) for k in out.get("classes_never_seen", [])]
+        training["pcb"] = out
+        if out.get("regularised_iterations") == 0:
+            note = pcb_never_on_note(out)
+            _LOG.warning(note)
+            if note not in training.setdefault("notes", []):
+                training["notes"].append(note)
+        return

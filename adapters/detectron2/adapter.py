@@ -33,7 +33,7 @@ from adapters.engine.progress import log_period
 from adapters.engine.randomness import iteration_seed, seed_everything
 from adapters.engine.schedule import epoch_progress
 from adapters.engine.stream import IndexStream, epoch_order, rank_slice
-from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
+from adapters.interface import Adapter, DataPaths, record_regulariser, run_label, schedule_of, training_sampler
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
 from adapters.records import LvisSplit
 from ltbench.errors import LtbenchError
@@ -297,6 +297,7 @@ class Detectron2Adapter(Adapter):
         with preemption.handling():
             trainer.train()
         final = workdir / ckpt.FINAL_CHECKPOINT
+        record_regulariser(training, trainer.model, split.category_ids)  # PCB; on every rank: summed over processes
         if comm.is_main_process():
             ckpt.write_done(workdir, run_config, final.name, cfg.SOLVER.MAX_ITER, self.name, training)
             ckpt.prune_checkpoints(workdir, keep, finished=True)  # same names as ours: model_<7 digits>.pth

@@ -24,7 +24,7 @@ from typing import Any
 
 from adapters import checkpoints as ckpt
 from adapters.engine.randomness import seed_everything
-from adapters.interface import Adapter, DataPaths, run_label, schedule_of, training_sampler
+from adapters.interface import Adapter, DataPaths, record_regulariser, run_label, schedule_of, training_sampler
 from adapters.mmdet.config import DETECTORS, build_config, dataset_cfg, epoch_length, rcnn_test_cfgs, train_data
 from adapters.mmdet.registration import (
     float32_mmcv_ops_on_cpu,
@@ -202,6 +202,7 @@ class MMDetAdapter(Adapter):
         with trusted_checkpoints(), preemption.handling(), float32_mmcv_ops_on_cpu() if cpu_bf16 else contextlib.nullcontext():
             runner.train()
         final = workdir / f"iter_{max_iters}.pth"
+        record_regulariser(training, runner.model, split.category_ids)  # PCB; on every rank: summed over processes
         if runner.rank == 0:
             if not final.is_file():
                 raise LtbenchError("mmengine did not write the final checkpoint", path=final, expected=f"iter_{max_iters}.pth")

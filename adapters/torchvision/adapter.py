@@ -17,7 +17,7 @@ from adapters.engine import hooks, preemption
 from adapters.engine.randomness import iteration_seed, rng_state, seed_everything, set_rng_state
 from adapters.engine.stream import IndexStream, RankBatches, drawn_images, epoch_order, rank_slice
 from adapters.engine.trainer import Trainer
-from adapters.interface import Adapter, DataPaths, has_masks, run_label, schedule_of, training_sampler
+from adapters.interface import Adapter, DataPaths, has_masks, record_regulariser, run_label, schedule_of, training_sampler
 from adapters.prediction import UNCAPPED_DETECTIONS_PER_IMAGE, ImagePrediction, predict_view
 from adapters.records import LvisSplit, instance_masks, read_image
 from adapters.torchvision.model import build_model
@@ -146,6 +146,8 @@ class TorchvisionAdapter(Adapter):
 
         def save(iteration: int, final: bool) -> Path:
             path = workdir / (ckpt.FINAL_CHECKPOINT if final else ckpt.checkpoint_name(iteration))
+            if final:  # PCB: what its regulariser did (on every rank: summed over processes)
+                record_regulariser(training, module, split.category_ids)
             if fabric.global_rank == 0:
                 snapshot = {"run_id": run_config.get("id"), "iteration": iteration, "model": module.state_dict(),
                             "optimizer": optimizer.state_dict(), "sampler": stream.state_dict(), "rng": rng_state(),

@@ -181,6 +181,11 @@ class IterativeBoxHead(BoxHead):
                 renormalize_rows=self.variant != "eqlv2",
                 distributed=self.pcb["distributed"],
             )
+            # What the regulariser did over the training (done.json's training.pcb, checked by the regression
+            # check): buffers, so that a resumed run reports its whole training.
+            self.register_buffer("regularised_iterations", torch.zeros((), dtype=torch.long))
+            self.register_buffer("regularised_targets", torch.zeros((), dtype=torch.long))
+            self.register_buffer("offlabel_mass", torch.zeros((), dtype=torch.float64))
 
     def _pcb_config(self, pcb: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if pcb is None:
@@ -313,8 +318,10 @@ class IterativeBoxHead(BoxHead):
         labels_fg = to_foreground_index(labels[fg_mask], self.background)
         if self.variant == "eqlv2":
             column = fightback_targets(self.confusion.matrix, labels_fg, normalize_columns=False)
+            self._record_targets(column, labels_fg)
             return {self._eqlv2_loss_key(): pcb_eqlv2_loss(logits, labels, column, alpha, self._find_loss("eqlv2"))}
         soft = fightback_targets(self.confusion.matrix, labels_fg)
+        self._record_targets(soft, labels_fg)
         if self.variant == "seesaw":
             return pcb_seesaw_losses(logits, labels, soft, alpha, self._find_loss("seesaw"))
         if logits.shape[1] != self.num_classes + 1:
@@ -325,21 +332,69 @@ class IterativeBoxHead(BoxHead):
             )
         return {"loss_cls": pcb_ce_loss(logits, labels, soft, alpha, background=self.background, form=self.pcb["form"])}
 
+    def _record_targets(self, targets: torch.Tensor, labels_fg: torch.Tensor) -> None:
+        """Adds the share of each regularised RoI's target mass that lies off its ground-truth class:
+        ``1 - q[y] / sum_i q[i]`` for targets (P, C) and 0-based labels (P,); 0 for one-hot targets."""
+        if not self.training:
+            return
+        with torch.no_grad():
+            total = targets.sum(dim=1).double()
+            on_label = targets.gather(1, labels_fg[:, None]).squeeze(1).double()
+            share = torch.where(total > 0, 1.0 - on_label / total.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(total))
+            self.offlabel_mass += share.sum().to(self.offlabel_mass)
+            self.regularised_targets += labels_fg.numel()
+
+    def regulariser_statistics(self) -> dict[str, Any]:
+        """What PCB's regulariser did over the training, for done.json (``training.pcb``):
+
+        - ``regularised_iterations``: iterations with the regulariser on (gate open, alpha > 0);
+        - ``targets``: (RoI, step) soft targets it used;
+        - ``offlabel_pct``: their mean share of mass off the RoI's ground-truth class, in percent (0 for plain
+          one-hot labels); absent when the regulariser never ran, where it has no value;
+        - ``classes_never_seen``: classes never sampled as a foreground RoI (the official gate waits for every
+          class, so one such class keeps the regulariser off for the whole training).
+
+        Summed over processes when ``torch.distributed`` is initialised (every rank must call it).
+        """
+        if self.pcb is None:
+            return {}
+        sums = torch.stack([self.regularised_targets.double(), self.offlabel_mass.double()])
+        if self.pcb["distributed"] and torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        targets, mass = int(sums[0].item()), float(sums[1].item())
+        out: dict[str, Any] = {"regularised_iterations": int(self.regularised_iterations.item()), "targets": targets}
+        if targets:
+            out["offlabel_pct"] = round(100.0 * mass / targets, 3)
+        out["classes_never_seen"] = self.classes_never_seen()
+        return out
+
+    def classes_never_seen(self) -> list[int]:
+        """0-based indices of the classes never sampled as a foreground RoI so far (M's seen counts, which are
+        summed over processes at each update)."""
+        if self.pcb is None:
+            return []
+        return [int(i) for i in torch.nonzero(self.confusion.seen == 0).flatten()]
+
     def classification_losses(self, output: BoxHeadOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Sum over steps of ``w_r`` x the step's classification losses (same keys as the base head, plus
         ``loss_cls_pcb`` for Seesaw+PCB). With PCB, M is updated once per step (training mode only)."""
         totals: dict[str, torch.Tensor] = {}
         fg_mask = is_foreground(labels, self.num_classes, self.background)
+        regularised = False
         for step in range(self.steps):
             logits = output.class_logits[step]
             if self.pcb is not None and self.training:
                 fg_probs = foreground_distribution(logits[fg_mask], self.num_classes, self.background, self.variant)
                 self.confusion.update(fg_probs, to_foreground_index(labels[fg_mask], self.background))
             alpha = step_alpha(self.pcb["alpha"], step, self.steps) if self.pcb is not None else 0.0
-            losses = self._step_losses(logits, labels, alpha, self.gate_open(), self.step_output(output, step))
+            active = self.gate_open()
+            regularised = regularised or (active and alpha > 0 and self.training)
+            losses = self._step_losses(logits, labels, alpha, active, self.step_output(output, step))
             for key, value in losses.items():
                 weighted = self.step_weights[step] * value
                 totals[key] = totals[key] + weighted if key in totals else weighted
+        if regularised:
+            self.regularised_iterations += 1
         return totals
 
 

@@ -271,6 +271,48 @@ def test_pcb_head_loss_equals_weighted_hand_computed_step_losses(background):
     torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("background", ["first", "last"])
+def test_regulariser_statistics_count_what_the_regulariser_used(background, monkeypatch):
+    """training.pcb in done.json: iterations with the regulariser on, (RoI, step) targets, and the mean share
+    of a target's mass off the ground-truth class, by hand from the same M; one-hot targets give 0."""
+    torch.manual_seed(8)
+    head = make_head(background, pcb={"alpha": 0.4, "momentum": 0.0})
+    fg_index = torch.tensor([0, 1, 2, -1, 1])
+    labels = labels_in([None if k < 0 else int(k) for k in fg_index], background, 3)
+    head.set_progress(0, 24, 0, 1)  # gate closed: nothing regularised
+    head.classification_losses(head(torch.randn(5, 4, 7, 7)), labels)
+    # the regulariser never ran: no off-label share to report
+    assert head.regulariser_statistics() == {"regularised_iterations": 0, "targets": 0, "classes_never_seen": []}
+    head.set_progress(20, 24, 0, 1)
+    used = []
+    original = pcb.fightback_targets
+    monkeypatch.setattr(pcb, "fightback_targets", lambda m, y, **k: used.append((original(m, y, **k), y)) or used[-1][0])
+    head.classification_losses(head(torch.randn(5, 4, 7, 7)), labels)
+    assert len(used) == 2  # steps 1 and 2 (step 0 has alpha 0)
+    shares = torch.cat([1 - q.gather(1, y[:, None]).squeeze(1) / q.sum(1) for q, y in used])
+    stats = head.regulariser_statistics()
+    assert stats["regularised_iterations"] == 1 and stats["targets"] == 8
+    assert stats["offlabel_pct"] == pytest.approx(100 * shares.mean().item(), abs=1e-3)
+    assert 0 < stats["offlabel_pct"] < 100
+    head.eval()  # no counting outside training
+    head.classification_losses(head(torch.randn(5, 4, 7, 7)), labels)
+    assert head.regulariser_statistics() == stats
+    restored = make_head(background, pcb={"alpha": 0.4, "momentum": 0.0})
+    restored.load_state_dict(head.state_dict())  # buffers: a resumed run reports its whole training
+    assert restored.regulariser_statistics() == stats
+    one_hot = make_head(background, pcb={"alpha": 0.4, "momentum": 0.0})
+    one_hot.set_progress(20, 24, 0, 1)
+    monkeypatch.setattr(pcb, "fightback_targets", lambda m, y, **k: F.one_hot(y, m.shape[1]).to(m.dtype))
+    one_hot.classification_losses(one_hot(torch.randn(5, 4, 7, 7)), labels)
+    assert one_hot.regulariser_statistics() == {"regularised_iterations": 1, "targets": 8, "offlabel_pct": 0.0, "classes_never_seen": []}
+    unseen = make_head(background, num_classes=4, pcb={"alpha": 0.4})  # class 3 never a foreground RoI: gate stays shut
+    unseen.set_progress(20, 24, 0, 1)
+    unseen.classification_losses(unseen(torch.randn(5, 4, 7, 7)), labels_in([0, 1, 2, None, 1], background, 4))
+    assert unseen.regulariser_statistics() == {"regularised_iterations": 0, "targets": 0, "classes_never_seen": [3]}
+    plain = build_box_head("iterative", num_classes=3, background=background, num_box_deltas=12, **SMALL)
+    assert plain.regulariser_statistics() == {}  # no PCB: nothing to report
+
+
 def test_gate_closed_loss_is_weighted_plain_ce():
     torch.manual_seed(5)
     head = make_head(pcb={})
