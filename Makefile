@@ -81,7 +81,7 @@ main: setup
 	$(VENV)/bin/snakemake --profile local --config scale=mini seeds=3 -- tables/pcb_table2.md
 	@echo; cat tables/pcb_table2.md
 
-# The regression check (README, "Regression check"): PCB Table 2's Softmax, RFS and Softmax + PCB rows at mini
+# The regression check (README, "Regression check"): PCB Table 2's Softmax, RFS, Softmax + PCB and RFS + PCB rows at mini
 # scale, seed 0, against workflows/regression/expected.yaml; exits 1 on any entry out of tolerance.
 regression: setup
 	$(VENV)/bin/snakemake --profile local --config scale=mini -- regression

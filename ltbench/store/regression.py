@@ -29,6 +29,12 @@ from ltbench import io
 from ltbench.errors import LtbenchError
 
 
+def task_table(task: str) -> tuple[str, str]:
+    """``<paper>/table<N>/...`` -> (paper, table id N)."""
+    parts = task.split("/")
+    return parts[0], parts[1].removeprefix("table")
+
+
 @dataclass(frozen=True)
 class Entry:
     task: str
@@ -38,8 +44,7 @@ class Entry:
 
     @property
     def paper_table(self) -> tuple[str, str]:
-        parts = self.task.split("/")
-        return parts[0], parts[1].removeprefix("table")
+        return task_table(self.task)
 
 
 @dataclass
@@ -129,18 +134,26 @@ def evaluate_entries(expected: Expected, row_values: dict[str, dict[str, list[fl
     return report
 
 
-def task_pairs(expected: Expected, *, scale: str, framework: str | None) -> dict[str, list[tuple[str, str]]]:
-    """task -> the (run, view) pairs that serve its row (only the rows the entries name)."""
+def _tasks_of_tables(tables: list[tuple[str, str]], *, scale: str, framework: str | None,
+                     seeds: int | None = None) -> dict[str, list[tuple[str, str]]]:
+    """task -> (run, view) pairs of every row of ``tables`` ((paper, table id) pairs) in the plan: tasks
+    ``<paper>/table<N>/<group>/<row id>``, and ``<paper>/table<N>/<row id>`` where the row id is in one group only."""
     from ltbench.workflow import row_pairs
 
     out: dict[str, list[tuple[str, str]]] = {}
-    for paper, table in expected.tables():
-        served = row_pairs(paper, table, scale=scale, framework=framework or expected.framework)
+    for paper, table in tables:
+        served = row_pairs(paper, table, scale=scale, framework=framework, seeds=seeds)
         row_ids = [row_id for _, row_id in served]
         for (group, row_id), serve in served.items():
             out[f"{paper}/table{table}/{group}/{row_id}"] = list(serve.pairs)
             if row_ids.count(row_id) == 1:  # single-group tables: <paper>/table<N>/<row id> works too
                 out[f"{paper}/table{table}/{row_id}"] = list(serve.pairs)
+    return out
+
+
+def task_pairs(expected: Expected, *, scale: str, framework: str | None) -> dict[str, list[tuple[str, str]]]:
+    """task -> the (run, view) pairs that serve its row (only the rows the entries name)."""
+    out = _tasks_of_tables(list(expected.tables()), scale=scale, framework=framework or expected.framework)
     return {e.task: out.get(e.task, []) for e in expected.entries}
 
 
@@ -250,20 +263,12 @@ def measured_values(expected_tasks: list[str], *, scale: str, framework: str | N
                     results_dir: str | Path | None = None) -> dict[str, dict[str, list[float]]]:
     """task -> metric -> the store's values of that row, one per seed of the plan (``seeds`` per row)."""
     from ltbench.render.tables import read_store
-    from ltbench.workflow import row_pairs
 
-    store = read_store(results_dir)
-    tables = list(dict.fromkeys(tuple(t.split("/")[:2]) for t in expected_tasks))
-    out: dict[str, dict[str, list[float]]] = {}
-    for paper, table in tables:
-        table_id = table.removeprefix("table")
-        for (group, row_id), serve in row_pairs(paper, table_id, scale=scale, framework=framework, seeds=seeds).items():
-            task = f"{paper}/{table}/{group}/{row_id}"
-            if task not in expected_tasks:
-                continue
-            out[task] = row_metrics(store, list(serve.pairs))
-    missing = [t for t in expected_tasks if t not in out]
+    tables = list(dict.fromkeys(task_table(t) for t in expected_tasks if t.count("/") >= 2))
+    served = _tasks_of_tables(tables, scale=scale, framework=framework, seeds=seeds)
+    missing = [t for t in expected_tasks if t not in served]
     if missing:
         raise LtbenchError(f"no such row in the plan: {', '.join(missing)}", key="--task",
                            expected="<paper>/table<N>/<group>/<row id> of a reproduced table")
-    return out
+    store = read_store(results_dir)
+    return {task: row_metrics(store, served[task]) for task in expected_tasks}

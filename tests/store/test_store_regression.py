@@ -93,3 +93,28 @@ def test_training_numbers_of_a_record_are_train_metrics():
     store = SimpleNamespace(results={pair: {"segm.AP": 26.2}}, records={pair: record})
     metrics = row_metrics(store, [pair, ("run-s1", "plain")])  # the second seed has no record yet
     assert metrics == {"segm.AP": [26.2], "train.ranks": [1.0], "train.sampler.images": [1600.0], "train.sampler.rare_pct": [21.5]}
+
+
+def test_measured_values_read_every_seed_of_the_named_rows(monkeypatch):
+    """``ltbench results regression-expected`` reads the rows it is asked for, one value per seed of the plan,
+    through the same task names as the check (``task_pairs``)."""
+    from types import SimpleNamespace
+
+    from ltbench.render import tables
+    from ltbench.store.regression import Expected, Entry, measured_values, task_pairs
+    from ltbench.workflow import row_pairs
+
+    softmax, pcb = "pcb/table2/v1.0/softmax", "pcb/table2/v1.0/softmax-plus-pcb"
+    served = row_pairs("pcb", "2", scale="mini", framework=None, seeds=3)
+    pairs = list(served[("v1.0", "softmax")].pairs)
+    assert len(pairs) == 3
+    store = SimpleNamespace(results={p: {"segm.AP": 20.0 + i} for i, p in enumerate(pairs)},
+                            records={pairs[0]: {"train": {"training": {"pcb": {"offlabel_pct": 40.0}}}}})
+    monkeypatch.setattr(tables, "read_store", lambda results_dir=None: store)
+    values = measured_values([softmax, pcb], scale="mini", framework=None, seeds=3)
+    assert values[softmax] == {"segm.AP": [20.0, 21.0, 22.0], "train.pcb.offlabel_pct": [40.0]}
+    assert values[pcb] == {}  # planned, nothing measured yet
+    one_seed = task_pairs(Expected(None, "mini", None, [Entry(softmax, "segm.AP", 1.0, 1.0)]), scale="mini", framework=None)
+    assert one_seed[softmax] == pairs[:1]  # the check's plan: one seed
+    with pytest.raises(LtbenchError, match="no such row in the plan: pcb/table2/v1.0/nothing"):
+        measured_values(["pcb/table2/v1.0/nothing"], scale="mini", framework=None, seeds=3)
