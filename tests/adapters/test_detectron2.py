@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from adapters import get_adapter  # noqa: E402
 from support.runs import SLOW_STARTERS, family_run, stage2_run, tiny_run  # noqa: E402
-from support.checks import check_outputs, frozen_outside_head_unchanged  # noqa: E402
+from support.checks import check_outputs, check_regulariser_record, frozen_outside_head_unchanged  # noqa: E402
 from support.tiny_lvis import CATEGORY_IDS  # noqa: E402
 from ltbench.errors import LtbenchError  # noqa: E402
 
@@ -35,6 +35,7 @@ def test_d2_stage1_family(family, tiny_data, tmp_path) -> None:
     run = family_run("detectron2", family)
     adapter = get_adapter("detectron2")
     adapter.train(run, tmp_path / "w", tiny_data)
+    check_regulariser_record(tmp_path / "w", family)  # what PCB's regulariser did (done.json training.pcb)
     adapter.predict(run, PLAIN, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
     check_outputs(tmp_path / "o", expect_detections=family not in SLOW_STARTERS)
 

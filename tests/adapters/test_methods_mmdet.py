@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from adapters import get_adapter  # noqa: E402
 from adapters.mmdet.registration import mmdet_available  # noqa: E402
 from support.runs import MMDET_FAMILIES, MMDET_STAGE2, family_run, stage2_run  # noqa: E402
-from support.checks import check_outputs, frozen_outside_head_unchanged  # noqa: E402
+from support.checks import check_outputs, check_regulariser_record, frozen_outside_head_unchanged  # noqa: E402
 
 
 MMDET_OK, MMDET_REASON = mmdet_available()
@@ -24,16 +24,7 @@ def test_mmdet_stage1_family_trains_and_predicts(family, tiny_data, tmp_path) ->
     run = family_run("mmdet", family)
     adapter = get_adapter("mmdet")
     adapter.train(run, tmp_path / "w", tiny_data)
-    import json
-
-    training = json.loads((tmp_path / "w" / "done.json").read_text())["training"]
-    if family.startswith("pcb"):  # what PCB's regulariser did, for the regression check (train.pcb.*)
-        pcb = training["pcb"]
-        assert 0 <= pcb["regularised_iterations"] <= 2 and (pcb["targets"] > 0) == (pcb["regularised_iterations"] > 0), pcb
-        assert ("offlabel_pct" in pcb) == (pcb["targets"] > 0) and 0 <= pcb.get("offlabel_pct", 0) < 100, pcb
-        assert isinstance(pcb["classes_never_seen"], list), pcb
-    else:
-        assert "pcb" not in training
+    check_regulariser_record(tmp_path / "w", family)
     adapter.predict(run, {"id": "plain", "name": "plain"}, tmp_path / "w", tiny_data, split="val", out_dir=tmp_path / "o")
     check_outputs(tmp_path / "o")
 

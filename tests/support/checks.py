@@ -97,3 +97,21 @@ def check_per_class_top_k(capped: list[dict], uncapped: list[dict], *, cap: int,
     for d in capped:
         if per_class.get(d["category_id"], 0) == k and d["score"] > floor[d["category_id"]] + 1e-6:
             assert (d["image_id"], d["category_id"], round(d["score"], 6)) in kept
+
+
+def check_regulariser_record(workdir: Path, family: str, *, max_iterations: int = 2) -> dict:
+    """done.json's ``training.pcb`` of a family test's run (``record_regulariser``): present for PCB families,
+    consistent (targets only when the regulariser was on, an off-label share only with targets), with the classes
+    never seen as LVIS category ids of the tiny data; absent for the others. Returns the training block."""
+    training = json.loads((workdir / "done.json").read_text())["training"]
+    if not family.startswith("pcb"):
+        assert "pcb" not in training
+        return training
+    pcb = training["pcb"]
+    assert 0 <= pcb["regularised_iterations"] <= max_iterations, pcb
+    assert (pcb["targets"] > 0) == (pcb["regularised_iterations"] > 0), pcb
+    assert ("offlabel_pct" in pcb) == (pcb["targets"] > 0) and 0 <= pcb.get("offlabel_pct", 0) < 100, pcb
+    assert set(pcb["classes_never_seen"]) <= set(CATEGORY_IDS), pcb
+    if pcb["regularised_iterations"] == 0:  # the record says why, and the table's footnote reads it
+        assert any("never turned on" in n for n in training.get("notes", [])), training
+    return training
