@@ -7,7 +7,7 @@
     ltbench results record --run-config R --view-config V --metrics M --out FILE     one record
     ltbench results collect [--paper P --table N] --out FILE.parquet                 aggregate
     ltbench results regression --expected FILE --out FILE                            CI check
-    ltbench results regression-expected --scale mini --seeds 3 --task T --metric M --out FILE   its values
+    ltbench results regression-expected --scale mini --seeds 3 --task T --metric M [--measured F --label L] --out FILE
 """
 
 from __future__ import annotations
@@ -238,16 +238,37 @@ def regression(expected, scale, framework, results_dir, out) -> None:
               help="Tolerance = max(k x the metric's seed std pooled over the tasks, floor) (default 3).")
 @click.option("--floor", type=click.FloatRange(min=0), default=None, help="Smallest tolerance (default 1.0).")
 @click.option("--note", default="", help="A header comment: how and where the seeds were measured.")
+@click.option("--measured", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The per-machine record of seeds (workflows/regression/measured.yaml): this store's values go into it "
+                   "under --label (replacing that label's), and the entries come from every machine in it.")
+@click.option("--label", default=None, help="With --measured: this machine's name in it.")
+@click.option("--machine-note", default="", help="With --measured: a note on this machine's measurements.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def regression_expected(scale, framework, seeds, results_dir, tasks, metrics, k, floor, note, out) -> None:
-    """Write the regression check's expected values from the seeds in the store (mean; tolerance from their spread)."""
+def regression_expected(scale, framework, seeds, results_dir, tasks, metrics, k, floor, note, measured, label, machine_note,
+                        out) -> None:
+    """Write the regression check's expected values from the seeds in the store (mean; tolerance from their spread),
+    pooled with other machines' seeds when --measured names their record."""
     from ltbench.io import write_text
-    from ltbench.store.regression import SPREAD_K, TOLERANCE_FLOOR, derive_entries, derived_yaml, measured_values
+    from ltbench.store.regression import (SPREAD_K, TOLERANCE_FLOOR, Machine, derive_entries, derived_yaml, load_measured,
+                                          measured_values, measured_yaml, pooled_values, select_metrics, this_machine,
+                                          with_machine)
 
+    if (measured is None) != (label is None):
+        raise click.UsageError("--measured and --label go together")
     k = SPREAD_K if k is None else k
     floor = TOLERANCE_FLOOR if floor is None else floor
     values = measured_values(list(tasks), scale=scale, framework=framework, seeds=seeds, results_dir=results_dir)
+    machines = None
+    if measured is not None:
+        about = this_machine(scale, ["lvis_v1", "lvis_v0.5"])
+        if machine_note:
+            about["note"] = machine_note
+        machines = with_machine(load_measured(measured, scale=scale), Machine(label, about, select_metrics(values, list(metrics))))
+        write_text(measured, measured_yaml(machines, scale=scale, framework=framework,
+                                           header="The seeds behind expected.yaml, one block per machine (ltbench results "
+                                                  "regression-expected --measured)."))
+        values = pooled_values(machines)
     derived = derive_entries(values, list(metrics), k=k, floor=floor)
-    text = derived_yaml(derived, scale=scale, framework=framework, header=note, k=k, floor=floor)
+    text = derived_yaml(derived, scale=scale, framework=framework, header=note, k=k, floor=floor, machines=machines)
     write_text(out, text)
     click.echo(text)

@@ -118,3 +118,76 @@ def test_measured_values_read_every_seed_of_the_named_rows(monkeypatch):
     assert one_seed[softmax] == pairs[:1]  # the check's plan: one seed
     with pytest.raises(LtbenchError, match="no such row in the plan: pcb/table2/v1.0/nothing"):
         measured_values(["pcb/table2/v1.0/nothing"], scale="mini", framework=None, seeds=3)
+
+
+def test_measured_machines_pool_their_seeds_and_the_file_names_each(tmp_path):
+    """measured.yaml keeps each machine's seeds (another CPU trains another backbone); the entries come from all of
+    them, and a machine measured again replaces its own block only."""
+    from ltbench.store.regression import (Machine, derive_entries, derived_yaml, load_measured, measured_yaml, pooled_values,
+                                          select_metrics, with_machine)
+
+    task = "pcb/table2/v1.0/softmax"
+    a = Machine("box-a", {"cpu_capability": "AVX2"}, {task: {"segm.AP": [26.0, 27.0, 28.0]}})
+    b = Machine("box-b", {"cpu_capability": "AVX512"}, {task: {"segm.AP": [24.0, 24.5, 25.0]}})
+    f = tmp_path / "measured.yaml"
+    f.write_text(measured_yaml([a, b], scale="mini", framework="torchvision", header="two machines"))
+    machines = load_measured(f, scale="mini")
+    assert [m.label for m in machines] == ["box-a", "box-b"] and machines[1].about == {"cpu_capability": "AVX512"}
+    assert pooled_values(machines) == {task: {"segm.AP": [26.0, 27.0, 28.0, 24.0, 24.5, 25.0]}}
+    derived = derive_entries(pooled_values(machines), ["segm.AP"], k=3.0, floor=1.0)
+    # the spread over both machines (std 1.54), not one machine's seeds (std 1.0 and 0.5)
+    assert derived[0].entry.expected == pytest.approx(25.75) and derived[0].entry.tolerance == pytest.approx(4.7)
+    text = derived_yaml(derived, scale="mini", framework="torchvision", header="", k=3.0, floor=1.0, machines=machines)
+    assert "# box-a 26.00, 27.00, 28.00; box-b 24.00, 24.50, 25.00 (std 1.54" in text
+    again = with_machine(machines, Machine("box-a", {}, {task: {"segm.AP": [1.0, 2.0, 3.0]}}))
+    assert [m.label for m in again] == ["box-a", "box-b"] and again[0].values[task]["segm.AP"] == [1.0, 2.0, 3.0]
+    assert [m.label for m in with_machine(machines, Machine("box-c", {}, {}))] == ["box-a", "box-b", "box-c"]
+    values = {task: {"segm.AP": [1.0], "segm.APc": [2.0]}, "pcb/table2/v1.0/rfs-12": {"segm.AP": [3.0], "train.x": [4.0]}}
+    assert select_metrics(values, ["segm.AP", f"{task}:train.x"]) == {task: {"segm.AP": [1.0]}, "pcb/table2/v1.0/rfs-12": {"segm.AP": [3.0]}}
+    assert load_measured(tmp_path / "absent.yaml") == []
+    with pytest.raises(LtbenchError, match="scale"):
+        load_measured(f, scale="smoke")
+    f.write_text("scale: mini\nmachines:\n  box-a:\n    values:\n      t/table2/x:\n        segm.AP: [1.0, yes]\n")
+    with pytest.raises(LtbenchError, match=r"bad values") as err:
+        load_measured(f)
+    assert "measured.yaml" in str(err.value) and "segm.AP" in str(err.value)
+
+
+def test_the_shipped_measurements_are_what_the_expected_values_come_from():
+    """expected.yaml is derived from measured.yaml: each entry is the mean of every machine's seeds of it."""
+    from ltbench import paths
+    from ltbench.store.regression import load_measured, pooled_values
+
+    machines = load_measured(paths.WORKFLOWS / "regression" / "measured.yaml", scale="mini")
+    assert machines, "workflows/regression/measured.yaml names no machine"
+    pooled = pooled_values(machines)
+    for entry in load_expected(paths.WORKFLOWS / "regression" / "expected.yaml").entries:
+        got = pooled[entry.task][entry.metric]
+        assert entry.expected == pytest.approx(sum(got) / len(got), abs=0.01), entry
+
+
+def test_regression_expected_with_measured_adds_this_machine_and_derives_from_all(tmp_path, monkeypatch):
+    """``ltbench results regression-expected --measured F --label L``: this store's seeds (the asked metrics only)
+    go into F under L with what identifies the machine, and expected.yaml comes from every machine in F."""
+    from ltbench.cli import main
+    from ltbench.store import regression
+    from ltbench.store.regression import Machine, load_measured, measured_yaml
+
+    task = "pcb/table2/v1.0/softmax"
+    measured, out = tmp_path / "measured.yaml", tmp_path / "expected.yaml"
+    measured.write_text(measured_yaml([Machine("box-a", {}, {task: {"segm.AP": [26.0, 27.0, 28.0]}})], scale="mini",
+                                      framework="torchvision", header=""))
+    monkeypatch.setattr(regression, "measured_values",
+                        lambda tasks, **kw: {task: {"segm.AP": [24.0, 24.5, 25.0], "segm.APc": [1.0, 1.0, 1.0]}})
+    monkeypatch.setattr(regression, "this_machine", lambda scale, datasets: {"cpu_capability": "AVX512"})
+    args = ["results", "regression-expected", "--scale", "mini", "--framework", "torchvision", "--seeds", "3", "--task", task,
+            "--metric", "segm.AP", "--measured", str(measured), "--label", "box-b", "--machine-note", "fresh clone", "--out", str(out)]
+    assert main(args) == 0
+    machines = load_measured(measured, scale="mini")
+    assert [m.label for m in machines] == ["box-a", "box-b"]
+    assert machines[1].values == {task: {"segm.AP": [24.0, 24.5, 25.0]}}
+    assert machines[1].about == {"cpu_capability": "AVX512", "note": "fresh clone"}
+    assert [(e.task, e.metric, e.expected, e.tolerance) for e in load_expected(out).entries] == [(task, "segm.AP", 25.75, 4.7)]
+    assert main(args[:-8] + ["--out", str(out)]) == 0  # without --measured: this store's seeds only
+    assert [(e.expected, e.tolerance) for e in load_expected(out).entries] == [(24.5, 1.5)]
+    assert main(args[:-8] + ["--label", "box-c", "--out", str(out)]) == 2  # --label without --measured
