@@ -216,9 +216,13 @@ def collect(paper, table, scale, framework, seeds, results_dir, strict, out) -> 
 def regression(expected, scale, framework, results_dir, out) -> None:
     """Check smoke metrics against [task, metric, expected, tolerance] entries; exit 1 on any miss."""
     from ltbench.io import write_text
-    from ltbench.store.regression import check, load_expected
+    from ltbench.store.regression import check, load_expected, load_measured, machines_line, this_machine
 
     report = check(load_expected(expected), scale=scale, framework=framework, results_dir=results_dir)
+    # which machine measured, against which machines the expected values come from: another CPU trains another
+    # mini backbone, the first thing to look at when an entry fails on a new machine
+    measured = load_measured(expected.parent / "measured.yaml")
+    report.context = machines_line(this_machine(scale, ["lvis_v1", "lvis_v0.5"]), measured)
     text = report.markdown()
     click.echo(text)
     if not report.ok:

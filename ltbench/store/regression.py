@@ -100,6 +100,7 @@ class Outcome:
 @dataclass
 class Report:
     outcomes: list[Outcome] = field(default_factory=list)
+    context: str = ""  # this machine and the machines of the expected values (``machines_line``)
 
     @property
     def ok(self) -> bool:
@@ -118,7 +119,8 @@ class Report:
         table = tabulate(rows, headers=["task", "metric", "expected", "tolerance", "measured", "result", "note"],
                          tablefmt="pipe", disable_numparse=True)
         passed = sum(o.ok for o in self.outcomes)
-        return f"# Regression check\n\n{table}\n\n{passed}/{len(self.outcomes)} entries within tolerance.\n"
+        context = f"{self.context}\n\n" if self.context else ""
+        return f"# Regression check\n\n{context}{table}\n\n{passed}/{len(self.outcomes)} entries within tolerance.\n"
 
 
 def evaluate_entries(expected: Expected, row_values: dict[str, dict[str, list[float]]]) -> Report:
@@ -390,6 +392,24 @@ def this_machine(scale: str, datasets: list[str]) -> dict[str, Any]:
                 about["backbone"] = {"sha256": doc.get("sha256"), "held_out_accuracy": doc.get("held_out_accuracy")}
                 break
     return about
+
+
+def _describe(about: dict[str, Any]) -> str:
+    backbone = about.get("backbone") or {}
+    parts = [str(about.get("cpu_capability", "?"))]
+    if backbone.get("held_out_accuracy") is not None:
+        parts.append(f"backbone held-out accuracy {backbone['held_out_accuracy']}")
+    return ", ".join(parts)
+
+
+def machines_line(here: dict[str, Any], machines: list[Machine]) -> str:
+    """One line for the report: this machine (CPU capability, mini backbone) and the machines behind the entries."""
+    cpu = f"{here.get('cpu', '?')}, torch CPU capability " if here.get("cpu") else "torch CPU capability "
+    line = f"Measured on: {cpu}{_describe(here)}."
+    if machines:
+        line += " Expected values from " + "; ".join(f"{m.label} ({_describe(m.about)})" for m in machines) + \
+                " (workflows/regression/measured.yaml)."
+    return line
 
 
 def _cpu_model() -> str | None:

@@ -191,3 +191,13 @@ def test_regression_expected_with_measured_adds_this_machine_and_derives_from_al
     assert main(args[:-8] + ["--out", str(out)]) == 0  # without --measured: this store's seeds only
     assert [(e.expected, e.tolerance) for e in load_expected(out).entries] == [(24.5, 1.5)]
     assert main(args[:-8] + ["--label", "box-c", "--out", str(out)]) == 2  # --label without --measured
+
+
+def test_the_report_says_which_machine_measured_against_which_machines():
+    from ltbench.store.regression import Machine, Report, machines_line
+
+    here = {"cpu": "Xeon", "cpu_capability": "AVX512", "backbone": {"sha256": "9f48", "held_out_accuracy": 0.853}}
+    line = machines_line(here, [Machine("box-a", {"cpu_capability": "AVX2", "backbone": {"held_out_accuracy": 0.765}}, {})])
+    assert line == ("Measured on: Xeon, torch CPU capability AVX512, backbone held-out accuracy 0.853. Expected values from "
+                    "box-a (AVX2, backbone held-out accuracy 0.765) (workflows/regression/measured.yaml).")
+    assert Report(context=line).markdown().startswith(f"# Regression check\n\n{line}\n\n")
