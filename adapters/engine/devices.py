@@ -86,6 +86,8 @@ def training_environment(device: str, precision: str, *, world_size: int, per_ra
         "host": socket.gethostname(), "device": device, "device_names": names, "ranks": int(world_size),
         "precision": precision, "batch_per_rank": int(per_rank_batch), "batch_total": int(total_batch),
         "loader_workers": int(workers), "torch": torch.__version__, "cuda": torch.version.cuda,
+        # the vector instructions torch's CPU kernels use: on the CPU, another capability trains other bits
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "notes": list(notes or []),
     }
 

@@ -113,10 +113,12 @@ def collect(
 
 def training_machine(record: dict) -> tuple[str | None, list[str]]:
     """(host, devices) that trained a record's run: the training job's own (``train.training`` from the
-    adapter's ``done.json``: host and GPU names, or "CPU"), else the record step's (older records)."""
+    adapter's ``done.json``: host and GPU names, or "CPU" with torch's CPU capability, e.g. "CPU (AVX512)": mini
+    numbers differ between capabilities), else the record step's (older records)."""
     training = ((record.get("train") or {}).get("training")) or {}
     if training.get("host"):
-        devices = list(training.get("device_names") or []) or ([training.get("device", "cpu").upper()] if training.get("device") != "cuda" else ["CUDA"])
+        cpu = training.get("device", "cpu").upper() + (f" ({training['cpu_capability']})" if training.get("cpu_capability") else "")
+        devices = list(training.get("device_names") or []) or ([cpu] if training.get("device") != "cuda" else ["CUDA"])
         return training["host"], devices
     prov = record.get("provenance") or {}
     return prov.get("host"), list(prov.get("gpu") or []) or ["CPU"]

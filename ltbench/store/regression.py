@@ -380,8 +380,8 @@ def this_machine(scale: str, datasets: list[str]) -> dict[str, Any]:
 
     import torch
 
-    about: dict[str, Any] = {"cpu": _cpu_model() or platform.processor() or "unknown", "torch": torch.__version__,
-                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    about: dict[str, Any] = {"cpu": _cpu_model() or platform.processor() or "unknown", "torch": str(torch.__version__),
+                             "cpu_capability": str(torch.backends.cpu.get_cpu_capability())}
     if scale == "mini":
         from ltbench.data.datasets import backbone_dir
 

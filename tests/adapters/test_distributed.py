@@ -86,6 +86,7 @@ def test_two_ranks_train_the_single_rank_batch(framework, resnet18_weights, tiny
 
     training = json.loads((tmp_path / "two" / "done.json").read_text())["training"]
     assert training["ranks"] == 2 and training["batch_per_rank"] == 4 and training["batch_total"] == 8
+    assert training["cpu_capability"] == torch.backends.cpu.get_cpu_capability()  # e.g. AVX2: mini bits depend on it
     a, b = model_state(framework, final_checkpoint(tmp_path / "one")), model_state(framework, final_checkpoint(tmp_path / "two"))
     floats = [k for k in a if a[k].is_floating_point() and a[k].numel()]
     distance = sum(float(((a[k].float() - b[k].float()) ** 2).sum()) for k in floats) ** 0.5

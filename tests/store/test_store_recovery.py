@@ -86,3 +86,5 @@ def test_provenance_names_the_machine_that_trained_not_the_one_that_recorded():
     assert training_machine(record) == ("gpu-node-7", ["NVIDIA H100", "NVIDIA H100"])
     assert training_machine({"provenance": {"host": "old", "gpu": []}}) == ("old", ["CPU"])
     assert training_machine({"provenance": {}, "train": {"training": {"host": "vm", "device": "cpu"}}}) == ("vm", ["CPU"])
+    on_cpu = {"host": "vm", "device": "cpu", "cpu_capability": "AVX512"}
+    assert training_machine({"provenance": {}, "train": {"training": on_cpu}}) == ("vm", ["CPU (AVX512)"])
