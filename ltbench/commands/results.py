@@ -239,7 +239,7 @@ def regression(expected, scale, framework, results_dir, out) -> None:
 @click.option("--metric", "metrics", multiple=True, required=True,
               help="A metric key checked on every task, e.g. segm.APr, or <task>:<key> for one task (repeat).")
 @click.option("--k", type=click.FloatRange(min=0), default=None,
-              help="Tolerance = max(k x the metric's seed std pooled over the tasks, floor) (default 3).")
+              help="Tolerance = max(k x max(the entry's seed std, the metric's pooled over the tasks), floor) (default 3).")
 @click.option("--floor", type=click.FloatRange(min=0), default=None, help="Smallest tolerance (default 1.0).")
 @click.option("--note", default="", help="A header comment: how and where the seeds were measured.")
 @click.option("--measured", type=click.Path(dir_okay=False, path_type=Path), default=None,

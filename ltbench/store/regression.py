@@ -12,7 +12,8 @@ row's measured metric (mean over the seeds checked: the check runs one). An entr
 missing or ``|measured - expected| > tolerance``.
 
 ``derive_entries`` makes the entries from measured seeds of each task: expected = their mean, tolerance =
-max(k x the metric's standard deviation pooled over the tasks, floor), rounded up to 0.1, so that one seed on
+max(k x the larger of the entry's standard deviation and the metric's pooled over the tasks, floor), rounded up
+to 0.1, so that one seed on
 another machine passes and a broken method (a sampler off, a flipped background index, a wrong target) fails.
 
 Another machine is another model: a CPU with other vector instructions trains the mini backbone to other bits
@@ -204,7 +205,7 @@ def row_metrics(store: Any, pairs: list[tuple[str, str]]) -> dict[str, list[floa
     return metrics
 
 
-#: derive_entries' defaults: tolerance = max(SPREAD_K x seed std, TOLERANCE_FLOOR)
+#: derive_entries' defaults: tolerance = max(SPREAD_K x max(entry std, pooled std), TOLERANCE_FLOOR)
 SPREAD_K = 3.0
 TOLERANCE_FLOOR = 1.0
 MIN_SEEDS = 3
@@ -248,7 +249,9 @@ def derive_entries(row_values: dict[str, dict[str, list[float]]], metrics: list[
 
     ``metrics``: metric keys checked on every task, or ``<task>:<metric>`` for one task only. A metric's spread
     is pooled over the tasks that check it (the root mean square of their seed standard deviations), since
-    three seeds of one row can agree by chance: tolerance = max(k x pooled std, floor), rounded up to 0.1.
+    three seeds of one row can agree by chance; a row that spreads more than the pool keeps its own (Softmax + PCB,
+    whose regulariser turns on in some seeds and not in others): tolerance = max(k x max(std, pooled std), floor),
+    rounded up to 0.1.
     Raises when a task has fewer than ``min_seeds`` values of a metric (fewer seeds say too little).
     """
     wanted = wanted_pairs(list(row_values), metrics)
@@ -265,7 +268,8 @@ def derive_entries(row_values: dict[str, dict[str, list[float]]], metrics: list[
         pooled[metric] = math.sqrt(statistics.fmean(variances))
     out = []
     for (task, metric), got in values.items():
-        tolerance = math.ceil(max(k * pooled[metric], floor) * 10 - 1e-9) / 10
+        spread = max(statistics.stdev(got), pooled[metric])
+        tolerance = math.ceil(max(k * spread, floor) * 10 - 1e-9) / 10
         out.append(Derived(Entry(task, metric, round(statistics.fmean(got), 2), tolerance), tuple(got), pooled[metric]))
     return out
 
@@ -276,7 +280,8 @@ def derived_yaml(derived: list[Derived], *, scale: str, framework: str | None, h
     when the values come from ``machines``)."""
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     over = "every machine's seeds" if machines and len(machines) > 1 else "the seeds"
-    lines += [f"# Tolerance = max({k:g} x the metric's standard deviation over {over}, pooled over the tasks, {floor:g}), rounded up to 0.1.",
+    lines += [f"# Tolerance = max({k:g} x the larger of the entry's standard deviation over {over} and the metric's pooled over the "
+              f"tasks, {floor:g}), rounded up to 0.1.",
               f"scale: {scale}", f"framework: {framework or 'null'}", "entries:"]
     for d in derived:
         e = d.entry
