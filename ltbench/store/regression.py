@@ -399,9 +399,11 @@ def this_machine(scale: str, datasets: list[str]) -> dict[str, Any]:
     return about
 
 
-def _describe(about: dict[str, Any]) -> str:
+def _describe(about: dict[str, Any], *, cpu: bool = False) -> str:
     backbone = about.get("backbone") or {}
-    parts = [str(about.get("cpu_capability", "?"))]
+    # the CPU model too: one capability (AVX512) on two vendors' CPUs trained two different mini backbones
+    parts = [str(about["cpu"])] if cpu and about.get("cpu") else []
+    parts.append(str(about.get("cpu_capability", "?")))
     if backbone.get("held_out_accuracy") is not None:
         parts.append(f"backbone held-out accuracy {backbone['held_out_accuracy']}")
     return ", ".join(parts)
@@ -412,7 +414,7 @@ def machines_line(here: dict[str, Any], machines: list[Machine]) -> str:
     cpu = f"{here.get('cpu', '?')}, torch CPU capability " if here.get("cpu") else "torch CPU capability "
     line = f"Measured on: {cpu}{_describe(here)}."
     if machines:
-        line += " Expected values from " + "; ".join(f"{m.label} ({_describe(m.about)})" for m in machines) + \
+        line += " Expected values from " + "; ".join(f"{m.label} ({_describe(m.about, cpu=True)})" for m in machines) + \
                 " (workflows/regression/measured.yaml)."
     return line
 

@@ -202,3 +202,8 @@ def test_the_report_says_which_machine_measured_against_which_machines():
     assert line == ("Measured on: Xeon, torch CPU capability AVX512, backbone held-out accuracy 0.853. Expected values from "
                     "box-a (AVX2, backbone held-out accuracy 0.765) (workflows/regression/measured.yaml).")
     assert Report(context=line).markdown().startswith(f"# Regression check\n\n{line}\n\n")
+    # a machine whose CPU is on record names it: one capability on two CPUs gave two backbones
+    line = machines_line(here, [Machine("box-b", {"cpu": "AMD EPYC", "cpu_capability": "AVX512",
+                                                  "backbone": {"held_out_accuracy": 0.765}}, {})])
+    assert line.endswith("Expected values from box-b (AMD EPYC, AVX512, backbone held-out accuracy 0.765) "
+                         "(workflows/regression/measured.yaml).")
