@@ -222,7 +222,7 @@ def regression(expected, scale, framework, results_dir, out) -> None:
     # which machine measured, against which machines the expected values come from: another CPU trains another
     # mini backbone, the first thing to look at when an entry fails on a new machine
     measured = load_measured(expected.parent / "measured.yaml")
-    report.context = machines_line(this_machine(scale, ["lvis_v1", "lvis_v0.5"]), measured)
+    report.context = machines_line(this_machine(scale), measured)
     text = report.markdown()
     click.echo(text)
     if not report.ok:
@@ -264,7 +264,7 @@ def regression_expected(scale, framework, seeds, results_dir, tasks, metrics, k,
     values = measured_values(list(tasks), scale=scale, framework=framework, seeds=seeds, results_dir=results_dir)
     machines = None
     if measured is not None:
-        about = this_machine(scale, ["lvis_v1", "lvis_v0.5"])
+        about = this_machine(scale)
         if machine_note:
             about["note"] = machine_note
         machines = with_machine(load_measured(measured, scale=scale), Machine(label, about, select_metrics(values, list(metrics))))

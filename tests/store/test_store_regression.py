@@ -180,7 +180,7 @@ def test_regression_expected_with_measured_adds_this_machine_and_derives_from_al
                                       framework="torchvision", header=""))
     monkeypatch.setattr(regression, "measured_values",
                         lambda tasks, **kw: {task: {"segm.AP": [24.0, 24.5, 25.0], "segm.APc": [1.0, 1.0, 1.0]}})
-    monkeypatch.setattr(regression, "this_machine", lambda scale, datasets: {"cpu_capability": "AVX512"})
+    monkeypatch.setattr(regression, "this_machine", lambda scale: {"cpu_capability": "AVX512"})
     args = ["results", "regression-expected", "--scale", "mini", "--framework", "torchvision", "--seeds", "3", "--task", task,
             "--metric", "segm.AP", "--measured", str(measured), "--label", "box-b", "--machine-note", "fresh clone", "--out", str(out)]
     assert main(args) == 0
